@@ -1,0 +1,183 @@
+"""Modbus buses: RTU over a serial device and TCP, one transaction at a time.
+
+A bus owns one pymodbus client and one lock. RS-485 is half duplex, so every transaction on a bus holds the lock
+and, on RTU, the line stays silent for t3.5 after the reply before the next request goes out. Retries are ours,
+not pymodbus's, so that a per-device timeout and retry count can be applied on a shared bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pymodbus import FramerType, ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.pdu import ModbusPDU
+
+from drivers.errors import BusError, DeviceException, DeviceTimeout, MalformedReply
+
+log = logging.getLogger(__name__)
+
+Function = Literal[1, 2, 3, 4]
+"""Read function codes: 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers."""
+
+# A request that pymodbus never answers must still end: the library's own timeout is set well above any
+# per-device timeout, and ours (asyncio.timeout around each attempt) is the one that fires.
+_LIBRARY_TIMEOUT_S = 60.0
+
+
+def rtu_frame_gap_s(baud: int, bits_per_char: int = 10) -> float:
+    """Return t3.5, the silence that separates RTU frames; fixed at 1.75 ms above 19200 baud (Modbus serial guide)."""
+    if baud > 19200:
+        return 0.00175
+    return 3.5 * bits_per_char / baud
+
+
+@dataclass(slots=True)
+class TransactionStats:
+    """Counters per device, for health telemetry."""
+
+    requests: int = 0
+    timeouts: int = 0
+    malformed: int = 0
+    exceptions: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """How long to wait for one device and how often to try again before giving up."""
+
+    timeout_s: float
+    retries: int
+
+
+class RegisterReader(Protocol):
+    """What device models need from a bus."""
+
+    name: str
+
+    async def read(
+        self, unit: int, function: Function, address: int, count: int, policy: RequestPolicy
+    ) -> list[int]: ...
+
+
+class ModbusBus:
+    """One physical Modbus line (RTU) or one TCP endpoint, used one transaction at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        client: AsyncModbusSerialClient | AsyncModbusTcpClient,
+        frame_gap_s: float,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._frame_gap_s = frame_gap_s
+        self._lock = asyncio.Lock()
+        self._last_end = 0.0
+        self.stats: dict[int, TransactionStats] = {}
+
+    @classmethod
+    def rtu(cls, name: str, port: str, baud: int, parity: Literal["N", "E", "O"] = "N", stopbits: int = 1) -> ModbusBus:
+        """Build a bus on a serial device (a USB RS-485 adapter, a UART, or a pseudo-terminal)."""
+        client = AsyncModbusSerialClient(
+            port,
+            framer=FramerType.RTU,
+            baudrate=baud,
+            bytesize=8,
+            parity=parity,
+            stopbits=stopbits,
+            timeout=_LIBRARY_TIMEOUT_S,
+            retries=0,
+            name=name,
+        )
+        bits = 1 + 8 + (0 if parity == "N" else 1) + stopbits
+        return cls(name, client, rtu_frame_gap_s(baud, bits))
+
+    @classmethod
+    def tcp(cls, name: str, host: str, port: int) -> ModbusBus:
+        """Build a bus to one Modbus TCP server (a device, or a TCP-to-RTU gateway)."""
+        client = AsyncModbusTcpClient(host, port=port, timeout=_LIBRARY_TIMEOUT_S, retries=0, name=name)
+        return cls(name, client, 0.0)
+
+    async def __aenter__(self) -> ModbusBus:
+        await self._connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._client.close()
+
+    async def _connect(self) -> None:
+        if self._client.connected:
+            return
+        try:
+            async with asyncio.timeout(5.0):
+                ok = await self._client.connect()
+        except TimeoutError:
+            ok = False
+        if not ok:
+            raise BusError(self.name, "cannot open the connection")
+
+    async def read(self, unit: int, function: Function, address: int, count: int, policy: RequestPolicy) -> list[int]:
+        """Read `count` registers or bits; bits come back as 0/1.
+
+        Raises:
+            DeviceTimeout: no valid reply after 1 + `policy.retries` attempts.
+            DeviceException: the device answered with a Modbus exception (not retried, except 6 busy).
+            MalformedReply: the reply had the wrong length.
+            BusError: the serial port or TCP connection cannot be opened.
+        """
+        stats = self.stats.setdefault(unit, TransactionStats())
+        last: DeviceTimeout | DeviceException | None = None
+        for _attempt in range(policy.retries + 1):
+            stats.requests += 1
+            try:
+                reply = await self._transact(unit, function, address, count, policy.timeout_s)
+            except TimeoutError:
+                stats.timeouts += 1
+                last = DeviceTimeout(self.name, unit, function, address, f"no reply within {policy.timeout_s:g} s")
+                continue
+            if reply.isError():
+                code = int(getattr(reply, "exception_code", 0))
+                stats.exceptions[code] = stats.exceptions.get(code, 0) + 1
+                last = DeviceException(self.name, unit, function, address, code)
+                if code == 6:
+                    continue
+                raise last
+            values = [int(bool(b)) for b in reply.bits] if function in (1, 2) else list(reply.registers)
+            if len(values) < count:
+                stats.malformed += 1
+                raise MalformedReply(self.name, unit, function, address, f"asked for {count} values, got {len(values)}")
+            return values[:count]
+        assert last is not None
+        raise last
+
+    async def _transact(self, unit: int, function: Function, address: int, count: int, timeout_s: float) -> ModbusPDU:
+        async with self._lock:
+            await self._connect()
+            gap = self._last_end + self._frame_gap_s - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await self._call(unit, function, address, count)
+            except ModbusException as exc:
+                # pymodbus raises ModbusIOException for a reply from the wrong unit or transaction: that is
+                # noise or a duplicate address on the line, treated as no valid reply.
+                log.debug("bus %s unit %s: %s", self.name, unit, exc)
+                raise TimeoutError(str(exc)) from exc
+            finally:
+                self._last_end = time.monotonic()
+
+    async def _call(self, unit: int, function: Function, address: int, count: int) -> ModbusPDU:
+        c = self._client
+        if function == 1:
+            return await c.read_coils(address, count=count, device_id=unit)
+        if function == 2:
+            return await c.read_discrete_inputs(address, count=count, device_id=unit)
+        if function == 3:
+            return await c.read_holding_registers(address, count=count, device_id=unit)
+        return await c.read_input_registers(address, count=count, device_id=unit)

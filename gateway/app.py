@@ -1,0 +1,107 @@
+"""Wiring: configuration -> objects -> one TaskGroup of named tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from drivers.device import ModbusDevice
+from drivers.modbus import ModbusBus, RequestPolicy
+from drivers.profile import load_profile
+from gateway import __version__
+from gateway.clock import Clock
+from gateway.config import Config, RtuBusConfig
+from gateway.contract import Topics
+from gateway.inputs import ContactInputs
+from gateway.outbox import Outbox
+from gateway.polling import BusPoller, PolledDevice
+from gateway.recorder import Recorder
+from gateway.stateboard import StateBoard
+from gateway.tracking import DeviceTracker
+from gateway.uplink import Identity, Uplink
+
+log = logging.getLogger(__name__)
+
+
+def _pin_factory(cfg: Config) -> Any:
+    if cfg.gpio.pin_factory == "mock":
+        from gpiozero.pins.mock import MockFactory  # noqa: PLC0415
+
+        return MockFactory()
+    return None
+
+
+class Gateway:
+    """One gateway process: pollers per bus, GPIO inputs, the outbox and the uplink."""
+
+    def __init__(self, cfg: Config, *, pin_factory: Any = None, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or Clock()
+        self.topics = Topics(cfg.site.id, cfg.gateway.id)
+        self.outbox = Outbox(cfg.gateway.state_dir / "outbox.db")
+        self.board = StateBoard(self.topics)
+        self.recorder = Recorder(self.outbox, self.topics, self.board)
+        self.identity = Identity.new(__version__, cfg.digest)
+        self.uplink = Uplink(
+            cfg.mqtt,
+            self.topics,
+            self.outbox,
+            self.board,
+            self.identity,
+            self.clock,
+            client_id=f"campus-edge-{cfg.site.id}-{cfg.gateway.id}",
+        )
+        self.pin_factory = pin_factory if pin_factory is not None else _pin_factory(cfg)
+        self.inputs = ContactInputs(cfg.gpio.inputs, self.recorder, self.clock, self.pin_factory)
+        self.buses: dict[str, ModbusBus] = {}
+        self.pollers: dict[str, BusPoller] = {}
+        self.started = asyncio.Event()
+        self._build_pollers()
+
+    def _build_pollers(self) -> None:
+        now = self.clock.mono()
+        wall = self.clock.wall_ms()
+        for b in self.cfg.buses:
+            if isinstance(b, RtuBusConfig):
+                bus = ModbusBus.rtu(b.id, b.port, b.baud, b.parity, b.stopbits)
+            else:
+                bus = ModbusBus.tcp(b.id, b.host, b.port)
+            self.buses[b.id] = bus
+            entries = []
+            for d in (d for d in self.cfg.devices if d.bus == b.id):
+                profile = load_profile(d.profile)
+                policy = RequestPolicy(
+                    (d.timeout_ms or b.timeout_ms) / 1000, b.retries if d.retries is None else d.retries
+                )
+                device = ModbusDevice(d.id, bus, d.unit, profile, policy)
+                tracker = DeviceTracker(d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now)
+                self.board.register(d.id, profile.model, wall)
+                entries.append(PolledDevice(device, tracker, d.poll_interval_s, d.backoff_max_s))
+            self.pollers[b.id] = BusPoller(b.id, entries, self.recorder, self.clock)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        log.info(
+            "campus-edge %s: site %s gateway %s, %d buses, %d devices, %d inputs, outbox %s (%d waiting)",
+            __version__,
+            self.cfg.site.id,
+            self.cfg.gateway.id,
+            len(self.buses),
+            len(self.cfg.devices),
+            len(self.cfg.gpio.inputs),
+            self.outbox.path,
+            self.outbox.depth(),
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.uplink.run(), name="uplink")
+                for name, poller in self.pollers.items():
+                    tg.create_task(poller.run(), name=f"poll[{name}]")
+                self.inputs.start()
+                self.started.set()
+        finally:
+            self.inputs.close()
+            for bus in self.buses.values():
+                await bus.__aexit__(None, None, None)
+            self.outbox.close()

@@ -1,0 +1,97 @@
+"""The `campus-edge` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import load_config
+from gateway.errors import GatewayError
+from simulators.scenario import ScenarioError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="campus-edge", description="Edge gateway for school safety.")
+    p.add_argument("--version", action="version", version=f"campus-edge {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway against real (or simulated) devices")
+    run.add_argument("--config", type=Path, default=Path("/etc/campus-edge/gateway.toml"))
+
+    demo = sub.add_parser("demo", help="run a simulated campus end to end and show what the platform receives")
+    demo.add_argument("--config", type=Path, default=Path("examples/demo-site.toml"))
+    demo.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of a private one")
+    demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="stop after S seconds (default 30)")
+    demo.add_argument("--scenario", type=Path, help="a scenario file to play instead of the built-in one")
+    demo.add_argument("--state-dir", type=Path, help="keep the outbox and pty links here (default: a temp dir)")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", type=Path)
+    return p
+
+
+async def _run_until_signal(coro_main: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, coro_main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await coro_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.command == "demo" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    try:
+        if args.command == "check-config":
+            cfg = load_config(args.config)
+            print(
+                f"{args.config}: ok ({len(cfg.buses)} buses, {len(cfg.devices)} devices, {len(cfg.gpio.inputs)} inputs)"
+            )
+            return 0
+        cfg = load_config(args.config)
+        if args.command == "run":
+            from gateway.app import Gateway  # noqa: PLC0415
+
+            async def run() -> None:
+                gw = Gateway(cfg)
+                await _run_until_signal(asyncio.ensure_future(gw.run()))
+
+            asyncio.run(run())
+            return 0
+        from gateway.demo import run_demo  # noqa: PLC0415
+
+        async def demo() -> int:
+            task = asyncio.ensure_future(
+                run_demo(
+                    cfg,
+                    duration_s=args.duration,
+                    scenario=args.scenario,
+                    broker_url=args.broker,
+                    state_dir=args.state_dir,
+                )
+            )
+            await _run_until_signal(task)
+            if task.cancelled():
+                return 130
+            return 1 if task.result().gaps() else 0
+
+        return asyncio.run(demo())
+    except (GatewayError, ScenarioError) as exc:
+        print(f"campus-edge: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

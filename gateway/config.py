@@ -1,0 +1,273 @@
+"""Site configuration: one TOML file validated once into frozen typed models.
+
+Every error names the file, the line and the key, and says what was expected; nothing starts on a bad file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from drivers.errors import ProfileError
+from drivers.profile import load_profile
+from gateway.errors import ConfigError
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Frozen):
+    """The campus (or part of one) this gateway serves."""
+
+    id: Id
+    name: str = ""
+
+
+class GatewayConfig(_Frozen):
+    """This gateway."""
+
+    id: Id
+    state_dir: Path = Path("/var/lib/campus-edge")
+
+
+class MqttConfig(_Frozen):
+    """The link to the platform's broker. Several URLs are tried in turn."""
+
+    urls: tuple[str, ...] = Field(min_length=1)
+    protocol: Literal["5", "3.1.1"] = "5"
+    allow_plaintext: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    batch_max_readings: int = Field(default=500, ge=1, le=5000)
+    inflight_max: int = Field(default=16, ge=1, le=1000)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+                raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _plaintext(self) -> MqttConfig:
+        plain = [u for u in self.urls if u.startswith("mqtt://")]
+        if plain and not self.allow_plaintext:
+            raise ValueError(f"{plain[0]} is plaintext MQTT; use mqtts:// or set allow_plaintext = true")
+        return self
+
+
+class RtuBusConfig(_Frozen):
+    """An RS-485 line on a serial device, Modbus RTU."""
+
+    id: Id
+    type: Literal["rtu"]
+    port: str
+    baud: Literal[2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_ms: int = Field(default=500, ge=10, le=10000)
+    retries: int = Field(default=2, ge=0, le=5)
+
+
+class TcpBusConfig(_Frozen):
+    """A Modbus TCP server: a device, or a TCP-to-RTU gateway."""
+
+    id: Id
+    type: Literal["tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout_ms: int = Field(default=1000, ge=10, le=10000)
+    retries: int = Field(default=2, ge=0, le=5)
+
+
+BusConfig = Annotated[RtuBusConfig | TcpBusConfig, Field(discriminator="type")]
+
+
+class DeviceConfig(_Frozen):
+    """A Modbus device, decoded by a profile."""
+
+    id: Id
+    bus: Id
+    unit: int = Field(ge=1, le=247)
+    profile: str
+    name: str = ""
+    poll_interval_s: float = Field(default=1.0, ge=0.01, le=3600)
+    timeout_ms: int | None = Field(default=None, ge=10, le=10000)
+    retries: int | None = Field(default=None, ge=0, le=5)
+    offline_after_polls: int = Field(default=3, ge=1, le=100)
+    offline_after_s: float = Field(default=10.0, ge=0, le=3600)
+    backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+    heartbeat_s: float = Field(default=300.0, ge=1, le=86400)
+
+
+class GpioInputConfig(_Frozen):
+    """A contact on a GPIO pin: a door, or a panel's trouble relay (normally energised: open = trouble)."""
+
+    id: Id
+    pin: int | str
+    kind: Literal["door", "trouble_relay"]
+    contact: Literal["NC", "NO"] = "NC"
+    debounce_ms: int = Field(default=50, ge=0, le=1000)
+    name: str = ""
+
+
+class GpioConfig(_Frozen):
+    """GPIO pins; `pin_factory = "mock"` runs against simulated pins."""
+
+    pin_factory: Literal["default", "mock"] = "default"
+    inputs: tuple[GpioInputConfig, ...] = ()
+
+
+class Config(_Frozen):
+    """The whole site configuration."""
+
+    site: SiteConfig
+    gateway: GatewayConfig
+    mqtt: MqttConfig
+    buses: tuple[BusConfig, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    gpio: GpioConfig = GpioConfig()
+    source: str = Field(default="", exclude=True)
+    digest: str = Field(default="", exclude=True)
+
+
+def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map key paths (as pydantic reports them) to the line that defines them, for error messages."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    counters: dict[tuple[str, ...], int] = {}
+    current: tuple[str | int, ...] = ()
+    header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+    key = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = header.match(line)
+        if m:
+            parts = tuple(m.group(2).split("."))
+            if m.group(1) == "[[":
+                index = counters.get(parts, -1) + 1
+                counters[parts] = index
+                current = (*parts, index)
+            else:
+                current = parts
+            lines.setdefault(current, number)
+            continue
+        m = key.match(line)
+        if m:
+            lines.setdefault((*current, m.group(1)), number)
+    return lines
+
+
+def _where(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> tuple[int | None, str]:
+    # Tagged unions add the tag to the location ("buses", 0, "rtu", "port"); drop such segments.
+    path = tuple(p for p in loc if not (isinstance(p, str) and p in ("rtu", "tcp")) or p == loc[-1])
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    for n in range(len(path), 0, -1):
+        if path[:n] in lines:
+            return lines[path[:n]], key
+    return None, key
+
+
+def _expected(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    buses = {b.id for b in cfg.buses}
+    seen_ids: dict[str, str] = {}
+    seen_bus_ids: set[str] = set()
+    for i, b in enumerate(cfg.buses):
+        if b.id in seen_bus_ids:
+            problems.append((("buses", i, "id"), f"bus id {b.id!r} is used twice"))
+        seen_bus_ids.add(b.id)
+    units: set[tuple[str, int]] = set()
+    for i, d in enumerate(cfg.devices):
+        if d.id in seen_ids:
+            problems.append((("devices", i, "id"), f"id {d.id!r} is already used by a {seen_ids[d.id]}"))
+        seen_ids[d.id] = "device"
+        if d.bus not in buses:
+            problems.append((("devices", i, "bus"), f"no bus {d.bus!r}; expected one of {sorted(buses)}"))
+        if (d.bus, d.unit) in units:
+            problems.append((("devices", i, "unit"), f"unit {d.unit} is already used on bus {d.bus}"))
+        units.add((d.bus, d.unit))
+        try:
+            load_profile(d.profile)
+        except ProfileError as exc:
+            problems.append((("devices", i, "profile"), str(exc)))
+    pins: set[str] = set()
+    for i, g in enumerate(cfg.gpio.inputs):
+        if g.id in seen_ids:
+            problems.append((("gpio", "inputs", i, "id"), f"id {g.id!r} is already used by a {seen_ids[g.id]}"))
+        seen_ids[g.id] = "GPIO input"
+        if str(g.pin) in pins:
+            problems.append((("gpio", "inputs", i, "pin"), f"pin {g.pin} is already used"))
+        pins.add(str(g.pin))
+    return problems
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate configuration text; relative paths are taken from `base_dir`.
+
+    Raises:
+        ConfigError: the first problem, as `file:line: key: what was expected`.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise ConfigError(source, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from exc
+    lines = _line_map(text)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        line, key = _where(lines, tuple(err["loc"]))
+        raise ConfigError(source, line, key, _expected(err)) from exc
+    problems = _cross_check(cfg)
+    if problems:
+        loc, msg = problems[0]
+        line, key = _where(lines, loc)
+        raise ConfigError(source, line, key, msg)
+    state_dir = cfg.gateway.state_dir
+    if base_dir is not None and not state_dir.is_absolute():
+        state_dir = base_dir / state_dir
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return cfg.model_copy(
+        update={
+            "source": source,
+            "digest": digest,
+            "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir}),
+        }
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from exc
+    return parse_config(text, str(path), path.parent)

@@ -1,0 +1,62 @@
+"""Contacts on GPIO pins turned into readings and events: doors, and a panel's trouble relay."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from drivers.gpio import DebouncedInput
+from drivers.profile import Quality
+from gateway.clock import Clock
+from gateway.config import GpioInputConfig
+from gateway.recorder import Recorder
+from gateway.records import Event, Reading, Stamp
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    # kind: (profile name on the state board, point, event class, severity)
+    "door": ("door_contact", "open", "door", "info"),
+    "trouble_relay": ("trouble_relay", "trouble", "trouble", "warning"),
+}
+
+
+class ContactInputs:
+    """All configured GPIO inputs, reporting through the recorder."""
+
+    def __init__(self, configs: tuple[GpioInputConfig, ...], recorder: Recorder, clock: Clock, pin_factory: Any):
+        self.recorder = recorder
+        self.clock = clock
+        self.inputs: dict[str, DebouncedInput] = {}
+        self._configs = configs
+        self._pin_factory = pin_factory
+
+    def start(self) -> None:
+        """Claim the pins and report each input's level as it is now."""
+        for cfg in self._configs:
+            profile = _KINDS[cfg.kind][0]
+            self.recorder.board.register(cfg.id, profile, self.clock.wall_ms())
+
+            def changed(active: bool, mono: float, cfg: GpioInputConfig = cfg) -> None:
+                self._report(cfg, active, mono, initial=False)
+
+            inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
+            self.inputs[cfg.id] = inp
+            self._report(cfg, inp.active, self.clock.mono(), initial=True)
+
+    def _report(self, cfg: GpioInputConfig, active: bool, mono: float, initial: bool) -> None:
+        _profile, point, cls, severity = _KINDS[cfg.kind]
+        # The edge happened at `mono`; wall time is taken now and moved back by the same amount.
+        now_mono = self.clock.mono()
+        at = Stamp(self.clock.wall_ms() - int((now_mono - mono) * 1000), mono, self.clock.synced())
+        reading = Reading(cfg.id, point, active, Quality.GOOD, at)
+        events = []
+        if not initial or active:
+            state = "raised" if active else "cleared"
+            events.append(Event(cls, severity, state, cfg.id, point, active, Quality.GOOD, at))  # type: ignore[arg-type]
+        self.recorder.record([reading], events, cfg.id, True)
+
+    def close(self) -> None:
+        """Release the pins."""
+        for inp in self.inputs.values():
+            inp.close()

@@ -1,0 +1,102 @@
+"""Polling the devices of one Modbus bus, one transaction at a time.
+
+Each device has a due time. The poller takes the device due first (fire panels and bollard controllers before
+other devices due at the same moment), reads it, and schedules it again. A failing device keeps its normal retries
+until it is offline; from then on it is tried once per back-off period (doubling up to `backoff_max_s`) with no
+retries, so a dead device costs the bus at most one timeout per back-off period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.device import ModbusDevice
+from drivers.errors import BusError, DeviceError
+from drivers.modbus import RequestPolicy
+from gateway.clock import Clock
+from gateway.recorder import Recorder
+from gateway.records import Stamp
+from gateway.tracking import DeviceTracker
+
+log = logging.getLogger(__name__)
+
+URGENT_MODELS = frozenset({"fire_panel", "bollard_controller"})
+
+
+@dataclass(slots=True)
+class PolledDevice:
+    """A device with its schedule."""
+
+    device: ModbusDevice
+    tracker: DeviceTracker
+    interval_s: float
+    backoff_max_s: float
+    backoff_s: float = 0.0
+    polls: int = 0
+    attempts_offline: int = 0
+    urgent: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.urgent = self.device.profile.model in URGENT_MODELS
+
+
+class BusPoller:
+    """Owns the schedule of one bus."""
+
+    def __init__(self, name: str, devices: list[PolledDevice], recorder: Recorder, clock: Clock) -> None:
+        self.name = name
+        self.devices = devices
+        self.recorder = recorder
+        self.clock = clock
+        self.on_poll: list[Callable[[PolledDevice], None]] = []
+
+    def stamp(self) -> Stamp:
+        """Now, on both clocks."""
+        return Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        now = self.clock.mono()
+        queue: list[tuple[float, int, int]] = [(now, 0 if d.urgent else 1, i) for i, d in enumerate(self.devices)]
+        heapq.heapify(queue)
+        while queue:
+            due, rank, i = heapq.heappop(queue)
+            delay = due - self.clock.mono()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            entry = self.devices[i]
+            started = self.clock.mono()
+            await self.poll_once(entry)
+            for listener in self.on_poll:
+                listener(entry)
+            wait = entry.backoff_s if entry.tracker.online is False else entry.interval_s
+            heapq.heappush(queue, (max(started + wait, self.clock.mono()), rank, i))
+
+    async def poll_once(self, entry: PolledDevice) -> None:
+        """Read one device and record what changed."""
+        dev = entry.device
+        offline = entry.tracker.online is False
+        policy = RequestPolicy(dev.policy.timeout_s, 0) if offline else None
+        entry.polls += 1
+        if offline:
+            entry.attempts_offline += 1
+        try:
+            values = await dev.read(policy)
+        except (DeviceError, BusError) as exc:
+            outcome = entry.tracker.failure(str(exc), self.stamp())
+            if outcome.went_offline:
+                log.warning("device %s offline: %s", dev.name, exc)
+                entry.backoff_s = min(entry.backoff_max_s, entry.interval_s * 2)
+            elif offline:
+                entry.backoff_s = min(entry.backoff_max_s, entry.backoff_s * 2)
+            self.recorder.record(outcome.readings, outcome.events, dev.name, False if outcome.went_offline else None)
+            return
+        outcome = entry.tracker.update(values, self.stamp())
+        if outcome.came_online:
+            log.warning("device %s back online", dev.name)
+            entry.backoff_s = 0.0
+        self.recorder.record(outcome.readings, outcome.events, dev.name, True)

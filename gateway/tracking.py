@@ -1,0 +1,146 @@
+"""State tracking: which readings are worth sending, which changes are events, when a device is offline.
+
+Readings are sent on change of state, when an analog value moves by its deadband, and at a heartbeat. A device
+that stops answering goes offline after `offline_after_polls` failed polls *and* `offline_after_s` without a good
+reply (whichever comes later, so a slow bus does not flap); then every point reads `offline` and a fire state is
+unknown, never normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from drivers.profile import Point, PointValue, Profile, Quality
+from gateway.records import Detail, Event, EventState, Reading, Severity, Stamp
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one poll produced."""
+
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    went_offline: bool = False
+    came_online: bool = False
+
+
+class DeviceTracker:
+    """Remembers the last reported value of each point of one device."""
+
+    def __init__(
+        self,
+        device: str,
+        profile: Profile,
+        offline_after_polls: int = 3,
+        offline_after_s: float = 10.0,
+        heartbeat_s: float = 300.0,
+        started_mono: float = 0.0,
+    ) -> None:
+        self.device = device
+        self.profile = profile
+        self.offline_after_polls = offline_after_polls
+        self.offline_after_s = offline_after_s
+        self.heartbeat_s = heartbeat_s
+        self.reported: dict[str, PointValue] = {}
+        self.online: bool | None = None  # None: not known yet
+        self.failures = 0
+        self.last_good_mono = started_mono
+        self.last_heartbeat = -1e18
+        self.last_error = ""
+
+    def _changed(self, point: Point, old: PointValue | None, new: PointValue) -> bool:
+        if old is None or old.quality != new.quality:
+            return True
+        if old.value == new.value:
+            return False
+        if (
+            isinstance(old.value, int | float)
+            and isinstance(new.value, int | float)
+            and not isinstance(new.value, bool)
+        ):
+            return abs(new.value - old.value) >= point.deadband if point.deadband > 0 else True
+        return True
+
+    def update(self, values: dict[str, PointValue], at: Stamp) -> Outcome:
+        """A good poll: return the readings and events it causes."""
+        out = Outcome()
+        if self.online is False:
+            out.came_online = True
+            out.events.append(
+                Event(
+                    "online",
+                    "info",
+                    "cleared",
+                    self.device,
+                    "online",
+                    True,
+                    Quality.GOOD,
+                    at,
+                    {"after_failures": self.failures},
+                )
+            )
+        self.online = True
+        self.failures = 0
+        self.last_good_mono = at.mono
+        heartbeat = at.mono - self.last_heartbeat >= self.heartbeat_s
+        if heartbeat:
+            self.last_heartbeat = at.mono
+        for point in self.profile.points:
+            new = values[point.name]
+            old = self.reported.get(point.name)
+            if heartbeat or self._changed(point, old, new):
+                out.readings.append(Reading(self.device, point.name, new.value, new.quality, at))
+                self.reported[point.name] = new
+            if point.event is not None:
+                ev = self._event(point, old, new, at)
+                if ev is not None:
+                    out.events.append(ev)
+        return out
+
+    def _event(self, point: Point, old: PointValue | None, new: PointValue, at: Stamp) -> Event | None:
+        assert point.event is not None
+        if new.quality is not Quality.GOOD:
+            return None
+        before = old.value if old is not None and old.quality is Quality.GOOD else None
+        if point.type in ("bit", "di"):
+            if new.value == before or (before is None and not new.value):
+                return None
+            state: EventState = "raised" if new.value else "cleared"
+            return Event(point.event, point.severity, state, self.device, point.name, new.value, new.quality, at)
+        if new.value == before:
+            return None
+        severity: Severity = "alarm" if point.alarm_when and new.value in point.alarm_when else point.severity
+        if point.alarm_when and severity != "alarm":
+            severity = "info"
+        detail: Detail = {"previous": before} if before is not None else {}
+        return Event(point.event, severity, "changed", self.device, point.name, new.value, new.quality, at, detail)
+
+    def failure(self, error: str, at: Stamp) -> Outcome:
+        """A failed poll: counts towards offline; on the transition every point becomes `offline`."""
+        out = Outcome()
+        self.failures += 1
+        self.last_error = error
+        if self.online is False:
+            return out
+        if self.failures < self.offline_after_polls or at.mono - self.last_good_mono < self.offline_after_s:
+            return out
+        self.online = False
+        out.went_offline = True
+        out.events.append(
+            Event(
+                "offline",
+                "warning",
+                "raised",
+                self.device,
+                "online",
+                False,
+                Quality.GOOD,
+                at,
+                {"error": error, "failures": self.failures},
+            )
+        )
+        gone = PointValue(None, Quality.OFFLINE)
+        for point in self.profile.points:
+            out.readings.append(Reading(self.device, point.name, None, Quality.OFFLINE, at))
+            self.reported[point.name] = gone
+        return out

@@ -1,0 +1,226 @@
+"""The MQTT link to the platform: birth and will, retained state, and draining the outbox at QoS 1.
+
+Rows leave the outbox only after the broker's PUBACK for the message that carried them. After any failure the
+connection is dropped, the read cursors go back to the start and everything unacknowledged is sent again (at
+least once; the platform drops duplicates by seq). Each reconnect waits a capped, jittered, growing delay and
+moves on to the next broker URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from gateway.clock import Clock, rfc3339_ms
+from gateway.config import MqttConfig
+from gateway.contract import SCHEMA_STATUS, Topics, event_payload, telemetry_payload
+from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
+from gateway.stateboard import StateBoard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the birth message says about this gateway run."""
+
+    version: str
+    config_hash: str
+    boot_id: str
+
+    @staticmethod
+    def new(version: str, config_hash: str) -> Identity:
+        """A fresh boot id for this process."""
+        return Identity(version, config_hash, uuid.uuid4().hex)
+
+
+class _LinkDown(Exception):
+    """The connection failed while publishing; reconnect."""
+
+
+class Uplink:
+    """Publishes what the outbox holds and what the state board says."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: Topics,
+        outbox: Outbox,
+        board: StateBoard,
+        identity: Identity,
+        clock: Clock,
+        client_id: str,
+    ) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.outbox = outbox
+        self.board = board
+        self.identity = identity
+        self.clock = clock
+        self.client_id = client_id
+        self.connected = asyncio.Event()
+        self.published_messages = 0
+        self.connections = 0
+        self._wake = asyncio.Event()
+        outbox.on_commit(self._wake.set)
+
+    def _status(self, state: str, reason: str | None, since_ms: int) -> bytes:
+        body: dict[str, object] = {"state": state}
+        if reason is not None:
+            body["reason"] = reason
+        body |= {
+            "version": self.identity.version,
+            "config_hash": self.identity.config_hash,
+            "boot_id": self.identity.boot_id,
+            "ts": rfc3339_ms(since_ms),
+        }
+        return (self.topics.head(SCHEMA_STATUS) + json.dumps(body, separators=(",", ":"))[1:]).encode()
+
+    def _client(self, url: str, since_ms: int) -> aiomqtt.Client:
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
+        context = None
+        if tls:
+            context = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
+            if self.cfg.cert_file is not None:
+                context.load_cert_chain(str(self.cfg.cert_file), str(self.cfg.key_file) if self.cfg.key_file else None)
+        password = None
+        if self.cfg.password_file is not None:
+            password = Path(self.cfg.password_file).read_text(encoding="utf-8").strip()
+        protocol = aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
+        assert parts.hostname is not None
+        return aiomqtt.Client(
+            parts.hostname,
+            port,
+            identifier=self.client_id,
+            protocol=protocol,
+            username=self.cfg.username,
+            password=password,
+            will=aiomqtt.Will(self.topics.status, self._status("offline", "will", since_ms), qos=1, retain=True),
+            keepalive=self.cfg.keepalive_s,
+            timeout=self.cfg.publish_timeout_s,
+            tls_context=context,
+            clean_session=True if protocol is aiomqtt.ProtocolVersion.V311 else None,
+            max_inflight_messages=self.cfg.inflight_max,
+        )
+
+    async def run(self) -> None:
+        """Connect, publish, and reconnect forever (until cancelled)."""
+        attempt = 0
+        index = 0
+        while True:
+            url = self.cfg.urls[index % len(self.cfg.urls)]
+            since_ms = self.clock.wall_ms()
+            try:
+                async with self._client(url, since_ms) as client:
+                    attempt = 0
+                    self.connections += 1
+                    log.info("connected to %s", url)
+                    await self._session(client, since_ms)
+            except (aiomqtt.MqttError, _LinkDown, OSError, TimeoutError) as exc:
+                self.connected.clear()
+                log.warning("link to %s down: %s", url, exc)
+            index += 1
+            attempt += 1
+            delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(attempt - 1, 16))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def say_goodbye(self, client: aiomqtt.Client) -> None:
+        """Publish the retained offline status on an orderly stop."""
+        await client.publish(
+            self.topics.status,
+            self._status("offline", "shutdown", self.clock.wall_ms()),
+            qos=1,
+            retain=True,
+            timeout=self.cfg.publish_timeout_s,
+        )
+
+    async def _session(self, client: aiomqtt.Client, since_ms: int) -> None:
+        await client.publish(
+            self.topics.status,
+            self._status("online", None, since_ms),
+            qos=1,
+            retain=True,
+            timeout=self.cfg.publish_timeout_s,
+        )
+        self.board.mark_all_dirty()
+        self.connected.set()
+        try:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._drain(client), name="uplink-drain")
+                    tg.create_task(self._states(client), name="uplink-state")
+            except* (aiomqtt.MqttError, TimeoutError, _LinkDown) as group:
+                raise _LinkDown(str(group.exceptions[0])) from None
+        except asyncio.CancelledError:
+            # An orderly stop: say so before the will does.
+            try:
+                async with asyncio.timeout(self.cfg.publish_timeout_s):
+                    await self.say_goodbye(client)
+            except (aiomqtt.MqttError, TimeoutError):
+                pass
+            raise
+        finally:
+            self.connected.clear()
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, retain: bool = False) -> None:
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.cfg.publish_timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise _LinkDown(f"publish to {topic}: {exc}") from exc
+        self.published_messages += 1
+
+    async def _states(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self.board.changed.wait()
+            for topic, payload in self.board.take_dirty():
+                await self._publish(client, topic, payload, retain=True)
+            await asyncio.sleep(0.2)  # coalesce bursts: retained state is last-value-wins
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        cursors = {PRIORITY_ALARM: 0, PRIORITY_EVENT: 0, PRIORITY_TELEMETRY: 0}
+        window = asyncio.Semaphore(self.cfg.inflight_max)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                self._wake.clear()
+                sent = False
+                for priority in (PRIORITY_ALARM, PRIORITY_EVENT):
+                    for row in self.outbox.fetch(priority, cursors[priority], 100):
+                        cursors[priority] = row.seq
+                        await window.acquire()
+                        payload = event_payload(self.topics, row)
+                        tg.create_task(self._send(client, row.topic or "", payload, [row], window))
+                        sent = True
+                # Telemetry one batch at a time, so alarms committed meanwhile go next.
+                rows = self.outbox.fetch(PRIORITY_TELEMETRY, cursors[PRIORITY_TELEMETRY], self.cfg.batch_max_readings)
+                if rows:
+                    cursors[PRIORITY_TELEMETRY] = rows[-1].seq
+                    await window.acquire()
+                    payload = telemetry_payload(self.topics, rows)
+                    tg.create_task(self._send(client, self.topics.telemetry, payload, rows, window))
+                    sent = True
+                if not sent:
+                    try:
+                        async with asyncio.timeout(1.0):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+
+    async def _send(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, rows: list[Row], window: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._publish(client, topic, payload)
+            self.outbox.delete(r.seq for r in rows)
+        finally:
+            window.release()

@@ -1,0 +1,405 @@
+"""Register images of simulated devices, written from shared/domain/devices.md (sections 1.5 and 3.7).
+
+Each model keeps physical state (smoke in the chamber, a fire on a panel, where the bollard is) and answers Modbus
+reads from it. Faults are knobs on the model so that tests and scenario files can inject them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class ModbusExceptionCode(IntEnum):
+    """Exception codes a simulated device can answer with."""
+
+    ILLEGAL_FUNCTION = 1
+    ILLEGAL_ADDRESS = 2
+    ILLEGAL_VALUE = 3
+    DEVICE_FAILURE = 4
+    BUSY = 6
+
+
+@dataclass
+class Faults:
+    """Modbus-level faults of one simulated device.
+
+    `silent`: the device does not answer at all (absent or dead on an RS-485 bus).
+    `drop_next_replies`: the next N requests get no reply. `corrupt_next_crc`: the next N replies carry a wrong CRC.
+    `stall_s`: every reply is delayed by this long. `exception_next`: the next request gets this exception code.
+    """
+
+    silent: bool = False
+    drop_next_replies: int = 0
+    corrupt_next_crc: int = 0
+    stall_s: float = 0.0
+    exception_next: int | None = None
+
+
+class SimDevice:
+    """Base class: a table of registers per function, answered from `registers()`."""
+
+    model = "device"
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.requests = 0
+
+    def table(self, function: int) -> dict[int, int]:
+        """Return the values this device answers for a read function (1-4), address -> value."""
+        return {}
+
+    def read(self, function: int, address: int, count: int) -> list[int] | ModbusExceptionCode:
+        """Answer a read request, or an exception code for addresses the map does not have."""
+        table = self.table(function)
+        if not table:
+            return ModbusExceptionCode.ILLEGAL_FUNCTION
+        values = []
+        for a in range(address, address + count):
+            if a not in table:
+                return ModbusExceptionCode.ILLEGAL_ADDRESS
+            values.append(table[a] & 0xFFFF)
+        return values
+
+
+def _bits(**flags: tuple[int, bool]) -> int:
+    word = 0
+    for bit, on in flags.values():
+        if on:
+            word |= 1 << bit
+    return word
+
+
+@dataclass
+class PanelState:
+    """What a fire alarm control panel knows of its site."""
+
+    fire: bool = False
+    fault: bool = False
+    shielded: bool = False
+    supervisory: bool = False
+    test_mode: bool = False
+    main_power_fault: bool = False
+    backup_power_fault: bool = False
+    bus_fault: bool = False
+    manual_mode: bool = False
+    fire_points: set[int] = field(default_factory=set)
+    prealarm_points: set[int] = field(default_factory=set)
+    fault_points: set[int] = field(default_factory=set)
+    disabled_points: set[int] = field(default_factory=set)
+    first_alarm_point: int | None = None
+
+
+class FirePanelSim(SimDevice):
+    """Fire alarm control panel, summary block of map 1.0 (input registers 0-17).
+
+    A fire latches until `reset()`, and reset clears it only once no point is in fire, as on a real panel.
+    """
+
+    model = "fire_panel"
+
+    def __init__(self, loops: int = 2, points_per_loop: int = 242) -> None:
+        super().__init__()
+        self.state = PanelState()
+        self.loops = loops
+        self.points_per_loop = points_per_loop
+        self.event_counter = 0
+        self.map_version = 0x0100
+        self._reset_flag = False
+
+    def _changed(self) -> None:
+        self.event_counter = (self.event_counter + 1) & 0xFFFF
+
+    def alarm_point(self, point: int) -> None:
+        """A detector or call point on the panel's loop goes into fire."""
+        s = self.state
+        s.fire_points.add(point)
+        s.fire = True
+        if s.first_alarm_point is None:
+            s.first_alarm_point = point
+        self._reset_flag = False
+        self._changed()
+
+    def clear_point(self, point: int) -> None:
+        """The condition at a point goes away; the panel's fire stays latched until reset."""
+        self.state.fire_points.discard(point)
+        self._changed()
+
+    def reset(self) -> bool:
+        """Panel reset (复位): clears latched fire if no point is still in fire. Returns whether it did."""
+        s = self.state
+        if s.fire_points:
+            return False
+        s.fire = False
+        s.first_alarm_point = None
+        self._reset_flag = True
+        self._changed()
+        return True
+
+    def set(self, **flags: bool) -> None:
+        """Set panel-level flags (fault, shielded, supervisory, main_power_fault, ...)."""
+        for name, value in flags.items():
+            if not hasattr(self.state, name) or name.endswith("_points"):
+                raise AttributeError(f"fire panel has no flag {name!r}")
+            setattr(self.state, name, value)
+        self._changed()
+
+    def status_word(self) -> int:
+        """The GB 26875 system status word (register 1)."""
+        s = self.state
+        return _bits(
+            normal=(0, not s.test_mode),
+            fire=(1, s.fire),
+            fault=(2, s.fault or bool(s.fault_points)),
+            shielded=(3, s.shielded or bool(s.disabled_points)),
+            supervisory=(4, s.supervisory),
+            main=(8, s.main_power_fault),
+            backup=(9, s.backup_power_fault),
+            bus=(10, s.bus_fault),
+            manual=(11, s.manual_mode),
+            reset=(13, self._reset_flag),
+        )
+
+    def table(self, function: int) -> dict[int, int]:
+        if function != 4:
+            return {}
+        s = self.state
+        return {
+            0: self.map_version,
+            1: self.status_word(),
+            2: self.event_counter,
+            3: len(s.fire_points) if s.fire_points else (1 if s.fire else 0),
+            4: len(s.fault_points) + (1 if s.fault else 0),
+            5: len(s.disabled_points),
+            6: 1 if s.supervisory else 0,
+            7: len(s.prealarm_points),
+            8: 0xFFFF if s.first_alarm_point is None else s.first_alarm_point,
+            9: 0,
+            10: 0,
+            11: 0,
+            12: 0,
+            13: 0,
+            14: 0,
+            15: 0,
+            16: self.loops,
+            17: self.points_per_loop,
+        }
+
+
+class SmokeDetectorSim(SimDevice):
+    """RS-485 point smoke detector, map 1.0 (input registers 0-10, mirrored for FC03).
+
+    Alarm when obscuration reaches the threshold, pre-alarm from 70 % of it; the alarm latches until reset
+    (holding register 50 command 1 on the real device; `reset()` here).
+    """
+
+    model = "smoke_detector"
+
+    def __init__(self, threshold_pct_per_m: float = 3.2) -> None:
+        super().__init__()
+        self.obscuration = 0.0  # %/m
+        self.temperature = 22.5  # Cel
+        self.supply_v = 24.0
+        self.battery: int | None = None  # None: mains only
+        self.drift = 5
+        self.threshold = threshold_pct_per_m
+        self.flags: dict[str, bool] = {
+            "fault": False,
+            "low_battery": False,
+            "dirty_chamber": False,
+            "tamper": False,
+            "self_test": False,
+            "silenced": False,
+            "end_of_life": False,
+            "temperature_fault": False,
+            "chamber_fault": False,
+        }
+        self.latched_alarm = False
+        self.event_counter = 0
+        self.uptime_h = 100
+        self._last_status = self.status_word()
+
+    def set_smoke(self, obscuration_pct_per_m: float) -> None:
+        """Set the smoke in the chamber, in %/m obscuration."""
+        self.obscuration = obscuration_pct_per_m
+        if obscuration_pct_per_m >= self.threshold:
+            self.latched_alarm = True
+        self._note_change()
+
+    def set(self, **flags: bool) -> None:
+        """Set status flags by name (low_battery, dirty_chamber, tamper, fault, ...)."""
+        for name, value in flags.items():
+            if name not in self.flags:
+                raise AttributeError(f"smoke detector has no flag {name!r}")
+            self.flags[name] = value
+        self._note_change()
+
+    def reset(self) -> None:
+        """Reset the latched alarm (it re-latches at once while smoke is still above the threshold)."""
+        self.latched_alarm = self.obscuration >= self.threshold
+        self._note_change()
+
+    def _note_change(self) -> None:
+        word = self.status_word()
+        if word != self._last_status:
+            self._last_status = word
+            self.event_counter = (self.event_counter + 1) & 0xFFFF
+
+    def status_word(self) -> int:
+        """Register 0: bit 0 fire, 1 pre-alarm, 2 fault, 3 low battery, 4 dirty, 5 tamper, 6 test, 7 silenced,
+        8 end of life, 9 temperature sensor fault, 10 chamber fault."""
+        f = self.flags
+        prealarm = not self.latched_alarm and self.obscuration >= 0.7 * self.threshold
+        return _bits(
+            fire=(0, self.latched_alarm),
+            pre=(1, prealarm),
+            fault=(2, f["fault"]),
+            batt=(3, f["low_battery"]),
+            dirty=(4, f["dirty_chamber"]),
+            tamper=(5, f["tamper"]),
+            test=(6, f["self_test"]),
+            hush=(7, f["silenced"]),
+            eol=(8, f["end_of_life"]),
+            temp=(9, f["temperature_fault"]),
+            chamber=(10, f["chamber_fault"]),
+        )
+
+    def table(self, function: int) -> dict[int, int]:
+        if function not in (3, 4):
+            return {}
+        return {
+            0: self.status_word(),
+            1: round(self.obscuration * 100),
+            2: round(self.temperature * 10) & 0xFFFF,
+            3: round(self.supply_v * 1000),
+            4: 0xFFFF if self.battery is None else self.battery,
+            5: self.drift,
+            6: round(self.threshold * 100),
+            7: self.event_counter,
+            8: self.uptime_h,
+            9: 0x2101,
+            10: 0x0103,
+        }
+
+
+class BollardState(IntEnum):
+    """Controller state register (input register 1)."""
+
+    UNKNOWN = 0
+    DOWN = 1
+    RISING = 2
+    UP = 3
+    LOWERING = 4
+    STOPPED_MID = 5
+    FAULT = 6
+    MANUAL = 7
+    EFO_RISING = 8
+
+
+class BollardSim(SimDevice):
+    """Bollard controller status, map 1.0: discrete inputs 0-12 and input registers 0-14.
+
+    Motion and commands come with the safety supervisor; here tests and scenarios set the state directly.
+    """
+
+    model = "bollard_controller"
+
+    INPUTS = (
+        "limit_up",
+        "limit_down",
+        "loop_a_occupied",
+        "loop_b_occupied",
+        "photocell_blocked",
+        "pressure_edge_active",
+        "estop_pressed",
+        "mains_ok",
+        "ups_on_battery",
+        "local_mode",
+        "manual_release_engaged",
+        "efo_local_button",
+        "fire_input",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs = dict.fromkeys(self.INPUTS, False)
+        self.inputs["limit_down"] = True
+        self.inputs["mains_ok"] = True
+        self.state = BollardState.DOWN
+        self.fault_code = 0
+        self.position = 0
+        self.event_counter = 0
+        self.cycles = 0
+        self.reversals = 0
+        self.lights = 0b0010
+
+    def set_state(self, state: BollardState, position: int | None = None) -> None:
+        """Put the controller in a state; limit switches follow the end positions."""
+        self.state = state
+        if position is not None:
+            self.position = position
+        elif state is BollardState.UP:
+            self.position = 100
+        elif state is BollardState.DOWN:
+            self.position = 0
+        self.inputs["limit_up"] = self.position >= 100
+        self.inputs["limit_down"] = self.position <= 0
+        if state is BollardState.UP:
+            self.cycles += 1
+        self.lights = 0b0010 if state is BollardState.DOWN else 0b0001 | (0b1100 if state.name.endswith("ING") else 0)
+        self.event_counter = (self.event_counter + 1) & 0xFFFF
+
+    def set_input(self, name: str, value: bool) -> None:
+        """Set a field input (loop, photocell, e-stop, ...)."""
+        if name not in self.inputs:
+            raise AttributeError(f"bollard controller has no input {name!r}")
+        self.inputs[name] = value
+        self.event_counter = (self.event_counter + 1) & 0xFFFF
+
+    def inhibit_flags(self) -> int:
+        """Input register 3: bit 0 loop, 1 photocell, 2 pressure edge, 3 e-stop, 4 local, 5 fault, 6 fire, 7 manual."""
+        i = self.inputs
+        return _bits(
+            loop=(0, i["loop_a_occupied"] or i["loop_b_occupied"]),
+            photo=(1, i["photocell_blocked"]),
+            edge=(2, i["pressure_edge_active"]),
+            estop=(3, i["estop_pressed"]),
+            local=(4, i["local_mode"]),
+            fault=(5, self.state is BollardState.FAULT),
+            fire=(6, i["fire_input"]),
+            manual=(7, i["manual_release_engaged"]),
+        )
+
+    def table(self, function: int) -> dict[int, int]:
+        if function == 2:
+            return {n: int(self.inputs[name]) for n, name in enumerate(self.INPUTS)}
+        if function != 4:
+            return {}
+        return {
+            0: 0x0100,
+            1: int(self.state),
+            2: self.fault_code,
+            3: self.inhibit_flags(),
+            4: self.position,
+            5: 4200,
+            6: self.cycles & 0xFFFF,
+            7: self.cycles >> 16,
+            8: self.reversals,
+            9: 0,
+            10: 250,
+            11: 240,
+            12: self.event_counter,
+            13: 0,
+            14: self.lights,
+        }
+
+
+def make_device(model: str) -> SimDevice:
+    """Build a simulated device for a profile model name."""
+    if model == "fire_panel":
+        return FirePanelSim()
+    if model == "smoke_detector":
+        return SmokeDetectorSim()
+    if model == "bollard_controller":
+        return BollardSim()
+    raise ValueError(f"no simulator for device model {model!r}")

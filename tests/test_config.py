@@ -1,0 +1,147 @@
+"""Site configuration: the demo file loads; every error names file, line and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import RtuBusConfig, load_config, parse_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "demo-site.toml"
+
+MINIMAL = """\
+[site]
+id = "s1"
+
+[gateway]
+id = "g1"
+
+[mqtt]
+urls = ["mqtts://broker.example:8883"]
+
+[[buses]]
+id = "rs485-1"
+type = "rtu"
+port = "/dev/ttyUSB0"
+
+[[devices]]
+id = "facp-1"
+bus = "rs485-1"
+unit = 1
+profile = "fire_panel"
+
+[[devices]]
+id = "smoke-1"
+bus = "rs485-1"
+unit = 2
+profile = "smoke_detector"
+"""
+
+
+def test_config_demo_site_loads() -> None:
+    """The shipped demo campus is valid and complete: a panel, four detectors, a bollard, doors, a relay."""
+    cfg = load_config(DEMO)
+    assert [d.profile for d in cfg.devices].count("smoke_detector") == 4
+    assert {d.profile for d in cfg.devices} == {"fire_panel", "smoke_detector", "bollard_controller"}
+    assert {b.type for b in cfg.buses} == {"rtu", "tcp"}
+    assert sorted(i.kind for i in cfg.gpio.inputs) == ["door", "door", "trouble_relay"]
+    assert cfg.digest.startswith("sha256:")
+    assert isinstance(cfg.buses[0], RtuBusConfig)
+
+
+def test_config_is_frozen() -> None:
+    """Validated configuration cannot be changed behind the validator's back."""
+    cfg = parse_config(MINIMAL, "g.toml")
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.site.id = "other"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("unit = 2", "unit = 248", "g.toml:24: devices[1].unit: Input should be less than or equal to 247"),
+        ("unit = 2", "unit = 1", "g.toml:24: devices[1].unit: unit 1 is already used on bus rs485-1"),
+        (
+            'bus = "rs485-1"\nunit = 2',
+            'bus = "rs485-2"\nunit = 2',
+            "g.toml:23: devices[1].bus: no bus 'rs485-2'; expected one of ['rs485-1']",
+        ),
+        ('id = "smoke-1"', 'id = "facp-1"', "g.toml:22: devices[1].id: id 'facp-1' is already used by a device"),
+        (
+            'profile = "smoke_detector"',
+            'profile = "fog_machine"',
+            "g.toml:25: devices[1].profile: no device profile named 'fog_machine'",
+        ),
+        ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600', "g.toml:14: buses[0].speed: unknown key"),
+        ('port = "/dev/ttyUSB0"', 'prt = "/dev/ttyUSB0"', "g.toml:10: buses[0].port: required key is missing"),
+        (
+            'urls = ["mqtts://broker.example:8883"]',
+            'urls = ["mqtt://broker.example:1883"]',
+            "g.toml:7: mqtt: mqtt://broker.example:1883 is plaintext MQTT; use mqtts:// or set allow_plaintext = true",
+        ),
+        (
+            'urls = ["mqtts://broker.example:8883"]',
+            'urls = ["http://broker.example"]',
+            "g.toml:8: mqtt.urls: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got 'http://broker.example'",
+        ),
+        ('id = "g1"', 'id = "G 1"', "g.toml:5: gateway.id: String should match pattern '^[a-z0-9][a-z0-9_-]{0,63}$'"),
+    ],
+)
+def test_config_error_names_file_line_key(old: str, new: str, message: str) -> None:
+    """Each invalid value is reported as file:line: key: what was expected."""
+    assert old in MINIMAL
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL.replace(old, new, 1), "g.toml")
+    assert str(err.value) == message
+
+
+def test_config_bad_toml_names_line() -> None:
+    """A syntax error names the line."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL.replace("unit = 1", "unit = = 1"), "g.toml")
+    assert str(err.value).startswith("g.toml:18: not valid TOML: ")
+
+
+def test_config_missing_file_is_named(tmp_path: Path) -> None:
+    """A missing file says which file."""
+    with pytest.raises(ConfigError, match=r"nothing\.toml: cannot read: No such file or directory"):
+        load_config(tmp_path / "nothing.toml")
+
+
+def test_config_duplicate_gpio_pin() -> None:
+    """One pin cannot serve two inputs."""
+    text = MINIMAL + (
+        '\n[[gpio.inputs]]\nid = "door-a"\npin = 17\nkind = "door"\n'
+        '\n[[gpio.inputs]]\nid = "door-b"\npin = 17\nkind = "door"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == "g.toml:34: gpio.inputs[1].pin: pin 17 is already used"
+
+
+def test_config_relative_state_dir_is_taken_from_the_file(tmp_path: Path) -> None:
+    """A relative state_dir is relative to the configuration file, not to the working directory."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL.replace('id = "g1"', 'id = "g1"\nstate_dir = "state"'))
+    assert load_config(path).gateway.state_dir == tmp_path / "state"
+
+
+def test_config_cli_check_exit_codes(tmp_path: Path) -> None:
+    """`campus-edge check-config` exits 0 on a good file and 2 with the error on stderr on a bad one."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(DEMO)], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.endswith("ok (2 buses, 6 devices, 3 inputs)\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("unit = 2", "unit = 0"))
+    res = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 2
+    assert res.stderr == f"campus-edge: {bad}:24: devices[1].unit: Input should be greater than or equal to 1\n"

@@ -1,0 +1,104 @@
+"""State tracking: change of state, deadband, offline detection and fire state unknown."""
+
+from __future__ import annotations
+
+from drivers.profile import PointValue, Quality, decode, load_profile
+from gateway.records import Stamp
+from gateway.tracking import DeviceTracker
+from tests.test_profiles import SMOKE_PREALARM_DIRTY
+
+
+def at(mono: float) -> Stamp:
+    return Stamp(1_780_000_000_000 + int(mono * 1000), mono, True)
+
+
+def smoke(obscuration_raw: int = 250, status: int = 0x0012) -> dict[str, PointValue]:
+    words = list(SMOKE_PREALARM_DIRTY)
+    words[0] = status
+    words[1] = obscuration_raw
+    return decode(load_profile("smoke_detector"), {"status": words})
+
+
+def test_tracking_first_poll_reports_every_point() -> None:
+    """The first good poll sends every point, and raises events for flags already set."""
+    t = DeviceTracker("s", load_profile("smoke_detector"))
+    out = t.update(smoke(), at(0))
+    assert len(out.readings) == len(load_profile("smoke_detector").points)
+    assert {(e.cls, e.point, e.state) for e in out.events} == {
+        ("prealarm", "prealarm", "raised"),
+        ("maintenance", "dirty_chamber", "raised"),
+    }
+
+
+def test_tracking_deadband_suppresses_small_changes() -> None:
+    """Obscuration moving less than its 0.1 %/m deadband is not sent; moving by it is."""
+    t = DeviceTracker("s", load_profile("smoke_detector"))
+    t.update(smoke(250), at(0))
+    assert t.update(smoke(255), at(1)).readings == []
+    out = t.update(smoke(260), at(2))
+    assert [(r.point, r.value) for r in out.readings] == [("smoke_obscuration", 2.6)]
+
+
+def test_tracking_fire_is_an_alarm_event() -> None:
+    """The fire bit raises a fire event of severity alarm; its return to normal clears it."""
+    t = DeviceTracker("s", load_profile("smoke_detector"))
+    t.update(smoke(status=0), at(0))
+    raised = t.update(smoke(status=0x0001), at(1)).events
+    assert [(e.cls, e.severity, e.state) for e in raised] == [("fire", "alarm", "raised")]
+    cleared = t.update(smoke(status=0), at(2)).events
+    assert [(e.cls, e.state) for e in cleared] == [("fire", "cleared")]
+
+
+def test_tracking_offline_needs_polls_and_time() -> None:
+    """Offline after 3 failed polls *and* 10 s without a good reply, whichever is later (R4)."""
+    t = DeviceTracker("s", load_profile("smoke_detector"), offline_after_polls=3, offline_after_s=10)
+    t.update(smoke(), at(0))
+    for mono in (1, 2, 3, 4):
+        assert not t.failure("timeout", at(mono)).went_offline  # 4 polls, but only 4 s
+    out = t.failure("timeout", at(10.5))
+    assert out.went_offline
+    assert [(e.cls, e.state) for e in out.events] == [("offline", "raised")]
+
+
+def test_tracking_offline_makes_fire_unknown_never_normal() -> None:
+    """Once offline every point, fire included, reads null with quality offline."""
+    t = DeviceTracker("s", load_profile("smoke_detector"), offline_after_polls=1, offline_after_s=0)
+    t.update(smoke(status=0), at(0))
+    out = t.failure("timeout", at(1))
+    fire = next(r for r in out.readings if r.point == "fire_alarm")
+    assert fire.value is None
+    assert fire.quality is Quality.OFFLINE
+    assert '"value":null,"quality":"offline"' in fire.body()
+
+
+def test_tracking_back_online_reports_again() -> None:
+    """A device that answers again raises 'online' and re-sends every point; a fire present is raised again."""
+    t = DeviceTracker("s", load_profile("smoke_detector"), offline_after_polls=1, offline_after_s=0)
+    t.update(smoke(status=0x0001), at(0))
+    t.failure("timeout", at(1))
+    out = t.update(smoke(status=0x0001), at(2))
+    assert out.came_online
+    assert ("online", "cleared") in [(e.cls, e.state) for e in out.events]
+    assert ("fire", "raised") in [(e.cls, e.state) for e in out.events]
+    assert len(out.readings) == len(load_profile("smoke_detector").points)
+
+
+def test_tracking_enum_change_event_with_alarm_values() -> None:
+    """A bollard entering 'fault' is an alarm; entering 'up' is information."""
+    from tests.test_profiles import BOLLARD_RISING_DI, BOLLARD_RISING_IR  # noqa: PLC0415
+
+    profile = load_profile("bollard_controller")
+    t = DeviceTracker("b", profile)
+    t.update(decode(profile, {"inputs": BOLLARD_RISING_DI, "registers": BOLLARD_RISING_IR}), at(0))
+    up = list(BOLLARD_RISING_IR)
+    up[1] = 3
+    ev = t.update(decode(profile, {"inputs": BOLLARD_RISING_DI, "registers": up}), at(1)).events
+    assert [(e.point, e.value, e.severity, e.detail) for e in ev] == [("state", "up", "info", {"previous": "rising"})]
+    fault = list(up)
+    fault[1] = 6
+    fault[2] = 1
+    ev = t.update(decode(profile, {"inputs": BOLLARD_RISING_DI, "registers": fault}), at(2)).events
+    assert [(e.point, e.value, e.severity) for e in ev] == [
+        ("state", "fault", "alarm"),
+        ("fault_code", "rise_timeout", "alarm"),
+    ]
