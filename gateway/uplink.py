@@ -14,6 +14,7 @@ import logging
 import random
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,6 +71,9 @@ class Uplink:
         self.connected = asyncio.Event()
         self.published_messages = 0
         self.connections = 0
+        self.failures = 0
+        self.last_error = ""
+        self.on_link_change: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         outbox.on_commit(self._wake.set)
 
@@ -129,7 +133,12 @@ class Uplink:
                     await self._session(client, since_ms)
             except (aiomqtt.MqttError, _LinkDown, OSError, TimeoutError) as exc:
                 self.connected.clear()
-                log.warning("link to %s down: %s", url, exc)
+                self.failures += 1
+                if str(exc) != self.last_error:
+                    log.warning("link to %s down: %s", url, exc)
+                self.last_error = str(exc)
+                for listener in self.on_link_change:
+                    listener()
             index += 1
             attempt += 1
             delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(attempt - 1, 16))
@@ -146,15 +155,11 @@ class Uplink:
         )
 
     async def _session(self, client: aiomqtt.Client, since_ms: int) -> None:
-        await client.publish(
-            self.topics.status,
-            self._status("online", None, since_ms),
-            qos=1,
-            retain=True,
-            timeout=self.cfg.publish_timeout_s,
-        )
+        await self._publish(client, self.topics.status, self._status("online", None, since_ms), retain=True)
         self.board.mark_all_dirty()
         self.connected.set()
+        for listener in self.on_link_change:
+            listener()
         try:
             try:
                 async with asyncio.TaskGroup() as tg:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -25,15 +26,17 @@ class PrivateBroker:
     platform's broker cluster would keep it.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only."""
         self.workdir = workdir
         self.port = port or free_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """Where clients connect."""
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start mosquitto and wait until it accepts connections."""
@@ -44,6 +47,8 @@ class PrivateBroker:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # Started as root, mosquitto drops to user 'mosquitto' and could not read our files: stay who we are.
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
@@ -51,6 +56,7 @@ class PrivateBroker:
             "autosave_on_changes true\n"
             "max_queued_messages 0\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
+            + (f"cafile {self.tls[0]}\ncertfile {self.tls[1]}\nkeyfile {self.tls[2]}\n" if self.tls else "")
         )
         self.proc = subprocess.Popen(
             [exe, "-c", str(conf)],

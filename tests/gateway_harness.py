@@ -92,4 +92,5 @@ def watch_gateway(gw: Gateway) -> Signal:
     gw.outbox.on_delete(sig)
     for poller in gw.pollers.values():
         poller.on_poll.append(sig)
+    gw.uplink.on_link_change.append(sig)
     return sig

@@ -1,0 +1,80 @@
+"""The MQTT link: TLS verification, MQTT 3.1.1, and what the platform sees when a gateway goes away."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from simulators.broker import PrivateBroker
+from simulators.devices import FirePanelSim
+from tests.conftest import open_sim_bus
+from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
+
+PREFIX = "campus/v1/test-school/gw-1"
+
+
+def tls_files(tmp_path: Path, ca: trustme.CA, name: str) -> tuple[Path, Path, Path]:
+    """CA file, server certificate chain and key for 127.0.0.1."""
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file = tmp_path / f"{name}-ca.pem"
+    chain = tmp_path / f"{name}-server.pem"
+    key = tmp_path / f"{name}-server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    return ca_file, chain, key
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Any:
+    """A mosquitto that speaks only TLS, with a certificate from a CA made for this test."""
+    ca = trustme.CA()
+    files = tls_files(tmp_path, ca, "good")
+    broker = PrivateBroker(tmp_path / "tls-broker", tls=files)
+    broker.start()
+    yield broker, files[0]
+    broker.stop()
+
+
+async def test_uplink_tls_with_the_right_ca_connects(tmp_path: Path, tls_broker: Any) -> None:
+    """mqtts:// with the platform's CA verifies the broker's certificate and publishes the birth message."""
+    broker, ca_file = tls_broker
+    text = config_text(tmp_path / "state", broker.url, [], [], mqtt_extra=f'ca_file = "{ca_file}"\n')
+    async with running_gateway(make_config(text)) as gw:
+        await watch_gateway(gw).until(lambda: gw.uplink.connections >= 1 and gw.uplink.published_messages >= 1)
+        assert gw.uplink.failures == 0
+
+
+async def test_uplink_tls_with_another_ca_is_refused(tmp_path: Path, tls_broker: Any) -> None:
+    """A broker whose certificate the configured CA did not sign is never trusted: no connection at all."""
+    broker, _ = tls_broker
+    stranger = tls_files(tmp_path, trustme.CA(), "other")[0]
+    text = config_text(tmp_path / "state", broker.url, [], [], mqtt_extra=f'ca_file = "{stranger}"\n')
+    async with running_gateway(make_config(text)) as gw:
+        await watch_gateway(gw).until(lambda: gw.uplink.failures >= 2)
+        assert gw.uplink.connections == 0
+        assert "CERTIFICATE_VERIFY_FAILED" in gw.uplink.last_error
+
+
+async def test_uplink_mqtt_311_selectable(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
+    """protocol = "3.1.1" talks MQTT 3.1.1 and still delivers events."""
+    panel = FirePanelSim()
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "tcp-1", **endpoint}],
+            [{"id": "facp-1", "bus": "tcp-1", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}],
+            mqtt_extra='protocol = "3.1.1"\n',
+        )
+        async with running_gateway(make_config(text)):
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/facp-1")
+            panel.alarm_point(1)
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire")
