@@ -14,7 +14,7 @@ from gateway.clock import Clock
 from gateway.config import Config, RtuBusConfig
 from gateway.contract import Topics
 from gateway.inputs import ContactInputs
-from gateway.outbox import Outbox
+from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
 from gateway.stateboard import StateBoard
@@ -39,9 +39,11 @@ class Gateway:
         self.cfg = cfg
         self.clock = clock or Clock()
         self.topics = Topics(cfg.site.id, cfg.gateway.id)
-        self.outbox = Outbox(cfg.gateway.state_dir / "outbox.db")
+        self.outbox = Outbox(
+            cfg.gateway.state_dir / "outbox.db", Limits(cfg.outbox.max_bytes, cfg.outbox.max_disk_share)
+        )
         self.board = StateBoard(self.topics)
-        self.recorder = Recorder(self.outbox, self.topics, self.board)
+        self.recorder = Recorder(self.outbox, self.topics, self.board, self.clock)
         self.identity = Identity.new(__version__, cfg.digest)
         self.uplink = Uplink(
             cfg.mqtt,
@@ -58,6 +60,7 @@ class Gateway:
         self.pollers: dict[str, BusPoller] = {}
         self.started = asyncio.Event()
         self._build_pollers()
+        self.recorder.declare_recovery()
 
     def _build_pollers(self) -> None:
         now = self.clock.mono()

@@ -56,6 +56,8 @@ class MqttConfig(_Frozen):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     batch_max_readings: int = Field(default=500, ge=1, le=5000)
     inflight_max: int = Field(default=16, ge=1, le=1000)
+    delivery: Literal["broker", "platform"] = "broker"
+    ack_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("urls")
     @classmethod
@@ -72,6 +74,13 @@ class MqttConfig(_Frozen):
         if plain and not self.allow_plaintext:
             raise ValueError(f"{plain[0]} is plaintext MQTT; use mqtts:// or set allow_plaintext = true")
         return self
+
+
+class OutboxConfig(_Frozen):
+    """Bounds of the local store: bytes, and a share of the free disk (whichever is smaller)."""
+
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    max_disk_share: float = Field(default=0.5, gt=0, le=0.95)
 
 
 class RtuBusConfig(_Frozen):
@@ -142,6 +151,7 @@ class Config(_Frozen):
     site: SiteConfig
     gateway: GatewayConfig
     mqtt: MqttConfig
+    outbox: OutboxConfig = OutboxConfig()
     buses: tuple[BusConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
     gpio: GpioConfig = GpioConfig()

@@ -1,15 +1,20 @@
-"""Commits what sensing produced to the outbox and the state board, alarms first."""
+"""Commits what sensing produced to the outbox and the state board, alarms first; reports the store's health."""
 
 from __future__ import annotations
 
 import logging
 
+from drivers.profile import Quality
+from gateway.clock import Clock
 from gateway.contract import Topics
+from gateway.errors import StoreError
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Outbox
-from gateway.records import Event, Reading
+from gateway.records import Event, Reading, Stamp
 from gateway.stateboard import StateBoard
 
 log = logging.getLogger(__name__)
+
+USAGE_CLEAR = 0.7
 
 
 class Recorder:
@@ -17,29 +22,106 @@ class Recorder:
 
     Each alarm is committed (fsync) on its own before anything else of the same poll, so no telemetry commit can
     stand between an alarm and the disk; then the other events and the readings go in one transaction.
+
+    When the store refuses a write, alarms are kept in memory and tried again before anything else on every
+    later call; telemetry that cannot be stored is counted and reported, never silently lost. Evictions from the
+    bounded outbox are declared as gap events.
     """
 
-    def __init__(self, outbox: Outbox, topics: Topics, board: StateBoard) -> None:
+    def __init__(self, outbox: Outbox, topics: Topics, board: StateBoard, clock: Clock | None = None) -> None:
         self.outbox = outbox
         self.topics = topics
         self.board = board
+        self.clock = clock or Clock()
+        self.pending_alarms: list[Entry] = []
+        self.dropped_readings = 0
+        self.store_failing = False
+        self.usage_warned = False
+
+    def _stamp(self) -> Stamp:
+        return Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+
+    def _store_event(self, point: str, state: str, detail: dict[str, str | int | float | bool | None]) -> Event:
+        return Event(
+            "store", "warning", state, self.topics.gateway, point, state == "raised", Quality.GOOD,  # type: ignore[arg-type]
+            self._stamp(), detail,
+        )  # fmt: skip
+
+    def declare_recovery(self) -> None:
+        """At start: report a store that had to be replaced, and the sequence numbers it may have taken along."""
+        rec = self.outbox.recovery
+        if rec.moved_aside is None:
+            return
+        events = [self._store_event("integrity", "raised", {"reason": rec.reason, "moved_to": str(rec.moved_aside)})]
+        if rec.resumed_at_seq > 1:
+            last = rec.resumed_at_seq - 1
+            events.append(
+                Event("gap", "warning", "raised", self.topics.gateway, "outbox", last, Quality.GOOD, self._stamp(),
+                      {"first_seq": 1, "last_seq": last, "count": last, "reason": "store_replaced"})
+            )  # fmt: skip
+        self.record([], events)
 
     def record(
-        self,
-        readings: list[Reading],
-        events: list[Event],
-        device: str | None = None,
-        online: bool | None = None,
+        self, readings: list[Reading], events: list[Event], device: str | None = None, online: bool | None = None
     ) -> None:
         """Commit, then update the retained state."""
-        for ev in events:
-            if ev.is_alarm:
-                seq = self.outbox.put([Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body())])[0]
-                log.warning("alarm committed as seq %d: %s %s %s.%s", seq, ev.cls, ev.state, ev.device, ev.point)
+        self.pending_alarms += [
+            Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body()) for ev in events if ev.is_alarm
+        ]
+        ok = self._commit_alarms()
         rest = [Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body()) for ev in events if not ev.is_alarm]
         rest += [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
-        self.outbox.put(rest)
+        if ok and rest:
+            try:
+                self.outbox.put(rest)
+            except StoreError as exc:
+                ok = False
+                self.dropped_readings += len(readings)
+                log.error("cannot store %d readings and events: %s", len(rest), exc)
         for ev in events:
             if not ev.is_alarm:
                 log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)
         self.board.apply(readings, online, device)
+        self._health(ok)
+
+    def _commit_alarms(self) -> bool:
+        while self.pending_alarms:
+            entry = self.pending_alarms[0]
+            try:
+                seq = self.outbox.put([entry])[0]
+            except StoreError as exc:
+                log.critical("ALARM NOT STORED, kept in memory and retried: %s: %s", entry.topic, exc)
+                return False
+            self.pending_alarms.pop(0)
+            log.warning("alarm committed as seq %d: %s", seq, entry.topic)
+        return True
+
+    def _health(self, ok: bool) -> None:
+        """Store-error transitions, the usage warning and gap declarations, each once per change."""
+        notes: list[Event] = []
+        if not ok and not self.store_failing:
+            self.store_failing = True
+            notes.append(self._store_event("errors", "raised", {"error": self.outbox.health.last_error}))
+        elif ok and self.store_failing:
+            self.store_failing = False
+            notes.append(self._store_event("errors", "cleared", {"dropped_readings": self.dropped_readings}))
+        usage = self.outbox.usage()
+        if usage >= self.outbox.limits.warn_share and not self.usage_warned:
+            self.usage_warned = True
+            notes.append(self._store_event("usage", "raised", {"usage": round(usage, 3), "bytes": self.outbox.bytes}))
+        elif usage < USAGE_CLEAR and self.usage_warned:
+            self.usage_warned = False
+            notes.append(self._store_event("usage", "cleared", {"usage": round(usage, 3), "bytes": self.outbox.bytes}))
+        notes.extend(
+            Event("gap", "warning", "raised", self.topics.gateway, "outbox", ev.count, Quality.GOOD, self._stamp(),
+                  {"first_seq": ev.first_seq, "last_seq": ev.last_seq, "count": ev.count, "reason": "evicted"})
+            for ev in self.outbox.take_evictions()
+        )  # fmt: skip
+        if not notes:
+            return
+        try:
+            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body()) for n in notes])
+        except StoreError as exc:
+            log.error("cannot store store-health events: %s", exc)
+        for n in notes:
+            log.warning("store: %s %s %s", n.cls, n.point, n.detail)

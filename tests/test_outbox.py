@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import StoreError
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Outbox
+from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, SEQ_BLOCK, Entry, Limits, Outbox
 
 
 def test_outbox_sequence_is_never_reused(tmp_path: Path) -> None:
@@ -50,13 +49,16 @@ def test_outbox_delete_only_named_rows(tmp_path: Path) -> None:
     assert [r.seq for r in box.fetch(PRIORITY_TELEMETRY, 0, 10)] == [1, 4]
 
 
-def test_outbox_refuses_unknown_schema_version(tmp_path: Path) -> None:
-    """A store written by a newer schema is not silently reused."""
+def test_outbox_unknown_schema_version_is_moved_aside(tmp_path: Path) -> None:
+    """A store of another schema version is not reused, nor a reason to stop: it is kept aside, a fresh one starts."""
     db = sqlite3.connect(tmp_path / "o.db")
     db.execute("PRAGMA user_version = 7")
     db.close()
-    with pytest.raises(StoreError, match="schema version 7, expected 1"):
-        Outbox(tmp_path / "o.db")
+    box = Outbox(tmp_path / "o.db")
+    assert box.recovery.moved_aside is not None
+    assert box.recovery.moved_aside.exists()
+    assert box.recovery.reason.endswith("schema version 7, expected 1")
+    assert box.depth() == 0
 
 
 def test_outbox_notifies_on_commit(tmp_path: Path) -> None:
@@ -66,3 +68,141 @@ def test_outbox_notifies_on_commit(tmp_path: Path) -> None:
     box.on_commit(lambda: calls.append(box.depth()))
     box.put([Entry(PRIORITY_EVENT, "t", "{}")])
     assert calls == [1]
+
+
+def telemetry(n: int, size: int = 100) -> list[Entry]:
+    return [Entry(PRIORITY_TELEMETRY, None, "{" + "x" * size + "}") for _ in range(n)]
+
+
+def test_outbox_bound_evicts_oldest_telemetry_never_alarms(tmp_path: Path) -> None:
+    """Past the byte bound the oldest telemetry goes, and the run is recorded for a gap event; alarms stay."""
+    box = Outbox(tmp_path / "o.db", Limits(max_bytes=20_000, max_disk_share=1.0))
+    alarm = box.put([Entry(PRIORITY_ALARM, "fire", "{}")])[0]
+    box.put(telemetry(100))  # about 15 kB
+    assert box.take_evictions() == []
+    box.put(telemetry(60))
+    evictions = box.take_evictions()
+    assert evictions
+    assert evictions[0].first_seq == 2
+    assert sum(e.count for e in evictions) == box.health.evicted_rows
+    assert box.bytes <= 20_000
+    assert [r.seq for r in box.fetch(PRIORITY_ALARM, 0, 10)] == [alarm]
+    remaining = [r.seq for r in box.fetch(PRIORITY_TELEMETRY, 0, 1000)]
+    assert remaining == sorted(remaining)
+    assert remaining[0] == evictions[-1].last_seq + 1
+    assert remaining[-1] == box.last_seq()
+
+
+def test_outbox_bound_counts_bytes_like_the_table(tmp_path: Path) -> None:
+    """The byte count kept in memory matches the rows on disk after puts, deletes and a reopen."""
+    box = Outbox(tmp_path / "o.db")
+    box.put(telemetry(10, 50))
+    box.put([Entry(PRIORITY_EVENT, "campus/t", '{"a":1}')])
+    box.delete([1, 2, 11])
+    counted = box.bytes
+    box.close()
+    assert Outbox(tmp_path / "o.db").bytes == counted
+
+
+def test_outbox_full_database_still_takes_an_alarm(tmp_path: Path) -> None:
+    """When SQLite reports the store full, telemetry makes room and the alarm is committed."""
+    box = Outbox(tmp_path / "o.db", Limits(max_bytes=10**9, max_disk_share=1.0))
+    box.put(telemetry(400, 1000))
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: the disk is full
+    seq = box.put([Entry(PRIORITY_ALARM, "fire", "{" + "y" * 3000 + "}")])[0]
+    assert [r.seq for r in box.fetch(PRIORITY_ALARM, 0, 10)] == [seq]
+    assert box.health.evicted_rows > 0
+    assert box.take_evictions()[0].first_seq == 1
+
+
+def test_outbox_reclaims_space_after_deletes(tmp_path: Path) -> None:
+    """Deleting acknowledged rows and reclaiming shrinks the file (incremental vacuum)."""
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    seqs = box.put(telemetry(2000, 500))
+    box.reclaim()
+    big = path.stat().st_size
+    box.delete(seqs)
+    assert box.free_pages() > 100
+    box.reclaim(100_000)
+    assert box.free_pages() == 0
+    assert path.stat().st_size < big / 4
+
+
+def test_outbox_sequence_survives_store_replacement(tmp_path: Path) -> None:
+    """A replaced (corrupt) store resumes above every number the old one could have used."""
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    used = box.put(telemetry(5))[-1]
+    box.close()
+    path.write_bytes(b"this is not a database" * 100)
+    fresh = Outbox(path)
+    assert fresh.recovery.moved_aside is not None
+    nxt = fresh.put(telemetry(1))[0]
+    assert nxt > used
+    assert nxt == fresh.recovery.resumed_at_seq
+    assert nxt >= SEQ_BLOCK
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, min(len(data), offset + 64)):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+
+
+def _garbage_wal(path: Path) -> None:
+    Path(str(path) + "-wal").write_bytes(bytes(range(256)) * 64)
+
+
+def _zero(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _other_db(path: Path) -> None:
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE accounts (id INTEGER)")
+    db.commit()
+    db.close()
+
+
+def _text(path: Path) -> None:
+    path.write_text("[site]\nid = 'oops, this is a config file'\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "moved"),
+    [
+        (_truncate, True),
+        (lambda p: _flip(p, 0), True),  # the header
+        (lambda p: _flip(p, 4096), True),  # the first b-tree page
+        (_zero, True),
+        (_other_db, True),
+        (_text, True),
+        (_garbage_wal, False),  # SQLite ignores a WAL whose checksums fail: the store is intact
+    ],
+    ids=["truncated", "flipped-header", "flipped-page", "zero-length", "other-db", "text-file", "garbage-wal"],
+)
+def test_outbox_damaged_store_is_moved_aside_not_fatal(tmp_path: Path, damage: object, moved: bool) -> None:
+    """Each kind of damage is detected (or harmless); the gateway never fails to open a store."""
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    box.put(telemetry(300, 200))
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    box.close()
+    damage(path)  # type: ignore[operator]
+    fresh = Outbox(path)
+    assert (fresh.recovery.moved_aside is not None) == moved
+    assert fresh.integrity_ok()
+    fresh.put([Entry(PRIORITY_ALARM, "fire", "{}")])
+    if moved:
+        assert fresh.recovery.moved_aside is not None
+        assert fresh.recovery.moved_aside.name.startswith("o.db.corrupt-")
+        assert fresh.recovery.reason
