@@ -17,6 +17,7 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
+from drivers.aio import reraise_if_cancelling
 from drivers.errors import BusError, DeviceException, DeviceTimeout, MalformedReply
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class ModbusBus:
                 await asyncio.sleep(gap)
             try:
                 async with asyncio.timeout(timeout_s):
-                    return await self._call(unit, function, address, count)
+                    reply = await self._call(unit, function, address, count)
             except ModbusException as exc:
                 # pymodbus raises ModbusIOException for a reply from the wrong unit or transaction: that is
                 # noise or a duplicate address on the line, treated as no valid reply.
@@ -171,6 +172,8 @@ class ModbusBus:
                 raise TimeoutError(str(exc)) from exc
             finally:
                 self._last_end = time.monotonic()
+            reraise_if_cancelling()
+            return reply
 
     async def _call(self, unit: int, function: Function, address: int, count: int) -> ModbusPDU:
         c = self._client

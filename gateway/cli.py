@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -32,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", type=Path, help="a scenario file to play instead of the built-in one")
     demo.add_argument("--state-dir", type=Path, help="keep the outbox and pty links here (default: a temp dir)")
 
+    watch = sub.add_parser("watch", help="follow a site as the platform would: check, de-duplicate, account for gaps")
+    watch.add_argument("--broker", metavar="URL", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    watch.add_argument("--site", required=True)
+    watch.add_argument("--gateway", help="only this gateway (default: every gateway of the site)")
+    watch.add_argument("--ack", action="store_true", help='acknowledge what is stored (for delivery = "platform")')
+    watch.add_argument("--ca-file", type=Path, help="CA certificate for mqtts://")
+    watch.add_argument("--client-id", help="a persistent session under this id (survives reconnects)")
+    watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    watch.add_argument("--json", type=Path, metavar="FILE", help="write the final summary as JSON to FILE")
+
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
     return p
@@ -43,6 +54,30 @@ async def _run_until_signal(coro_main: asyncio.Future[object] | asyncio.Task[obj
         loop.add_signal_handler(sig, coro_main.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await coro_main
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from gateway.watch import Watcher, watch  # noqa: PLC0415
+
+    watcher = Watcher(args.site, args.gateway)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(
+            watch(watcher, args.broker, ack=args.ack, ca_file=args.ca_file, client_id=args.client_id)
+        )
+        if args.duration is not None:
+            asyncio.get_running_loop().call_later(args.duration, task.cancel)
+        await _run_until_signal(task)
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        print(f"campus-edge: {exc}", file=sys.stderr)
+        return 2
+    watcher.print_summary()
+    if args.json is not None:
+        args.json.write_text(json.dumps(watcher.summary(), indent=2) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.config}: ok ({len(cfg.buses)} buses, {len(cfg.devices)} devices, {len(cfg.gpio.inputs)} inputs)"
             )
             return 0
+        if args.command == "watch":
+            return _watch(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.app import Gateway  # noqa: PLC0415

@@ -10,6 +10,7 @@ SCHEMA_STATUS = "campus-edge/status/1"
 SCHEMA_TELEMETRY = "campus-edge/telemetry/1"
 SCHEMA_EVENT = "campus-edge/event/1"
 SCHEMA_STATE = "campus-edge/state/1"
+SCHEMA_ACK = "campus-edge/ack/1"
 
 
 class Topics:
@@ -21,6 +22,7 @@ class Topics:
         self.prefix = f"campus/v1/{site}/{gateway}"
         self.status = f"{self.prefix}/status"
         self.telemetry = f"{self.prefix}/telemetry"
+        self.ack = f"{self.prefix}/ack"
 
     def event(self, cls: str) -> str:
         """Topic of one event class."""

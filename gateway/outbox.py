@@ -7,9 +7,9 @@ beside the store (`seq.reserved`) keeps it from being reused even when a corrupt
 Priorities: 2 alarms, 1 other events, 0 telemetry. The uplink reads each priority with its own cursor, highest
 first, so an alarm committed behind a backlog of telemetry is the next thing sent.
 
-The store is bounded (bytes, and a share of the free disk). When full, the oldest telemetry goes first, then the
-oldest non-alarm events; alarms are never evicted. What was evicted is declared by a gap event. A disk that fills
-up anyway is met with a ballast file released to make room for alarms.
+The store is bounded (bytes, and a share of the free disk). When full, the oldest telemetry goes, a tenth of the
+bound at a time so that evictions (and the gap events that declare them) stay rare; events, alarms among them,
+are never evicted. A disk that fills up anyway is met with a ballast file released to make room for alarms.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ PRIORITY_TELEMETRY = 0
 ROW_OVERHEAD = 48  # bytes per row beyond topic and body: rowid, integers, record and index entries
 SEQ_BLOCK = 10_000  # sequence numbers reserved ahead in `seq.reserved`
 BALLAST_BYTES = 2 * 1024 * 1024
+EVICT_SHARE = 10  # evict 1/10 of the bound at a time
 
 _FULL_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR")
 
@@ -292,7 +293,7 @@ class Outbox:
         size = sum(len(e.body) + len(e.topic or "") + ROW_OVERHEAD for e in entries)
         limit = self.limit_bytes()
         if self.bytes + size > limit:
-            self._evict(self.bytes + size - limit)
+            self._evict(max(self.bytes + size - limit, limit // EVICT_SHARE))
         self._reserve(len(entries))
         try:
             seqs = self._insert(entries)
@@ -341,9 +342,9 @@ class Outbox:
             self.health.ballast_released = True
 
     def _evict(self, need_bytes: int) -> None:
-        """Delete the oldest telemetry (then the oldest non-alarm events) until `need_bytes` are freed."""
+        """Delete the oldest telemetry until `need_bytes` are freed (or no telemetry is left)."""
         freed = 0
-        for priority in (PRIORITY_TELEMETRY, PRIORITY_EVENT):
+        for priority in (PRIORITY_TELEMETRY,):
             while freed < need_bytes:
                 rows = self._db.execute(
                     "SELECT seq, LENGTH(body) + COALESCE(LENGTH(topic), 0) FROM outbox WHERE priority = ? "
@@ -378,9 +379,21 @@ class Outbox:
         self.reclaim()
 
     def take_evictions(self) -> list[Eviction]:
-        """Evictions not yet declared to the platform."""
-        out, self.health.evictions = self.health.evictions, []
-        return out
+        """Evictions not yet declared to the platform, runs that follow each other merged into one."""
+        merged: list[Eviction] = []
+        for ev in self.health.evictions:
+            if merged and ev.first_seq > merged[-1].last_seq:
+                prev = merged[-1]
+                between = self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE priority = ? AND seq > ? AND seq < ?",
+                    (PRIORITY_TELEMETRY, prev.last_seq, ev.first_seq),
+                ).fetchone()[0]
+                if between == 0:
+                    merged[-1] = Eviction(prev.first_seq, ev.last_seq, prev.count + ev.count, prev.bytes + ev.bytes)
+                    continue
+            merged.append(ev)
+        self.health.evictions = []
+        return merged
 
     # -- reading and acknowledging -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ moves on to the next broker URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -21,9 +22,10 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from drivers.aio import reraise_if_cancelling
 from gateway.clock import Clock, rfc3339_ms
 from gateway.config import MqttConfig
-from gateway.contract import SCHEMA_STATUS, Topics, event_payload, telemetry_payload
+from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics, event_payload, telemetry_payload
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from gateway.stateboard import StateBoard
 
@@ -74,6 +76,8 @@ class Uplink:
         self.failures = 0
         self.last_error = ""
         self.on_link_change: list[Callable[[], None]] = []
+        self.acked_seq = 0
+        self._ack_progress = 0.0
         self._wake = asyncio.Event()
         outbox.on_commit(self._wake.set)
 
@@ -132,6 +136,7 @@ class Uplink:
                     log.info("connected to %s", url)
                     await self._session(client, since_ms)
             except (aiomqtt.MqttError, _LinkDown, OSError, TimeoutError) as exc:
+                reraise_if_cancelling(exc)
                 self.connected.clear()
                 self.failures += 1
                 if str(exc) != self.last_error:
@@ -162,9 +167,15 @@ class Uplink:
             listener()
         try:
             try:
+                # The drain runs in the body, not as a child: on Python 3.11 a TaskGroup whose body has already
+                # finished does not take back the cancellation it sends its parent when a child fails, and a
+                # stale cancellation would end the uplink instead of reconnecting it.
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._drain(client), name="uplink-drain")
+                    if self.cfg.delivery == "platform":
+                        await client.subscribe(self.topics.ack, qos=1, timeout=self.cfg.publish_timeout_s)
+                        tg.create_task(self._acks(client), name="uplink-acks")
                     tg.create_task(self._states(client), name="uplink-state")
+                    await self._drain(client)
             except* (aiomqtt.MqttError, TimeoutError, _LinkDown) as group:
                 raise _LinkDown(str(group.exceptions[0])) from None
         except asyncio.CancelledError:
@@ -182,7 +193,9 @@ class Uplink:
         try:
             await client.publish(topic, payload, qos=1, retain=retain, timeout=self.cfg.publish_timeout_s)
         except aiomqtt.MqttError as exc:
+            reraise_if_cancelling(exc)
             raise _LinkDown(f"publish to {topic}: {exc}") from exc
+        reraise_if_cancelling()
         self.published_messages += 1
 
     async def _states(self, client: aiomqtt.Client) -> None:
@@ -192,9 +205,24 @@ class Uplink:
                 await self._publish(client, topic, payload, retain=True)
             await asyncio.sleep(0.2)  # coalesce bursts: retained state is last-value-wins
 
+    async def _acks(self, client: aiomqtt.Client) -> None:
+        """Platform acknowledgements: every row up to the acknowledged seq is stored at the platform."""
+        async for msg in client.messages:
+            if str(msg.topic) != self.topics.ack:
+                continue
+            seq = parse_ack(self.topics, msg.payload, self.outbox.last_seq())
+            if seq is None or seq <= self.acked_seq:
+                continue
+            self.acked_seq = seq
+            self._ack_progress = asyncio.get_running_loop().time()
+            removed = self.outbox.delete_upto(seq)
+            log.debug("platform acknowledged up to seq %d: %d rows released", seq, removed)
+
     async def _drain(self, client: aiomqtt.Client) -> None:
         cursors = {PRIORITY_ALARM: 0, PRIORITY_EVENT: 0, PRIORITY_TELEMETRY: 0}
         window = asyncio.Semaphore(self.cfg.inflight_max)
+        loop = asyncio.get_running_loop()
+        self._ack_progress = loop.time()
         async with asyncio.TaskGroup() as tg:
             while True:
                 self._wake.clear()
@@ -214,18 +242,52 @@ class Uplink:
                     payload = telemetry_payload(self.topics, rows)
                     tg.create_task(self._send(client, self.topics.telemetry, payload, rows, window))
                     sent = True
-                if not sent:
-                    try:
-                        async with asyncio.timeout(1.0):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
+                if sent:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                if (
+                    self.cfg.delivery == "platform"
+                    and loop.time() - self._ack_progress > self.cfg.ack_timeout_s
+                    and self.outbox.depth() > 0
+                ):
+                    # Sent, acknowledged by the broker, never by the platform: send it all again.
+                    log.warning("no platform acknowledgement for %g s: sending unacknowledged rows again",
+                                self.cfg.ack_timeout_s)  # fmt: skip
+                    cursors = dict.fromkeys(cursors, 0)
+                    self._ack_progress = loop.time()
 
     async def _send(
         self, client: aiomqtt.Client, topic: str, payload: bytes, rows: list[Row], window: asyncio.Semaphore
     ) -> None:
         try:
             await self._publish(client, topic, payload)
-            self.outbox.delete(r.seq for r in rows)
+            if self.cfg.delivery == "broker":
+                self.outbox.delete(r.seq for r in rows)
         finally:
             window.release()
+
+
+def parse_ack(topics: Topics, payload: object, last_seq: int) -> int | None:
+    """The seq of a valid platform acknowledgement, or None (logged with the topic) for anything else."""
+    try:
+        data = json.loads(payload if isinstance(payload, bytes | bytearray | str) else b"")
+    except ValueError:
+        data = None
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != SCHEMA_ACK
+        or data.get("site") != topics.site
+        or data.get("gateway") != topics.gateway
+        or not isinstance(data.get("seq"), int)
+        or isinstance(data.get("seq"), bool)
+    ):
+        log.warning("%s: ignored: expected {\"schema\": \"%s\", \"site\", \"gateway\", \"seq\": int}",
+                    topics.ack, SCHEMA_ACK)  # fmt: skip
+        return None
+    seq = int(data["seq"])
+    if not 0 <= seq <= last_seq:
+        log.warning("%s: ignored: seq %d is beyond the last committed seq %d", topics.ack, seq, last_seq)
+        return None
+    return seq

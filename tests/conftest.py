@@ -12,6 +12,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.aio import reraise_if_cancelling
 from drivers.modbus import ModbusBus
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
@@ -108,7 +109,8 @@ async def subscribe(
                     sub.arrived.set()
                     for listener in sub.listeners:
                         listener()
-        except aiomqtt.MqttError:
+        except aiomqtt.MqttError as exc:
+            reraise_if_cancelling(exc)
             await asyncio.sleep(0.05)  # reconnect back-off while the broker is down
 
 
@@ -128,4 +130,5 @@ async def subscriber_factory() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks, return_exceptions=True)

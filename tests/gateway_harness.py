@@ -64,8 +64,9 @@ async def running_gateway(cfg: Config, pin_factory: Any = None) -> AsyncIterator
         yield gw
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with asyncio.timeout(15):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class Signal:

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from gateway.contract_check import validate_message
 from gateway.outbox import PRIORITY_ALARM
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact
 from simulators.devices import FirePanelSim, SmokeDetectorSim
 from tests.conftest import open_sim_bus
-from tests.contract import validate_message
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
 
 PREFIX = "campus/v1/test-school/gw-1"
