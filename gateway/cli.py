@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--client-id", help="a persistent session under this id (survives reconnects)")
     watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     watch.add_argument("--json", type=Path, metavar="FILE", help="write the final summary as JSON to FILE")
+    watch.add_argument("--log", type=Path, metavar="FILE", help="append every arrival (gateway seq kind) to FILE")
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -60,6 +61,8 @@ def _watch(args: argparse.Namespace) -> int:
     from gateway.watch import Watcher, watch  # noqa: PLC0415
 
     watcher = Watcher(args.site, args.gateway)
+    if args.log is not None:
+        watcher.arrivals = args.log.open("a", encoding="utf-8")
 
     async def run() -> None:
         task = asyncio.ensure_future(

@@ -85,6 +85,8 @@ class Watcher:
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     messages: int = 0
     invalid: int = 0
+    arrivals: TextIO | None = None
+    """If set, one line per seq-carrying message as it arrives: `gateway alarm|event|telemetry seq...`."""
 
     def topic_filter(self) -> str:
         return f"campus/v1/{self.site}/{self.gateway or '+'}/#"
@@ -106,6 +108,14 @@ class Watcher:
             return
         gw = payload["gateway"]
         ledger = self.ledgers.setdefault(gw, Ledger())
+        if self.arrivals is not None:
+            if "readings" in payload:
+                seqs = " ".join(str(r["seq"]) for r in payload["readings"])
+                self.arrivals.write(f"{gw} telemetry {seqs}\n")
+            elif "seq" in payload:
+                kind = "alarm" if payload["severity"] == "alarm" else "event"
+                self.arrivals.write(f"{gw} {kind} {payload['seq']}\n")
+            self.arrivals.flush()
         if "readings" in payload:
             for r in payload["readings"]:
                 if not ledger.note(r["seq"], telemetry=True):
@@ -131,6 +141,7 @@ class Watcher:
                 "duplicates": ledger.duplicates,
                 "reordered": ledger.reordered,
                 "declared_gaps": [list(g) for g in ledger.declared],
+                "outstanding_seqs": ledger.outstanding()[:100],
             }
             for gw, ledger in sorted(self.ledgers.items())
         }

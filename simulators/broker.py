@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,17 +27,30 @@ class PrivateBroker:
     platform's broker cluster would keep it.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
-        """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only."""
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+        netns: str | None = None,
+        bind: str = "127.0.0.1",
+    ) -> None:
+        """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only.
+
+        `netns` runs the broker in a network namespace of the caller's making, listening on `bind` there (and on
+        that namespace's loopback); only addresses of such test namespaces are ever used besides loopback.
+        """
         self.workdir = workdir
         self.port = port or free_port()
         self.tls = tls
+        self.netns = netns
+        self.bind = bind
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """Where clients connect."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.bind}:{self.port}"
 
     def start(self) -> None:
         """Start mosquitto and wait until it accepts connections."""
@@ -46,9 +60,10 @@ class PrivateBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.port} {self.bind}\n"
+            + (f"listener {self.port} 127.0.0.1\n" if self.bind != "127.0.0.1" else "")
             # Started as root, mosquitto drops to user 'mosquitto' and could not read our files: stay who we are.
-            f"user {getpass.getuser()}\n"
+            + f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
@@ -58,8 +73,9 @@ class PrivateBroker:
             f"log_dest file {self.workdir}/mosquitto.log\n"
             + (f"cafile {self.tls[0]}\ncertfile {self.tls[1]}\nkeyfile {self.tls[2]}\n" if self.tls else "")
         )
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)],
+            [*prefix, exe, "-c", str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -69,12 +85,25 @@ class PrivateBroker:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
+            if self._listening():
+                return
+            time.sleep(0.02)
         raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within 10 s")
+
+    def _listening(self) -> bool:
+        if self.netns is None:
+            try:
+                with socket.create_connection((self.bind, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        probe = f"import socket; socket.create_connection(('{self.bind}', {self.port}), timeout=0.2)"
+        return (
+            subprocess.run(
+                ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
 
     def kill(self) -> None:
         """SIGKILL: the broker dies without saving or saying goodbye."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import broker_kills, corrupt_stores, gateway_kills, report
+from tests.faults.harness import FaultNet, broker_kills, corrupt_stores, gateway_kills, partitions, report
 
 pytestmark = pytest.mark.slow
 
@@ -32,4 +32,15 @@ async def test_faults_corrupt_store_variants_never_crash_loop(tmp_path: Path) ->
     result = await corrupt_stores(tmp_path, variants=20, seed=2026)
     print(report([result]))
     assert result.faults == 20
+    assert result.passed, report([result])
+
+
+async def test_faults_network_cuts_and_loss_lose_nothing(tmp_path: Path) -> None:
+    """Cuts of 1, 3, 10 and 60 s between gateway and broker (own network namespaces), then 20 % packet loss."""
+    why = FaultNet.available()
+    if why is not None:
+        pytest.skip(why)
+    result = await partitions(tmp_path, [1, 3, 10, 60], loss_s=10, seed=2026)
+    print(report([result]))
+    assert result.heals == 4
     assert result.passed, report([result])

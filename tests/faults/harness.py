@@ -336,11 +336,15 @@ async def corrupt_stores(workdir: Path, variants: int, seed: int) -> Result:
 async def run_all(workdir: Path, *, long: bool = False, seed: int = 1) -> list[Result]:
     """The CI-sized run, or with `long` the same for much longer."""
     scale = 20 if long else 1
-    return [
+    results = [
         await gateway_kills(workdir / "kills", 50 * scale, seed),
         await broker_kills(workdir / "broker", 20 * scale, seed),
         await corrupt_stores(workdir / "corrupt", 20 * scale, seed),
     ]
+    if FaultNet.available() is None:
+        cuts: list[float] = [1, 2, 5, 10, 30, 60] * 5 if long else [1, 3, 10, 60]
+        results.append(await partitions(workdir / "net", cuts, 600 if long else 10, seed))
+    return results
 
 
 def report(results: list[Result]) -> str:
@@ -362,3 +366,220 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run_all(Path(d), long=args.long, seed=args.seed))
     print(report(results))
     return 0 if all(r.passed for r in results) else 1
+
+
+class FaultNet:
+    """Two network namespaces of our own, gateway and broker, joined by a veth pair.
+
+    The link can be cut (`ip link set down`) and made lossy (iptables `statistic --mode random` drops; this
+    kernel has no netem). Only the namespaces' own addresses are used.
+    """
+
+    def __init__(self, tag: str, subnet: int) -> None:
+        self.gw = f"ce-gw-{tag}"
+        self.br = f"ce-br-{tag}"
+        self.gw_if = f"cegw{tag}"[:15]
+        self.br_if = f"cebr{tag}"[:15]
+        self.gw_addr = f"10.231.{subnet}.1"
+        self.br_addr = f"10.231.{subnet}.2"
+
+    @staticmethod
+    def available() -> str | None:
+        """None if the harness can build namespaces here, else why not."""
+        import os  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+
+        if os.geteuid() != 0:
+            return "network namespaces need root"
+        for tool in ("ip", "iptables"):
+            if shutil.which(tool) is None:
+                return f"{tool} is not installed"
+        return None
+
+    def _ip(self, *args: str) -> None:
+        import subprocess  # noqa: PLC0415
+
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def __enter__(self) -> FaultNet:
+        self._ip("netns", "add", self.gw)
+        self._ip("netns", "add", self.br)
+        self._ip("link", "add", self.gw_if, "type", "veth", "peer", "name", self.br_if)
+        self._ip("link", "set", self.gw_if, "netns", self.gw)
+        self._ip("link", "set", self.br_if, "netns", self.br)
+        self._ip("-n", self.gw, "addr", "add", f"{self.gw_addr}/30", "dev", self.gw_if)
+        self._ip("-n", self.br, "addr", "add", f"{self.br_addr}/30", "dev", self.br_if)
+        for ns, dev in ((self.gw, self.gw_if), (self.br, self.br_if)):
+            self._ip("-n", ns, "link", "set", "lo", "up")
+            self._ip("-n", ns, "link", "set", dev, "up")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import subprocess  # noqa: PLC0415
+
+        for ns in (self.gw, self.br):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+    def cut(self) -> None:
+        self._ip("-n", self.gw, "link", "set", self.gw_if, "down")
+
+    def heal(self) -> None:
+        self._ip("-n", self.gw, "link", "set", self.gw_if, "up")
+
+    def loss(self, probability: float | None) -> None:
+        """Drop this share of packets both ways on the gateway's side; None clears it."""
+        import subprocess  # noqa: PLC0415
+
+        subprocess.run(["ip", "netns", "exec", self.gw, "iptables", "-F"], check=True, capture_output=True)
+        if probability is None:
+            return
+        for chain in ("INPUT", "OUTPUT"):
+            subprocess.run(
+                ["ip", "netns", "exec", self.gw, "iptables", "-A", chain, "-o" if chain == "OUTPUT" else "-i",
+                 self.gw_if, "-m", "statistic", "--mode", "random", "--probability", str(probability), "-j", "DROP"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+
+
+INFLIGHT = 16  # the gateway's default mqtt.inflight_max
+
+
+async def partitions(workdir: Path, durations: list[float], loss_s: float, seed: int) -> Result:
+    """Network cuts of the given lengths between gateway and broker (a fire in each), then random packet loss."""
+    import os  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    result = Result("network cuts and loss")
+    started = time.monotonic()
+    os.makedirs(workdir, exist_ok=True)
+    tag = f"{os.getpid() % 10000}"
+    with FaultNet(tag, os.getpid() % 250) as net:
+        broker = PrivateBroker(workdir / "broker", netns=net.br, bind=net.br_addr)
+        broker.start()
+        procs: list[asyncio.subprocess.Process] = []
+        try:
+
+            async def spawn(ns: str, *argv: str, log: str) -> asyncio.subprocess.Process:
+                proc = await asyncio.create_subprocess_exec(
+                    "ip", "netns", "exec", ns, sys.executable, *argv,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=open(workdir / log, "ab"),  # noqa: SIM115, ASYNC230
+                )  # fmt: skip
+                procs.append(proc)
+                return proc
+
+            sim_port = 15020
+            sim = await spawn(
+                net.gw, "-m", "simulators", "--tcp", f"127.0.0.1:{sim_port}",
+                "--unit", "1=fire_panel", "--unit", "2=smoke_detector", "--wave", "2", log="sim.log",
+            )  # fmt: skip
+            arrivals = workdir / "arrivals.log"
+            summary = workdir / "summary.json"
+            watcher = await spawn(
+                net.br, "-m", "gateway.cli", "watch", "--broker", f"mqtt://127.0.0.1:{broker.port}",
+                "--site", SITE, "--gateway", GATEWAY, "--client-id", "harness-platform",
+                "--json", str(summary), "--log", str(arrivals), log="watch.log",
+            )  # fmt: skip
+            state = workdir / "state"
+            config = workdir / "gateway.toml"
+            config.write_text(
+                config_text(
+                    state, broker.url, [{"id": "tcp-1", "type": "tcp", "host": "127.0.0.1", "port": sim_port}],
+                    [
+                        {"id": "facp-1", "bus": "tcp-1", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.05},
+                        {"id": "smoke-1", "bus": "tcp-1", "unit": 2, "profile": "smoke_detector",
+                         "poll_interval_s": 0.02},
+                    ],
+                    mqtt_extra="publish_timeout_s = 2.0\nkeepalive_s = 5\n",
+                )
+            )  # fmt: skip
+            await asyncio.sleep(1.0)
+            gateway = await spawn(net.gw, "-m", "gateway.cli", "run", "--config", str(config), log="gateway.log")
+
+            def seen() -> list[tuple[str, list[int]]]:
+                """Messages in arrival order: (kind, seqs)."""
+                if not arrivals.exists():
+                    return []
+                lines = (ln.split() for ln in arrivals.read_text().splitlines())
+                return [(p[1], [int(x) for x in p[2:]]) for p in lines if len(p) >= 3]
+
+            def received() -> set[int]:
+                return {s for _kind, seqs in seen() for s in seqs}
+
+            await asyncio.sleep(2.0)
+            for d in durations:
+                await asyncio.sleep(rng.uniform(0.5, 2.0))
+                net.cut()
+                result.faults += 1
+                await asyncio.sleep(d / 2)
+                assert sim.pid is not None
+                os.kill(sim.pid, signal.SIGUSR1)  # a fire (or its reset) while the link is down
+                await asyncio.sleep(d / 2)
+                mark = len(seen())
+                net.heal()
+                result.heals += 1
+                # Messages already written to the socket before the alarm was committed cannot be overtaken (TCP
+                # keeps order); at most the in-flight window of them may arrive first. Nothing queued may.
+                deadline = time.monotonic() + 30
+                ahead: int | None = None
+                while ahead is None and time.monotonic() < deadline:
+                    after = seen()[mark:]
+                    idx = next((i for i, (kind, _s) in enumerate(after) if kind == "alarm"), None)
+                    if idx is not None:
+                        ahead = sum(1 for kind, _s in after[:idx] if kind == "telemetry")
+                    await asyncio.sleep(0.05)
+                if ahead is not None and ahead <= INFLIGHT:
+                    result.alarm_first += 1
+                result.notes.append(f"cut of {d:g} s: {ahead} telemetry messages (already in flight) before the alarm")
+            net.loss(0.2)
+            result.faults += 1
+            await asyncio.sleep(loss_s)
+            net.loss(None)
+            # Drain: wait until the gateway's store is empty and the platform has seen its last seq.
+            deadline = time.monotonic() + 120
+            last = 0
+            while time.monotonic() < deadline:
+                db = sqlite3.connect(state / "outbox.db")
+                try:
+                    depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                    last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0]
+                finally:
+                    db.close()
+                if depth == 0 and max(received(), default=0) >= last - 50:
+                    break
+                await asyncio.sleep(0.5)
+            sim.send_signal(signal.SIGTERM)
+            gateway.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(gateway.wait(), 20)
+            await asyncio.sleep(1.0)
+            watcher.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(watcher.wait(), 20)
+            db = sqlite3.connect(state / "outbox.db")
+            try:
+                last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0]
+                if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                    result.integrity_failures += 1
+            finally:
+                db.close()
+            s = json.loads(summary.read_text())[GATEWAY]
+            got = received()
+            declared = [tuple(g) for g in s["declared_gaps"]]
+            missing = [n for n in range(1, last + 1) if n not in got and not any(lo <= n <= hi for lo, hi in declared)]
+            result.committed = last
+            result.received = len(got)
+            result.lost = len(missing)
+            result.duplicates = s["duplicates"]
+            result.unexpected = len([n for n in got if n > last])
+            result.reordered = s["reordered"]
+            result.declared = len(declared)
+            if missing:
+                result.notes.append(f"first lost: {missing[:10]}")
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(p.wait(), 10)
+            broker.stop()
+    result.seconds = time.monotonic() - started
+    return result
