@@ -290,6 +290,12 @@ class Outbox:
         """
         if not entries:
             return []
+        alarm = any(e.priority == PRIORITY_ALARM for e in entries)
+        if not alarm and self.health.ballast_released and self._disk_free() < 2 * BALLAST_BYTES:
+            # The ballast went to an alarm and the disk is still nearly full: what is left is kept for alarms.
+            self.health.store_errors += 1
+            self.health.last_error = "disk nearly full: room is kept for alarms"
+            raise StoreError(f"outbox {self.path}: {self.health.last_error}")
         size = sum(len(e.body) + len(e.topic or "") + ROW_OVERHEAD for e in entries)
         limit = self.limit_bytes()
         if self.bytes + size > limit:
@@ -300,17 +306,26 @@ class Outbox:
         except sqlite3.Error as exc:
             if not _errname(exc).startswith(_FULL_ERRORS):
                 self._fail(exc)
-            log.error("outbox %s: %s; releasing ballast and evicting telemetry", self.path, exc)
-            self._release_ballast()
+            log.error("outbox %s: %s; evicting telemetry%s", self.path, exc, " and releasing the ballast" * alarm)
+            if alarm:
+                self._release_ballast()  # the ballast is for alarms only: telemetry would use it up
             self._evict(max(size, self.bytes // 10))
             try:
                 seqs = self._insert(entries)
             except sqlite3.Error as again:
                 self._fail(again)
         self.bytes += size
+        if self.health.ballast_released and not alarm and self._disk_free() > 4 * BALLAST_BYTES:
+            self._keep_ballast()  # the disk has room again
         for listener in self._on_commit:
             listener()
         return seqs
+
+    def _disk_free(self) -> int:
+        try:
+            return shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return 0
 
     def _fail(self, exc: sqlite3.Error) -> None:
         self.health.store_errors += 1

@@ -177,3 +177,95 @@ async def test_corrupt_store_at_start_is_reported_and_gap_declared(
         assert integrity["detail"]["moved_to"] == str(gw.outbox.recovery.moved_aside)
         assert gap["detail"] == {"first_seq": 1, "last_seq": 25000, "count": 25000, "reason": "store_replaced"}
         assert integrity["seq"] > 25000
+
+
+async def test_boot_with_no_network_delivers_everything_later(tmp_path: Path, subscriber_factory: Any) -> None:
+    """A gateway that starts while the broker is unreachable records from the first poll and delivers it all."""
+    own = PrivateBroker(tmp_path / "broker")
+    own.start()
+    panel = FirePanelSim()
+    try:
+        sub = await subscriber_factory(own.url, f"{PREFIX}/#", client_id="platform-boot")
+        own.kill()  # the platform's session is kept; the gateway will find no broker
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            text = config_text(tmp_path / "state", own.url, [{"id": "tcp-1", **endpoint}], [PANEL])
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                await signal.until(lambda: gw.uplink.failures >= 2 and gw.outbox.depth() > 20)
+                assert gw.uplink.connections == 0
+                panel.alarm_point(8)
+                await signal.until(lambda: gw.recorder.pending_alarms == [] and gw.outbox.last_seq() > 24)
+                own.start()
+                sub.listeners.append(signal)
+                await signal.until(lambda: gw.outbox.depth() == 0)
+                last = gw.outbox.last_seq()
+                await signal.until(lambda: set(range(1, last + 1)) <= set(sub.seqs()))
+        events = [p for t, p in sub.messages if "/event/" in t]
+        assert events[0]["class"] == "fire"  # the alarm led the backlog
+    finally:
+        own.stop()
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=False).returncode == 0
+    )
+
+
+async def test_disk_full_alarm_still_stored_and_delivered(tmp_path: Path, subscriber_factory: Any) -> None:
+    """On a really full file system (a small tmpfs) the fire is still committed and delivered; the store recovers."""
+    small = tmp_path / "small"
+    if not _mount_tmpfs(small, "8m"):
+        import pytest  # noqa: PLC0415
+
+        pytest.skip("mounting a tmpfs needs root")
+    own = PrivateBroker(tmp_path / "broker")
+    own.start()
+    panel = FirePanelSim()
+    try:
+        sub = await subscriber_factory(own.url, f"{PREFIX}/#", client_id="platform-full")
+        own.kill()
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            text = config_text(small / "state", own.url, [{"id": "tcp-1", **endpoint}],
+                               [PANEL | {"poll_interval_s": 0.01}])  # fmt: skip
+            text += "\n[outbox]\nmax_disk_share = 0.95\n"
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                load = asyncio.create_task(churn_panel(panel))
+                try:
+                    await signal.until(lambda: gw.outbox.depth() > 100)
+                    # Fill the file system to the last byte, as a runaway log would.
+                    filler = small / "filler"
+                    with open(filler, "wb") as f, contextlib.suppress(OSError):  # noqa: ASYNC230
+                        while True:
+                            f.write(b"\0" * 65536)
+                            f.flush()
+                    # The store may go on for a while in pages it already has; then writes fail.
+                    panel.alarm_point(11)
+                    await signal.until(lambda: bool(gw.outbox.fetch(2, 0, 10)) and gw.recorder.pending_alarms == [])
+                finally:
+                    load.cancel()
+                filler.unlink()
+                own.start()
+                sub.listeners.append(signal)
+                await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire" and p["state"] == "raised")
+                await signal.until(lambda: gw.outbox.depth() == 0)
+                assert gw.outbox.integrity_ok()
+        store = [(p["point"], p["state"]) for t, p in sub.messages if t == f"{PREFIX}/event/store"]
+        if gw.recorder.dropped_readings:
+            assert ("errors", "raised") in store
+            assert ("errors", "cleared") in store
+    finally:
+        own.stop()
+        umount = await asyncio.create_subprocess_exec("umount", "-l", str(small))
+        await umount.wait()
