@@ -102,3 +102,15 @@ def test_tracking_enum_change_event_with_alarm_values() -> None:
         ("state", "fault", "alarm"),
         ("fault_code", "rise_timeout", "alarm"),
     ]
+
+
+def test_tracking_offline_survives_wall_clock_jumps() -> None:
+    """Offline detection runs on the monotonic clock: the wall clock jumping a day back changes nothing."""
+    t = DeviceTracker("s", load_profile("smoke_detector"), offline_after_polls=2, offline_after_s=10)
+    t.update(smoke(), Stamp(1_780_000_000_000, 100.0, False))
+    day = 86_400_000
+    assert not t.failure("timeout", Stamp(1_780_000_000_000 - day, 101.0, True)).went_offline
+    assert not t.failure("timeout", Stamp(1_780_000_000_000 - day + 5_000, 105.0, True)).went_offline
+    out = t.failure("timeout", Stamp(1_780_000_000_000 - day + 11_000, 110.5, True))
+    assert out.went_offline
+    assert out.readings[0].at.clock_synced is True
