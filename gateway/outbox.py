@@ -374,19 +374,9 @@ class Outbox:
                     freed += int(length) + ROW_OVERHEAD
                     if freed >= need_bytes:
                         break
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s, _ in take])
-                    self._db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    self.health.store_errors += 1
-                    self.health.last_error = str(exc)
-                    log.error("outbox %s: cannot evict: %s", self.path, exc)
+                gone = self._delete_rows([s for s, _ in take], "evict")
+                if gone is None:
                     return
-                gone = sum(b for _, b in take)
-                self.bytes -= gone
                 ev = Eviction(take[0][0], take[-1][0], len(take), gone)
                 self.health.evictions.append(ev)
                 self.health.evicted_rows += len(take)
@@ -421,13 +411,17 @@ class Outbox:
         return [Row(int(s), int(p), t, b) for s, p, t, b in rows]
 
     def delete(self, seqs: Iterable[int]) -> None:
-        """Remove acknowledged rows by id."""
+        """Remove acknowledged rows by id (on failure they stay, and are sent again)."""
         ids = list(seqs)
-        if not ids:
-            return
+        if ids and self._delete_rows(ids, "delete acknowledged rows") is not None:
+            for listener in self._on_delete:
+                listener()
+
+    def _delete_rows(self, ids: list[int], what: str) -> int | None:
+        """Delete rows in one transaction; the bytes freed, or None (counted and logged) if the store refused."""
+        freed = 0
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            freed = 0
             for s in ids:
                 row = self._db.execute(
                     "DELETE FROM outbox WHERE seq = ? RETURNING LENGTH(body) + COALESCE(LENGTH(topic), 0)", (s,)
@@ -440,11 +434,10 @@ class Outbox:
                 self._db.execute("ROLLBACK")
             self.health.store_errors += 1
             self.health.last_error = str(exc)
-            log.error("outbox %s: cannot delete acknowledged rows (they will be sent again): %s", self.path, exc)
-            return
+            log.error("outbox %s: cannot %s: %s", self.path, what, exc)
+            return None
         self.bytes -= freed
-        for listener in self._on_delete:
-            listener()
+        return freed
 
     def delete_upto(self, seq: int) -> int:
         """Remove every row with a sequence number up to `seq` (the platform's cumulative acknowledgement)."""
