@@ -14,10 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-import aiomqtt
-
 from gateway.app import Gateway
 from gateway.config import Config, RtuBusConfig, TcpBusConfig
+from gateway.mqtt_client import Client
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
 from simulators.scenario import Step, load_scenario, parse_scenario
@@ -137,7 +136,7 @@ async def watch(url: str, prefix: str, view: PlatformView, out: TextIO, started:
     host_port = url.removeprefix("mqtt://")
     host, _, port = host_port.partition(":")
     loop = asyncio.get_running_loop()
-    async with aiomqtt.Client(host, int(port or 1883), identifier="campus-edge-demo-view") as client:
+    async with Client(host, int(port or 1883), identifier="campus-edge-demo-view") as client:
         await client.subscribe(prefix + "/#", qos=1)
         ready.set()
         async for msg in client.messages:

@@ -26,6 +26,7 @@ from drivers.aio import reraise_if_cancelling
 from gateway.clock import Clock, rfc3339_ms
 from gateway.config import MqttConfig
 from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics, event_payload, telemetry_payload
+from gateway.mqtt_client import Client
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from gateway.stateboard import StateBoard
 
@@ -77,6 +78,12 @@ class Uplink:
         self.last_error = ""
         self.on_link_change: list[Callable[[], None]] = []
         self.acked_seq = 0
+        self.refused_messages = 0
+        self._refusals_seen: set[tuple[str, int]] = set()
+        # Rows of refused messages, by seq, and when they may be offered again. Some brokers drop the connection
+        # after a refusal: without the hold, a refused alarm at the head of every new session would starve the rest.
+        self._held: dict[int, float] = {}
+        self._retry_refused_at: float | None = None
         self._ack_progress = 0.0
         self._wake = asyncio.Event()
         outbox.on_commit(self._wake.set)
@@ -93,7 +100,7 @@ class Uplink:
         }
         return (self.topics.head(SCHEMA_STATUS) + json.dumps(body, separators=(",", ":"))[1:]).encode()
 
-    def _client(self, url: str, since_ms: int) -> aiomqtt.Client:
+    def _client(self, url: str, since_ms: int) -> Client:
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
         port = parts.port or (8883 if tls else 1883)
@@ -107,7 +114,7 @@ class Uplink:
             password = Path(self.cfg.password_file).read_text(encoding="utf-8").strip()
         protocol = aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
         assert parts.hostname is not None
-        return aiomqtt.Client(
+        return Client(
             parts.hostname,
             port,
             identifier=self.client_id,
@@ -149,7 +156,7 @@ class Uplink:
             delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(attempt - 1, 16))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def say_goodbye(self, client: aiomqtt.Client) -> None:
+    async def say_goodbye(self, client: Client) -> None:
         """Publish the retained offline status on an orderly stop."""
         await client.publish(
             self.topics.status,
@@ -159,7 +166,7 @@ class Uplink:
             timeout=self.cfg.publish_timeout_s,
         )
 
-    async def _session(self, client: aiomqtt.Client, since_ms: int) -> None:
+    async def _session(self, client: Client, since_ms: int) -> None:
         await self._publish(client, self.topics.status, self._status("online", None, since_ms), retain=True)
         self.board.mark_all_dirty()
         self.connected.set()
@@ -177,7 +184,7 @@ class Uplink:
                     tg.create_task(self._states(client), name="uplink-state")
                     await self._drain(client)
             except* (aiomqtt.MqttError, TimeoutError, _LinkDown) as group:
-                raise _LinkDown(str(group.exceptions[0])) from None
+                raise _LinkDown(_first_leaf(group)) from None
         except asyncio.CancelledError:
             # An orderly stop: say so before the will does.
             try:
@@ -189,23 +196,34 @@ class Uplink:
         finally:
             self.connected.clear()
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, retain: bool = False) -> None:
+    async def _publish(self, client: Client, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """True once the broker has taken the message; False if it refused it (the caller keeps it to retry)."""
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.cfg.publish_timeout_s)
-        except aiomqtt.MqttError as exc:
+            refusal = await client.publish_qos1(topic, payload, retain=retain, within_s=self.cfg.publish_timeout_s)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
             reraise_if_cancelling(exc)
-            raise _LinkDown(f"publish to {topic}: {exc}") from exc
+            why = str(exc) or f"no PUBACK within {self.cfg.publish_timeout_s:g} s"
+            raise _LinkDown(f"publish to {topic}: {why}") from exc
         reraise_if_cancelling()
+        if refusal is not None:
+            self.refused_messages += 1
+            self.last_error = f"{topic}: refused by the broker: {refusal} (0x{refusal.value:02x})"
+            if (topic, refusal.value) not in self._refusals_seen:
+                # Once per topic and reason: a broker ACL that refuses alarms must be loud, but not flood the log.
+                self._refusals_seen.add((topic, refusal.value))
+                log.error("%s: kept in the outbox, offered again in %g s", self.last_error, self.cfg.reconnect_max_s)
+            return False
         self.published_messages += 1
+        return True
 
-    async def _states(self, client: aiomqtt.Client) -> None:
+    async def _states(self, client: Client) -> None:
         while True:
             await self.board.changed.wait()
             for topic, payload in self.board.take_dirty():
                 await self._publish(client, topic, payload, retain=True)
             await asyncio.sleep(0.2)  # coalesce bursts: retained state is last-value-wins
 
-    async def _acks(self, client: aiomqtt.Client) -> None:
+    async def _acks(self, client: Client) -> None:
         """Platform acknowledgements: every row up to the acknowledged seq is stored at the platform."""
         async for msg in client.messages:
             if str(msg.topic) != self.topics.ack:
@@ -218,7 +236,7 @@ class Uplink:
             removed = self.outbox.delete_upto(seq)
             log.debug("platform acknowledged up to seq %d: %d rows released", seq, removed)
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: Client) -> None:
         cursors = {PRIORITY_ALARM: 0, PRIORITY_EVENT: 0, PRIORITY_TELEMETRY: 0}
         window = asyncio.Semaphore(self.cfg.inflight_max)
         loop = asyncio.get_running_loop()
@@ -227,9 +245,17 @@ class Uplink:
             while True:
                 self._wake.clear()
                 sent = False
+                if self._retry_refused_at is not None and loop.time() >= self._retry_refused_at:
+                    # Refused rows stayed in the outbox behind the cursors: go over everything once more.
+                    now = loop.time()
+                    self._held = {seq: t for seq, t in self._held.items() if t > now}
+                    self._retry_refused_at = min(self._held.values(), default=None)
+                    cursors = dict.fromkeys(cursors, 0)
                 for priority in (PRIORITY_ALARM, PRIORITY_EVENT):
                     for row in self.outbox.fetch(priority, cursors[priority], 100):
                         cursors[priority] = row.seq
+                        if row.seq in self._held:
+                            continue
                         await window.acquire()
                         payload = event_payload(self.topics, row)
                         tg.create_task(self._send(client, row.topic or "", payload, [row], window))
@@ -238,6 +264,9 @@ class Uplink:
                 rows = self.outbox.fetch(PRIORITY_TELEMETRY, cursors[PRIORITY_TELEMETRY], self.cfg.batch_max_readings)
                 if rows:
                     cursors[PRIORITY_TELEMETRY] = rows[-1].seq
+                    if self._held:
+                        rows = [r for r in rows if r.seq not in self._held]
+                if rows:
                     await window.acquire()
                     payload = telemetry_payload(self.topics, rows)
                     tg.create_task(self._send(client, self.topics.telemetry, payload, rows, window))
@@ -259,14 +288,27 @@ class Uplink:
                     self._ack_progress = loop.time()
 
     async def _send(
-        self, client: aiomqtt.Client, topic: str, payload: bytes, rows: list[Row], window: asyncio.Semaphore
+        self, client: Client, topic: str, payload: bytes, rows: list[Row], window: asyncio.Semaphore
     ) -> None:
         try:
-            await self._publish(client, topic, payload)
-            if self.cfg.delivery == "broker":
-                self.outbox.delete(r.seq for r in rows)
+            if await self._publish(client, topic, payload):
+                if self.cfg.delivery == "broker":
+                    self.outbox.delete(r.seq for r in rows)
+            else:
+                until = asyncio.get_running_loop().time() + self.cfg.reconnect_max_s
+                self._held.update(dict.fromkeys((r.seq for r in rows), until))
+                if self._retry_refused_at is None:
+                    self._retry_refused_at = until
         finally:
             window.release()
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> str:
+    """The message of the first real error in a (nested) exception group, for the log."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
 
 
 def parse_ack(topics: Topics, payload: object, last_seq: int) -> int | None:

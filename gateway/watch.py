@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 from drivers.aio import reraise_if_cancelling
 from gateway.contract import SCHEMA_ACK
 from gateway.contract_check import SCHEMAS, ContractViolation, validate_message
+from gateway.mqtt_client import Client
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Watcher:
             self.say(f"summary   {self.invalid} messages did not match the contract")
 
 
-def _client(url: str, ca_file: Path | None, identifier: str | None) -> aiomqtt.Client:
+def _client(url: str, ca_file: Path | None, identifier: str | None) -> Client:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
@@ -168,7 +169,7 @@ def _client(url: str, ca_file: Path | None, identifier: str | None) -> aiomqtt.C
         # arrives while the watch tool reconnects is queued for it.
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 86_400
-    return aiomqtt.Client(
+    return Client(
         parts.hostname,
         parts.port or (8883 if tls else 1883),
         identifier=identifier,

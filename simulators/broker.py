@@ -34,17 +34,21 @@ class PrivateBroker:
         tls: tuple[Path, Path, Path] | None = None,
         netns: str | None = None,
         bind: str = "127.0.0.1",
+        acl: str | None = None,
     ) -> None:
         """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only.
 
         `netns` runs the broker in a network namespace of the caller's making, listening on `bind` there (and on
         that namespace's loopback); only addresses of such test namespaces are ever used besides loopback.
+
+        `acl` is the text of a mosquitto acl_file; `set_acl()` changes it while the broker runs.
         """
         self.workdir = workdir
         self.port = port or free_port()
         self.tls = tls
         self.netns = netns
         self.bind = bind
+        self.acl = acl
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +76,10 @@ class PrivateBroker:
             "max_queued_messages 0\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
             + (f"cafile {self.tls[0]}\ncertfile {self.tls[1]}\nkeyfile {self.tls[2]}\n" if self.tls else "")
+            + (f"acl_file {self.workdir / 'acl'}\n" if self.acl is not None else "")
         )
+        if self.acl is not None:
+            (self.workdir / "acl").write_text(self.acl)
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
             [*prefix, exe, "-c", str(conf)],
@@ -104,6 +111,13 @@ class PrivateBroker:
             ).returncode
             == 0
         )
+
+    def set_acl(self, acl: str) -> None:
+        """Rewrite the ACL and have the running broker reload it (SIGHUP)."""
+        self.acl = acl
+        (self.workdir / "acl").write_text(acl)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """SIGKILL: the broker dies without saving or saying goodbye."""

@@ -14,6 +14,7 @@ import pytest
 
 from drivers.aio import reraise_if_cancelling
 from drivers.modbus import ModbusBus
+from gateway.mqtt_client import Client
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
 from simulators.devices import SimDevice
@@ -100,7 +101,7 @@ async def subscribe(
     host, _, port = url.removeprefix("mqtt://").partition(":")
     while True:
         try:
-            async with aiomqtt.Client(host, int(port), identifier=client_id, clean_session=client_id is None) as client:
+            async with Client(host, int(port), identifier=client_id, clean_session=client_id is None) as client:
                 await client.subscribe(topic_filter, qos=1)
                 ready.set()
                 async for msg in client.messages:

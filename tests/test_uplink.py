@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trustme
 
+from gateway.outbox import PRIORITY_ALARM
 from simulators.broker import PrivateBroker
 from simulators.devices import FirePanelSim
 from tests.conftest import open_sim_bus
@@ -78,3 +79,43 @@ async def test_uplink_mqtt_311_selectable(tmp_path: Path, broker: PrivateBroker,
             await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/facp-1")
             panel.alarm_point(1)
             await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire")
+
+
+async def test_uplink_keeps_what_the_broker_refuses(tmp_path: Path, subscriber_factory: Any) -> None:
+    """An MQTT 5 PUBACK that refuses a message (an ACL: 0x87) leaves its rows in the outbox; they go out later."""
+    deny_fire = f"topic readwrite campus/#\ntopic deny {PREFIX}/event/fire\n"
+    own = PrivateBroker(tmp_path / "acl-broker", acl=deny_fire)
+    own.start()
+    try:
+        panel = FirePanelSim()
+        sub = await subscriber_factory(own.url, f"{PREFIX}/#")
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            text = config_text(
+                tmp_path / "state",
+                own.url,
+                [{"id": "tcp-1", **endpoint}],
+                [{"id": "facp-1", "bus": "tcp-1", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}],
+            )
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/facp-1")
+                panel.alarm_point(4)
+                await signal.until(lambda: gw.uplink.refused_messages >= 2)  # refused, and refused again on retry
+                assert "0x87" in gw.uplink.last_error
+                assert "event/fire" in gw.uplink.last_error
+                kept = gw.outbox.fetch(PRIORITY_ALARM, 0, 10)
+                assert [r.topic for r in kept] == [f"{PREFIX}/event/fire"]
+                # The rest of the stream is not held up behind the refused alarm.
+                seen = len(sub.messages)
+                panel.set(supervisory=True)
+                await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/supervisory" and len(sub.messages) > seen)
+                assert not any(t == f"{PREFIX}/event/fire" for t, _ in sub.messages)
+                own.set_acl("topic readwrite campus/#\n")
+                _, fire = await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire")
+                assert fire["seq"] == kept[0].seq
+                assert fire["state"] == "raised"
+                await signal.until(lambda: not gw.outbox.fetch(PRIORITY_ALARM, 0, 10))
+    finally:
+        own.stop()
