@@ -15,6 +15,7 @@ from gateway.stateboard import StateBoard
 log = logging.getLogger(__name__)
 
 USAGE_CLEAR = 0.7
+MAX_PENDING_EVENTS = 10_000  # events held in memory while the store refuses writes; the oldest go beyond this
 
 
 class Recorder:
@@ -23,8 +24,9 @@ class Recorder:
     Each alarm is committed (fsync) on its own before anything else of the same poll, so no telemetry commit can
     stand between an alarm and the disk; then the other events and the readings go in one transaction.
 
-    When the store refuses a write, alarms are kept in memory and tried again before anything else on every
-    later call; telemetry that cannot be stored is counted and reported, never silently lost. Evictions from the
+    When the store refuses a write, alarms (without bound) and other events (up to MAX_PENDING_EVENTS) are kept in
+    memory and tried again on every later call, alarms first; telemetry that cannot be stored is counted and
+    reported, never silently lost. Evictions from the
     bounded outbox are declared as gap events.
     """
 
@@ -34,7 +36,9 @@ class Recorder:
         self.board = board
         self.clock = clock or Clock()
         self.pending_alarms: list[Entry] = []
+        self.pending_events: list[Entry] = []
         self.dropped_readings = 0
+        self.dropped_events = 0
         self.store_failing = False
         self.usage_warned = False
 
@@ -69,15 +73,24 @@ class Recorder:
             Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body()) for ev in events if ev.is_alarm
         ]
         ok = self._commit_alarms()
-        rest = [Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body()) for ev in events if not ev.is_alarm]
-        rest += [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
-        if ok and rest:
+        self.pending_events += [
+            Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body()) for ev in events if not ev.is_alarm
+        ]
+        # Tried even when an alarm could not be stored: a store that refuses one write may take the next.
+        batch = self.pending_events + [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
+        if batch:
             try:
-                self.outbox.put(rest)
+                self.outbox.put(batch)
+                self.pending_events = []
             except StoreError as exc:
                 ok = False
                 self.dropped_readings += len(readings)
-                log.error("cannot store %d readings and events: %s", len(rest), exc)
+                excess = len(self.pending_events) - MAX_PENDING_EVENTS
+                if excess > 0:
+                    self.dropped_events += excess
+                    del self.pending_events[:excess]
+                log.error("cannot store %d readings (dropped) and %d events (kept in memory): %s",
+                          len(readings), len(self.pending_events), exc)  # fmt: skip
         for ev in events:
             if not ev.is_alarm:
                 log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)
@@ -104,7 +117,8 @@ class Recorder:
             notes.append(self._store_event("errors", "raised", {"error": self.outbox.health.last_error}))
         elif ok and self.store_failing:
             self.store_failing = False
-            notes.append(self._store_event("errors", "cleared", {"dropped_readings": self.dropped_readings}))
+            dropped = {"dropped_readings": self.dropped_readings, "dropped_events": self.dropped_events}
+            notes.append(self._store_event("errors", "cleared", dict(dropped)))
         usage = self.outbox.usage()
         if usage >= self.outbox.limits.warn_share and not self.usage_warned:
             self.usage_warned = True
