@@ -13,6 +13,7 @@ from gateway import __version__
 from gateway.clock import Clock
 from gateway.config import Config, RtuBusConfig
 from gateway.contract import Topics
+from gateway.event_memory import EventMemory
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
@@ -43,7 +44,8 @@ class Gateway:
             cfg.gateway.state_dir / "outbox.db", Limits(cfg.outbox.max_bytes, cfg.outbox.max_disk_share)
         )
         self.board = StateBoard(self.topics)
-        self.recorder = Recorder(self.outbox, self.topics, self.board, self.clock)
+        self.memory = EventMemory(cfg.gateway.state_dir / "event-state.json")
+        self.recorder = Recorder(self.outbox, self.topics, self.board, self.clock, self.memory)
         self.identity = Identity.new(__version__, cfg.digest)
         self.uplink = Uplink(
             cfg.mqtt,
@@ -78,7 +80,9 @@ class Gateway:
                     (d.timeout_ms or b.timeout_ms) / 1000, b.retries if d.retries is None else d.retries
                 )
                 device = ModbusDevice(d.id, bus, d.unit, profile, policy)
-                tracker = DeviceTracker(d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now)
+                tracker = DeviceTracker(
+                    d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now, self.memory.of(d.id)
+                )
                 self.board.register(d.id, profile.model, wall)
                 entries.append(PolledDevice(device, tracker, d.poll_interval_s, d.backoff_max_s))
             self.pollers[b.id] = BusPoller(b.id, entries, self.recorder, self.clock)

@@ -51,7 +51,9 @@ class ContactInputs:
         at = Stamp(self.clock.wall_ms() - int((now_mono - mono) * 1000), mono, self.clock.synced())
         reading = Reading(cfg.id, point, active, Quality.GOOD, at)
         events = []
-        if not initial or active:
+        was_active = self.recorder.memory is not None and self.recorder.memory.of(cfg.id).get(point) is True
+        # At start: an active contact is reported, and so is one that closed while the gateway was not running.
+        if not initial or active or was_active:
             state = "raised" if active else "cleared"
             events.append(Event(cls, severity, state, cfg.id, point, active, Quality.GOOD, at))  # type: ignore[arg-type]
         self.recorder.record([reading], events, cfg.id, True)

@@ -8,6 +8,7 @@ from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.contract import Topics
 from gateway.errors import StoreError
+from gateway.event_memory import EventMemory
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Outbox
 from gateway.records import Event, Reading, Stamp
 from gateway.stateboard import StateBoard
@@ -30,8 +31,16 @@ class Recorder:
     bounded outbox are declared as gap events.
     """
 
-    def __init__(self, outbox: Outbox, topics: Topics, board: StateBoard, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: Topics,
+        board: StateBoard,
+        clock: Clock | None = None,
+        memory: EventMemory | None = None,
+    ) -> None:
         self.outbox = outbox
+        self.memory = memory
         self.topics = topics
         self.board = board
         self.clock = clock or Clock()
@@ -91,6 +100,8 @@ class Recorder:
                     del self.pending_events[:excess]
                 log.error("cannot store %d readings (dropped) and %d events (kept in memory): %s",
                           len(readings), len(self.pending_events), exc)  # fmt: skip
+        if self.memory is not None and events:
+            self.memory.remember(events)
         for ev in events:
             if not ev.is_alarm:
                 log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drivers.profile import Point, PointValue, Profile, Quality
+from drivers.profile import Point, PointValue, Profile, Quality, Value
 from gateway.records import Detail, Event, EventState, Reading, Severity, Stamp
 
 
@@ -35,13 +35,20 @@ class DeviceTracker:
         offline_after_s: float = 10.0,
         heartbeat_s: float = 300.0,
         started_mono: float = 0.0,
+        remembered: dict[str, Value] | None = None,
     ) -> None:
+        """`remembered`: what the event points last reported before this process started (EventMemory)."""
         self.device = device
         self.profile = profile
         self.offline_after_polls = offline_after_polls
         self.offline_after_s = offline_after_s
         self.heartbeat_s = heartbeat_s
         self.reported: dict[str, PointValue] = {}
+        # The last good value of each event point; unlike `reported` it survives offline periods, so that a fire
+        # that ended meanwhile is cleared when the device answers again.
+        self.event_values: dict[str, Value] = dict(remembered or {})
+        # After a start or an offline period an active alarm is raised again: the platform was told "unknown".
+        self.reassert = True
         self.online: bool | None = None  # None: not known yet
         self.failures = 0
         self.last_good_mono = started_mono
@@ -92,27 +99,31 @@ class DeviceTracker:
                 out.readings.append(Reading(self.device, point.name, new.value, new.quality, at))
                 self.reported[point.name] = new
             if point.event is not None:
-                ev = self._event(point, old, new, at)
+                ev = self._event(point, new, at)
                 if ev is not None:
                     out.events.append(ev)
+        self.reassert = False
         return out
 
-    def _event(self, point: Point, old: PointValue | None, new: PointValue, at: Stamp) -> Event | None:
+    def _event(self, point: Point, new: PointValue, at: Stamp) -> Event | None:
         assert point.event is not None
         if new.quality is not Quality.GOOD:
             return None
-        before = old.value if old is not None and old.quality is Quality.GOOD else None
+        before = self.event_values.get(point.name)
+        self.event_values[point.name] = new.value
         if point.type in ("bit", "di"):
-            if new.value == before or (before is None and not new.value):
+            again = self.reassert and bool(new.value)
+            if (new.value == before and not again) or (before is None and not new.value):
                 return None
             state: EventState = "raised" if new.value else "cleared"
             return Event(point.event, point.severity, state, self.device, point.name, new.value, new.quality, at)
-        if new.value == before:
+        again = self.reassert and bool(point.alarm_when) and new.value in point.alarm_when
+        if new.value == before and not again:
             return None
         severity: Severity = "alarm" if point.alarm_when and new.value in point.alarm_when else point.severity
         if point.alarm_when and severity != "alarm":
             severity = "info"
-        detail: Detail = {"previous": before} if before is not None else {}
+        detail: Detail = {"previous": before} if before is not None and before != new.value else {}
         return Event(point.event, severity, "changed", self.device, point.name, new.value, new.quality, at, detail)
 
     def failure(self, error: str, at: Stamp) -> Outcome:
@@ -125,6 +136,7 @@ class DeviceTracker:
         if self.failures < self.offline_after_polls or at.mono - self.last_good_mono < self.offline_after_s:
             return out
         self.online = False
+        self.reassert = True
         out.went_offline = True
         out.events.append(
             Event(

@@ -227,3 +227,40 @@ async def test_e2e_alarm_published_ahead_of_backlog(tmp_path: Path, subscriber_f
         assert first["seq"] > min(telemetry_seqs)  # committed after the backlog, delivered before it
     finally:
         own.stop()
+
+
+async def test_e2e_what_ended_while_the_gateway_was_down_is_cleared(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any, pin_factory: Any
+) -> None:
+    """A fire and an open door reported before a restart, both over after it: the platform hears both 'cleared'."""
+    panel = FirePanelSim()
+    door = SimContact(pin_factory, 17, "NC")
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        _bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+        await _bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "line", **endpoint}],
+            [{"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}],
+            [{"id": "door-main", "pin": 17, "kind": "door"}],
+        )
+        async with running_gateway(make_config(text), pin_factory):
+            panel.alarm_point(7)
+            door.set(True)
+            await sub.wait_for(is_fire("facp-1"))
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/door" and p["state"] == "raised")
+        panel.clear_point(7)
+        assert panel.reset()
+        door.set(False)
+        seen = len(sub.messages)
+        async with running_gateway(make_config(text), pin_factory):
+            await sub.wait_for(
+                lambda t, p: t == f"{PREFIX}/event/fire" and p["state"] == "cleared" and len(sub.messages) > seen
+            )
+            await sub.wait_for(
+                lambda t, p: t == f"{PREFIX}/event/door" and p["state"] == "cleared" and len(sub.messages) > seen
+            )
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)

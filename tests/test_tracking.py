@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drivers.profile import PointValue, Quality, decode, load_profile
+from gateway.event_memory import EventMemory
 from gateway.records import Stamp
 from gateway.tracking import DeviceTracker
 from tests.test_profiles import SMOKE_PREALARM_DIRTY
@@ -114,3 +117,34 @@ def test_tracking_offline_survives_wall_clock_jumps() -> None:
     out = t.failure("timeout", Stamp(1_780_000_000_000 - day + 11_000, 110.5, True))
     assert out.went_offline
     assert out.readings[0].at.clock_synced is True
+
+
+def test_tracking_fire_that_ended_while_offline_is_cleared() -> None:
+    """A fire raised, the detector silent, the fire over when it answers again: the platform hears 'cleared'."""
+    t = DeviceTracker("s", load_profile("smoke_detector"), offline_after_polls=1, offline_after_s=0)
+    assert ("fire", "raised") in [(e.cls, e.state) for e in t.update(smoke(status=0x0001), at(0)).events]
+    t.failure("timeout", at(1))
+    out = t.update(smoke(status=0), at(2))
+    assert ("fire", "cleared") in [(e.cls, e.state) for e in out.events]
+    assert [(e.cls, e.state) for e in t.update(smoke(status=0), at(3)).events] == []
+
+
+def test_tracking_remembers_event_states_across_restarts(tmp_path: Path) -> None:
+    """A fire raised before a restart and over after it is cleared; one still burning is raised again."""
+    memory = EventMemory(tmp_path / "event-state.json")
+    before = DeviceTracker("s", load_profile("smoke_detector"), remembered=memory.of("s"))
+    memory.remember(before.update(smoke(status=0x0001), at(0)).events)
+
+    after = DeviceTracker("s", load_profile("smoke_detector"), remembered=EventMemory(memory.path).of("s"))
+    assert [(e.cls, e.state) for e in after.update(smoke(status=0), at(0)).events] == [("fire", "cleared")]
+    again = DeviceTracker("s", load_profile("smoke_detector"), remembered=EventMemory(memory.path).of("s"))
+    assert [(e.cls, e.state) for e in again.update(smoke(status=0x0001), at(0)).events] == [("fire", "raised")]
+
+
+def test_event_memory_survives_a_damaged_file(tmp_path: Path) -> None:
+    """A garbled memory file means starting without memory, never a crash."""
+    path = tmp_path / "event-state.json"
+    path.write_bytes(b"\x00{garbage")
+    assert EventMemory(path).of("s") == {}
+    path.write_text('["not", "a", "map"]')
+    assert EventMemory(path).of("s") == {}
