@@ -1,9 +1,10 @@
 """Polling the devices of one Modbus bus, one transaction at a time.
 
 Each device has a due time. The poller takes the device due first (fire panels and bollard controllers before
-other devices due at the same moment), reads it, and schedules it again. A failing device keeps its normal retries
-until it is offline; from then on it is tried once per back-off period (doubling up to `backoff_max_s`) with no
-retries, so a dead device costs the bus at most one timeout per back-off period.
+other devices due at the same moment), reads it, and schedules it again. A poll that fails even after its retries
+puts the device on back-off at once, long before it counts as offline: from then on it is tried once per back-off
+period (twice its interval, doubling up to `backoff_max_s`) with no retries, so a dead device costs the bus one
+timeout per back-off period instead of every retry of every poll while the offline timer runs.
 """
 
 from __future__ import annotations
@@ -73,16 +74,16 @@ class BusPoller:
             await self.poll_once(entry)
             for listener in self.on_poll:
                 listener(entry)
-            wait = entry.backoff_s if entry.tracker.online is False else entry.interval_s
+            wait = entry.backoff_s or entry.interval_s
             heapq.heappush(queue, (max(started + wait, self.clock.mono()), rank, i))
 
     async def poll_once(self, entry: PolledDevice) -> None:
         """Read one device and record what changed."""
         dev = entry.device
-        offline = entry.tracker.online is False
-        policy = RequestPolicy(dev.policy.timeout_s, 0) if offline else None
+        failing = entry.backoff_s > 0
+        policy = RequestPolicy(dev.policy.timeout_s, 0) if failing else None
         entry.polls += 1
-        if offline:
+        if entry.tracker.online is False:
             entry.attempts_offline += 1
         try:
             values = await dev.read(policy)
@@ -90,13 +91,12 @@ class BusPoller:
             outcome = entry.tracker.failure(str(exc), self.stamp())
             if outcome.went_offline:
                 log.warning("device %s offline: %s", dev.name, exc)
-                entry.backoff_s = min(entry.backoff_max_s, entry.interval_s * 2)
-            elif offline:
-                entry.backoff_s = min(entry.backoff_max_s, entry.backoff_s * 2)
+            ceiling = max(entry.backoff_max_s, entry.interval_s)
+            entry.backoff_s = min(ceiling, entry.backoff_s * 2 if failing else entry.interval_s * 2)
             self.recorder.record(outcome.readings, outcome.events, dev.name, False if outcome.went_offline else None)
             return
         outcome = entry.tracker.update(values, self.stamp())
         if outcome.came_online:
             log.warning("device %s back online", dev.name)
-            entry.backoff_s = 0.0
+        entry.backoff_s = 0.0
         self.recorder.record(outcome.readings, outcome.events, dev.name, True)

@@ -264,3 +264,40 @@ async def test_e2e_what_ended_while_the_gateway_was_down_is_cleared(
             )
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_e2e_dead_detector_backs_off_before_it_counts_as_offline(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """From the first failed poll, a dead detector is tried once per back-off, not three times every poll.
+
+    The offline verdict takes `offline_after_s` (10 s by default); the bus must not pay retries all that time.
+    Counted from the start: the panel's first 30 polls, and what the dead detector cost meanwhile.
+    """
+    panel = FirePanelSim()
+    dead = SmokeDetectorSim()
+    dead.faults.silent = True
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("rtu-pty", {1: panel, 12: dead}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "line", **endpoint, "timeout_ms": 200, "retries": 2}],
+            [
+                {"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {"id": "smoke-12", "bus": "line", "unit": 12, "profile": "smoke_detector", "poll_interval_s": 0.1},
+            ],
+        )
+        async with running_gateway(make_config(text)) as gw:
+            panel_entry, dead_entry = gw.pollers["line"].devices
+            await watch_gateway(gw).until(lambda: panel_entry.polls >= 30, 30)
+            dead_requests = gw.buses["line"].stats[12].requests
+            # One poll with its 3 attempts, then single tries 0.2, 0.4, 0.8, 1.6 s apart: about 7 in 3 s of polls.
+            # Retrying every poll would cost 3 requests per panel poll: 90.
+            assert dead_requests <= 10, dead_requests
+            assert dead_entry.tracker.online is not False  # not yet offline: the back-off came first
+            assert dead_entry.backoff_s > 0
+            panel.alarm_point(3)
+            await sub.wait_for(is_fire("facp-1"))
