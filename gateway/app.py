@@ -19,6 +19,7 @@ from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
 from gateway.stateboard import StateBoard
+from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
 from gateway.uplink import Identity, Uplink
 
@@ -61,6 +62,7 @@ class Gateway:
         self.buses: dict[str, ModbusBus] = {}
         self.pollers: dict[str, BusPoller] = {}
         self.started = asyncio.Event()
+        self.supervisor = Supervisor()
         self._build_pollers()
         self.recorder.declare_recovery()
 
@@ -102,9 +104,9 @@ class Gateway:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.uplink.run(), name="uplink")
+                tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
                 for name, poller in self.pollers.items():
-                    tg.create_task(poller.run(), name=f"poll[{name}]")
+                    tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
                 self.inputs.start()
                 self.started.set()
         finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -53,8 +52,17 @@ async def _run_until_signal(coro_main: asyncio.Future[object] | asyncio.Task[obj
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, coro_main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await coro_main
+    except asyncio.CancelledError:
+        # Our own signal handler cancelled the main task: an orderly stop. Anything else cancelling us goes on.
+        if not coro_main.cancelled() or _cancelling():
+            raise
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _watch(args: argparse.Namespace) -> int:

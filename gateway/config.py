@@ -204,6 +204,34 @@ def _expected(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
+_BCM_MAX = 27  # the GPIO numbers on a Raspberry Pi's 40-pin header
+_PIN_NAME = re.compile(r"(GPIO|BCM|BOARD|WPI)\d{1,2}|J8:\d{1,2}")
+_MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
+
+
+def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], list[tuple[tuple[str | int, ...], str]]]:
+    """Credential files resolved against the config's folder, and each one that cannot be read."""
+    resolved: dict[str, Path] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name in _MQTT_FILES:
+        path: Path | None = getattr(mqtt, name)
+        if path is None:
+            continue
+        full = path if path.is_absolute() else base_dir / path
+        resolved[name] = full
+        try:
+            with open(full, "rb") as f:
+                empty = not f.read(1)
+        except OSError as exc:
+            problems.append((("mqtt", name), f"cannot read {full}: {exc.strerror}"))
+            continue
+        if empty:
+            problems.append((("mqtt", name), f"{full} is empty"))
+    if mqtt.key_file is not None and mqtt.cert_file is None:
+        problems.append((("mqtt", "key_file"), "a key_file needs its cert_file"))
+    return resolved, problems
+
+
 def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
     problems: list[tuple[tuple[str | int, ...], str]] = []
     buses = {b.id for b in cfg.buses}
@@ -232,6 +260,12 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
         if g.id in seen_ids:
             problems.append((("gpio", "inputs", i, "id"), f"id {g.id!r} is already used by a {seen_ids[g.id]}"))
         seen_ids[g.id] = "GPIO input"
+        if isinstance(g.pin, int) and not 0 <= g.pin <= _BCM_MAX:
+            problems.append((("gpio", "inputs", i, "pin"), f"expected a BCM GPIO number 0..{_BCM_MAX}, got {g.pin}"))
+        elif isinstance(g.pin, str) and not _PIN_NAME.fullmatch(g.pin):
+            problems.append(
+                (("gpio", "inputs", i, "pin"), f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {g.pin!r}")
+            )
         if str(g.pin) in pins:
             problems.append((("gpio", "inputs", i, "pin"), f"pin {g.pin} is already used"))
         pins.add(str(g.pin))
@@ -257,6 +291,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         line, key = _where(lines, tuple(err["loc"]))
         raise ConfigError(source, line, key, _expected(err)) from exc
     problems = _cross_check(cfg)
+    files, file_problems = _check_files(cfg.mqtt, base_dir or Path.cwd())
+    problems += file_problems
     if problems:
         loc, msg = problems[0]
         line, key = _where(lines, loc)
@@ -270,6 +306,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             "source": source,
             "digest": digest,
             "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir}),
+            "mqtt": cfg.mqtt.model_copy(update=files),
         }
     )
 

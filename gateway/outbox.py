@@ -14,6 +14,7 @@ are never evicted. A disk that fills up anyway is met with a ballast file releas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -149,6 +150,7 @@ class Outbox:
         if self.path.exists() and self.path.stat().st_size == 0:
             reason = "zero-length file"
         else:
+            db: sqlite3.Connection | None = None
             try:
                 db = self._connect()
                 check = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -158,9 +160,12 @@ class Outbox:
                     self._migrate(db)
                     db.execute("SELECT seq, priority, topic, body, created_ms FROM outbox LIMIT 1").fetchall()
                     return db
-                db.close()
             except (sqlite3.DatabaseError, StoreError) as exc:
                 reason = str(exc)
+            if db is not None:
+                # Closed before its files move: an open connection would keep writing to the moved WAL.
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1

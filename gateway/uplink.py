@@ -136,9 +136,9 @@ class Uplink:
         while True:
             url = self.cfg.urls[index % len(self.cfg.urls)]
             since_ms = self.clock.wall_ms()
+            began = asyncio.get_running_loop().time()
             try:
                 async with self._client(url, since_ms) as client:
-                    attempt = 0
                     self.connections += 1
                     log.info("connected to %s", url)
                     await self._session(client, since_ms)
@@ -152,7 +152,10 @@ class Uplink:
                 for listener in self.on_link_change:
                     listener()
             index += 1
-            attempt += 1
+            # The back-off starts again only after a session that lasted: a broker that accepts the connection
+            # and drops it at once (a refused will, an ACL, a full queue) must not be hammered.
+            lasted = asyncio.get_running_loop().time() - began >= self.cfg.reconnect_max_s
+            attempt = 1 if lasted else attempt + 1
             delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(attempt - 1, 16))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 

@@ -145,3 +145,41 @@ def test_config_cli_check_exit_codes(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert res.stderr == f"campus-edge: {bad}:24: devices[1].unit: Input should be greater than or equal to 1\n"
+
+
+def test_config_credential_files_are_checked_at_load(tmp_path: Path) -> None:
+    """A CA, certificate, key or password file that is missing or empty stops the start, naming line and key."""
+    site = tmp_path / "site.toml"
+    site.write_text(MINIMAL.replace("[mqtt]\n", '[mqtt]\nca_file = "certs/ca.pem"\n'))
+    with pytest.raises(ConfigError) as err:
+        load_config(site)
+    assert str(err.value) == f"{site}:8: mqtt.ca_file: cannot read {tmp_path}/certs/ca.pem: No such file or directory"
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("")
+    with pytest.raises(ConfigError, match=r"site\.toml:8: mqtt\.ca_file: .*ca\.pem is empty"):
+        load_config(site)
+    (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_config(site).mqtt.ca_file == tmp_path / "certs" / "ca.pem"  # relative to the file, resolved
+
+
+def test_config_key_without_certificate() -> None:
+    """A client key alone is a mistake, not a silent plain connection."""
+    text = MINIMAL.replace("[mqtt]\n", f'[mqtt]\nkey_file = "{__file__}"\n')
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == "g.toml:8: mqtt.key_file: a key_file needs its cert_file"
+
+
+@pytest.mark.parametrize(
+    ("pin", "message"),
+    [
+        ("40", "expected a BCM GPIO number 0..27, got 40"),
+        ('"GPIO 17"', "expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got 'GPIO 17'"),
+    ],
+)
+def test_config_gpio_pin_must_exist(pin: str, message: str) -> None:
+    """A pin the Pi does not have is refused at load, not when the input is claimed."""
+    text = MINIMAL + f'\n[[gpio.inputs]]\nid = "door-a"\npin = {pin}\nkind = "door"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == f"g.toml:29: gpio.inputs[0].pin: {message}"
