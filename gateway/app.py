@@ -113,4 +113,5 @@ class Gateway:
             self.inputs.close()
             for bus in self.buses.values():
                 await bus.__aexit__(None, None, None)
+            self.recorder.flush()  # what the last polls recorded, before the store closes
             self.outbox.close()

@@ -128,11 +128,12 @@ class DeviceConfig(_Frozen):
 
 
 class GpioInputConfig(_Frozen):
-    """A contact on a GPIO pin: a door, or a panel's trouble relay (normally energised: open = trouble)."""
+    """A contact on a GPIO pin: a door, a panel's trouble relay (normally energised: open = trouble), or a panel's
+    fire relay (closes on fire: a fire alarm that reaches the gateway even when the panel's serial link is down)."""
 
     id: Id
     pin: int | str
-    kind: Literal["door", "trouble_relay"]
+    kind: Literal["door", "trouble_relay", "fire_relay"]
     contact: Literal["NC", "NO"] = "NC"
     debounce_ms: int = Field(default=50, ge=0, le=1000)
     name: str = ""

@@ -1,4 +1,4 @@
-"""Contacts on GPIO pins turned into readings and events: doors, and a panel's trouble relay."""
+"""Contacts on GPIO pins turned into readings and events: doors, and a panel's trouble and fire relays."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _KINDS = {
     # kind: (profile name on the state board, point, event class, severity)
     "door": ("door_contact", "open", "door", "info"),
     "trouble_relay": ("trouble_relay", "trouble", "trouble", "warning"),
+    "fire_relay": ("fire_relay", "fire", "fire", "alarm"),
 }
 
 

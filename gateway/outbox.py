@@ -35,6 +35,7 @@ PRIORITY_EVENT = 1
 PRIORITY_TELEMETRY = 0
 
 ROW_OVERHEAD = 48  # bytes per row beyond topic and body: rowid, integers, record and index entries
+FREE_RECHECK_S = 1.0
 SEQ_BLOCK = 10_000  # sequence numbers reserved ahead in `seq.reserved`
 BALLAST_BYTES = 2 * 1024 * 1024
 EVICT_SHARE = 10  # evict 1/10 of the bound at a time
@@ -121,6 +122,8 @@ class Outbox:
         except OSError as exc:
             raise StoreError(f"outbox {path}: cannot create {path.parent}: {exc.strerror}") from exc
         self._db = self._open_checked()
+        self._free_at = -1e9  # when the free disk space was last read (monotonic), and what it was
+        self._free = 0
         self.bytes = int(
             self._db.execute(
                 "SELECT COALESCE(SUM(LENGTH(body) + COALESCE(LENGTH(topic), 0)), 0) + COUNT(*) * ? FROM outbox",
@@ -273,12 +276,15 @@ class Outbox:
         self._on_delete.append(listener)
 
     def limit_bytes(self) -> int:
-        """The current bound: the smaller of `max_bytes` and the allowed share of the disk."""
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            return self.limits.max_bytes
-        return min(self.limits.max_bytes, int((free + self.bytes) * self.limits.max_disk_share))
+        """The current bound: the smaller of `max_bytes` and the allowed share of the disk.
+
+        The free space is read at most every FREE_RECHECK_S: statvfs on every commit cost more than the insert.
+        """
+        now = time.monotonic()
+        if now - self._free_at >= FREE_RECHECK_S:
+            self._free = self._disk_free()
+            self._free_at = now
+        return min(self.limits.max_bytes, int((self._free + self.bytes) * self.limits.max_disk_share))
 
     def usage(self) -> float:
         """Fraction of the bound in use."""
@@ -309,6 +315,7 @@ class Outbox:
         try:
             seqs = self._insert(entries)
         except sqlite3.Error as exc:
+            self._free_at = -1e9  # the disk may have filled since it was last read
             if not _errname(exc).startswith(_FULL_ERRORS):
                 self._fail(exc)
             log.error("outbox %s: %s; evicting telemetry%s", self.path, exc, " and releasing the ballast" * alarm)
@@ -342,13 +349,13 @@ class Outbox:
         cur = self._db.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
-            seqs = []
-            for e in entries:
-                cur.execute(
-                    "INSERT INTO outbox (priority, topic, body, created_ms) VALUES (?, ?, ?, ?)",
-                    (e.priority, e.topic, e.body, now),
-                )
-                seqs.append(int(cur.lastrowid or 0))
+            cur.executemany(
+                "INSERT INTO outbox (priority, topic, body, created_ms) VALUES (?, ?, ?, ?)",
+                [(e.priority, e.topic, e.body, now) for e in entries],
+            )
+            # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT numbered the rows consecutively up to here.
+            last = int(cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0])
+            seqs = list(range(last - len(entries) + 1, last + 1))
             cur.execute("COMMIT")
         except sqlite3.Error:
             if self._db.in_transaction:
@@ -421,6 +428,38 @@ class Outbox:
         if ids and self._delete_rows(ids, "delete acknowledged rows") is not None:
             for listener in self._on_delete:
                 listener()
+
+    def delete_sent(self, rows: Sequence[Row]) -> None:
+        """Remove rows the broker acknowledged, as fetched: their sizes are known, so one statement does it.
+
+        Not synced to disk on its own (the next commit syncs it): a delete lost to a power cut only means the rows
+        are sent again, which at-least-once delivery allows.
+        """
+        if not rows:
+            return
+        try:
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows]).rowcount
+                if deleted != len(rows):
+                    # Some were gone already (acknowledged twice): count bytes row by row instead.
+                    self._db.execute("ROLLBACK")
+                    self.delete(r.seq for r in rows)
+                    return
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self.health.store_errors += 1
+            self.health.last_error = str(exc)
+            log.error("outbox %s: cannot delete acknowledged rows: %s", self.path, exc)
+            return
+        self.bytes -= sum(len(r.body) + len(r.topic or "") + ROW_OVERHEAD for r in rows)
+        for listener in self._on_delete:
+            listener()
 
     def _delete_rows(self, ids: list[int], what: str) -> int | None:
         """Delete rows in one transaction; the bytes freed, or None (counted and logged) if the store refused."""

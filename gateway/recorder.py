@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from drivers.profile import Quality
@@ -46,6 +47,9 @@ class Recorder:
         self.clock = clock or Clock()
         self.pending_alarms: list[Entry] = []
         self.pending_events: list[Entry] = []
+        self._readings: list[Entry] = []
+        self._board_updates: list[tuple[list[Reading], bool | None, str | None]] = []
+        self._flush_handle: asyncio.Handle | None = None
         self.dropped_readings = 0
         self.dropped_events = 0
         self.store_failing = False
@@ -77,16 +81,46 @@ class Recorder:
     def record(
         self, readings: list[Reading], events: list[Event], device: str | None = None, online: bool | None = None
     ) -> None:
-        """Commit, then update the retained state."""
-        self.pending_alarms += [
-            Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body()) for ev in events if ev.is_alarm
-        ]
-        ok = self._commit_alarms()
+        """Commit alarms now; the rest with whatever else is recorded in this turn of the event loop.
+
+        Group commit: every poll that completes while the loop is busy shares one transaction and one fsync, so
+        the cost of durability falls as the load rises, with no timer and no added wait when the gateway is idle.
+        The retained state follows each commit. Without a running loop (tools, tests) everything commits at once.
+        """
+        alarms = [Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body()) for ev in events if ev.is_alarm]
+        if alarms:
+            self.pending_alarms += alarms
+            if not self._commit_alarms():
+                self._health(False)
         self.pending_events += [
             Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body()) for ev in events if not ev.is_alarm
         ]
+        self._readings += [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
+        self._board_updates.append((readings, online, device))
+        if self.memory is not None and events:
+            self.memory.remember(events)
+        for ev in events:
+            if not ev.is_alarm:
+                log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit what waits, held alarms first, then update the retained state."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # when called directly, as at shutdown
+            self._flush_handle = None
+        ok = self._commit_alarms()
+        readings, self._readings = self._readings, []
+        updates, self._board_updates = self._board_updates, []
         # Tried even when an alarm could not be stored: a store that refuses one write may take the next.
-        batch = self.pending_events + [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
+        batch = self.pending_events + readings
         if batch:
             try:
                 self.outbox.put(batch)
@@ -100,12 +134,8 @@ class Recorder:
                     del self.pending_events[:excess]
                 log.error("cannot store %d readings (dropped) and %d events (kept in memory): %s",
                           len(readings), len(self.pending_events), exc)  # fmt: skip
-        if self.memory is not None and events:
-            self.memory.remember(events)
-        for ev in events:
-            if not ev.is_alarm:
-                log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)
-        self.board.apply(readings, online, device)
+        for board_readings, online, device in updates:
+            self.board.apply(board_readings, online, device)
         self._health(ok)
 
     def _commit_alarms(self) -> bool:

@@ -296,7 +296,7 @@ class Uplink:
         try:
             if await self._publish(client, topic, payload):
                 if self.cfg.delivery == "broker":
-                    self.outbox.delete(r.seq for r in rows)
+                    self.outbox.delete_sent(rows)
             else:
                 until = asyncio.get_running_loop().time() + self.cfg.reconnect_max_s
                 self._held.update(dict.fromkeys((r.seq for r in rows), until))

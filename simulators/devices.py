@@ -394,6 +394,30 @@ class BollardSim(SimDevice):
         }
 
 
+class AnalogModuleSim(SimDevice):
+    """18-channel analog input module: input registers 0-8 and 16-24, map of profile `analog_module`.
+
+    With `churn`, every channel moves on every read, so each poll yields 18 changed readings: the load of a busy
+    site compressed into few devices, for benchmarks.
+    """
+
+    model = "analog_module"
+    ADDRESSES = (*range(9), *range(16, 25))
+
+    def __init__(self, churn: bool = False) -> None:
+        super().__init__()
+        self.churn = churn
+        self.values = dict.fromkeys(self.ADDRESSES, 1200)
+
+    def table(self, function: int) -> dict[int, int]:
+        if function != 4:
+            return {}
+        if self.churn:
+            for a in self.ADDRESSES:
+                self.values[a] = 400 + (self.values[a] - 400 + 7 + a) % 1600
+        return self.values
+
+
 def make_device(model: str) -> SimDevice:
     """Build a simulated device for a profile model name."""
     if model == "fire_panel":
@@ -402,4 +426,6 @@ def make_device(model: str) -> SimDevice:
         return SmokeDetectorSim()
     if model == "bollard_controller":
         return BollardSim()
+    if model == "analog_module":
+        return AnalogModuleSim()
     raise ValueError(f"no simulator for device model {model!r}")

@@ -29,6 +29,8 @@ class _SimContext:
 
     def __init__(self, devices: dict[int, SimDevice]) -> None:
         self.devices = devices
+        self.wire_baud: int | None = None  # set: each reply waits for the frames' time on an RS-485 line
+        self.bits_per_char = 10
 
     def device_ids(self) -> list[int]:
         return list(self.devices)
@@ -49,6 +51,11 @@ class _SimContext:
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         dev = await self._device(device_id)
+        if self.wire_baud:
+            # A pty delivers at once; a line at 9600 baud does not. Request (8 bytes for a read) and reply
+            # (5 bytes + data) take their wire time, so the master sees real transaction times (devices.md 5).
+            data = 2 * count if func_code in (3, 4) else (count + 7) // 8
+            await asyncio.sleep((8 + 5 + data) * self.bits_per_char / self.wire_baud)
         if dev.faults.exception_next is not None:
             code, dev.faults.exception_next = dev.faults.exception_next, None
             return ExcCodes(code)
@@ -84,8 +91,11 @@ class SimServer:
         return cls(devices, server)
 
     @classmethod
-    def rtu(cls, devices: dict[int, SimDevice], port: str, baud: int = 9600) -> SimServer:
-        """A Modbus RTU server on a serial device, e.g. one end of a pseudo-terminal pair."""
+    def rtu(cls, devices: dict[int, SimDevice], port: str, baud: int = 9600, line_timing: bool = False) -> SimServer:
+        """A Modbus RTU server on a serial device, e.g. one end of a pseudo-terminal pair.
+
+        `line_timing`: each reply is delayed by the wire time of the request and the reply at `baud`.
+        """
         placeholder = LibSimDevice(0, simdata=SimData(0))
         self_ref: list[SimServer] = []
 
@@ -107,6 +117,8 @@ class SimServer:
             trace_packet=trace,
         )
         sim = cls(devices, server)
+        if line_timing:
+            sim._context.wire_baud = baud
         self_ref.append(sim)
         return sim
 

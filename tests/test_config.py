@@ -49,7 +49,7 @@ def test_config_demo_site_loads() -> None:
     assert [d.profile for d in cfg.devices].count("smoke_detector") == 4
     assert {d.profile for d in cfg.devices} == {"fire_panel", "smoke_detector", "bollard_controller"}
     assert {b.type for b in cfg.buses} == {"rtu", "tcp"}
-    assert sorted(i.kind for i in cfg.gpio.inputs) == ["door", "door", "trouble_relay"]
+    assert sorted(i.kind for i in cfg.gpio.inputs) == ["door", "door", "fire_relay", "trouble_relay"]
     assert cfg.digest.startswith("sha256:")
     assert isinstance(cfg.buses[0], RtuBusConfig)
 

@@ -10,7 +10,7 @@ import pytest
 
 from drivers.errors import ProfileError
 from drivers.profile import Quality, decode, load_profile, shipped_profiles
-from simulators.devices import BollardSim, BollardState, FirePanelSim, SmokeDetectorSim
+from simulators.devices import AnalogModuleSim, BollardSim, BollardState, FirePanelSim, SmokeDetectorSim
 
 # Fire panel in fire at point 102 with a backup power fault, automatic mode, event counter 3.
 # Register 1 = GB 26875 system status: bit 0 normal, bit 1 fire, bit 9 backup power fault -> 0x0203.
@@ -119,7 +119,7 @@ def test_profile_unknown_enum_code_is_bad_quality() -> None:
 
 def test_profile_all_shipped_profiles_load() -> None:
     """Every shipped profile validates."""
-    assert shipped_profiles() == ["bollard_controller", "fire_panel", "smoke_detector"]
+    assert shipped_profiles() == ["analog_module", "bollard_controller", "fire_panel", "smoke_detector"]
     for name in shipped_profiles():
         assert load_profile(name).model == name
 
@@ -143,3 +143,26 @@ def test_profile_bad_file_names_file_and_key(tmp_path: object) -> None:
     with pytest.raises(ProfileError) as err:
         load_profile(path)
     assert str(err.value) == f"{path}: point p: offset 5 beyond block b (2)"
+
+
+def test_profile_analog_module_reads_two_blocks_and_marks_open_loops() -> None:
+    """18 channels in two blocks of nine; 0xFFFF (an open 4-20 mA loop) is bad quality, never 655.35."""
+    profile = load_profile("analog_module")
+    sim = AnalogModuleSim()
+    sim.values[3] = 0xFFFF
+    blocks = {b.name: sim.read(b.function, b.address, b.count) for b in profile.blocks}
+    assert all(isinstance(words, list) for words in blocks.values())
+    values = decode(profile, blocks)  # type: ignore[arg-type]
+    assert len(values) == 18
+    assert values["ch1"].value == 12.0
+    assert values["ch4"].quality is Quality.BAD
+    assert values["ch18"].value == 12.0
+
+
+def test_profile_analog_module_churn_changes_every_channel() -> None:
+    """With churn (for benchmarks) every channel differs from one read to the next."""
+    sim = AnalogModuleSim(churn=True)
+    first, second = sim.read(4, 0, 9), sim.read(4, 0, 9)
+    assert isinstance(first, list)
+    assert isinstance(second, list)
+    assert all(a != b for a, b in zip(first, second, strict=True))

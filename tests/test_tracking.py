@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from drivers.profile import PointValue, Quality, decode, load_profile
+import pytest
+
+from drivers.profile import PointValue, Quality, Value, decode, load_profile
 from gateway.event_memory import EventMemory
-from gateway.records import Stamp
+from gateway.records import Reading, Stamp
 from gateway.tracking import DeviceTracker
 from tests.test_profiles import SMOKE_PREALARM_DIRTY
 
@@ -148,3 +151,20 @@ def test_event_memory_survives_a_damaged_file(tmp_path: Path) -> None:
     assert EventMemory(path).of("s") == {}
     path.write_text('["not", "a", "map"]')
     assert EventMemory(path).of("s") == {}
+
+
+@pytest.mark.parametrize("value", [None, True, False, 0, -7, 12.5, 1e-7, 3.0, "up", "关闭", 'say "hi"\n'], ids=repr)
+@pytest.mark.parametrize("quality", [Quality.GOOD, Quality.OFFLINE])
+def test_reading_body_is_the_json_of_its_fields(value: Value, quality: Quality) -> None:
+    """The hand-built reading JSON is exactly what json.dumps makes of the same fields."""
+    r = Reading("门-1", "ch1", value, quality, Stamp(1_780_000_000_123, 5.0, False))
+    expected = {
+        "device": "门-1",
+        "point": "ch1",
+        "value": value if quality is Quality.GOOD else None,
+        "quality": quality.value,
+        "ts": "2026-05-28T20:26:40.123Z",
+        "clock_synced": False,
+    }
+    assert json.loads(r.body()) == expected
+    assert r.body() == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
