@@ -46,7 +46,9 @@ class Gateway:
         )
         self.board = StateBoard(self.topics)
         self.memory = EventMemory(cfg.gateway.state_dir / "event-state.json")
-        self.recorder = Recorder(self.outbox, self.topics, self.board, self.clock, self.memory)
+        self.recorder = Recorder(
+            self.outbox, self.topics, self.board, self.clock, self.memory, cfg.outbox.commit_window_ms / 1000
+        )
         self.identity = Identity.new(__version__, cfg.digest)
         self.uplink = Uplink(
             cfg.mqtt,

@@ -77,10 +77,15 @@ class MqttConfig(_Frozen):
 
 
 class OutboxConfig(_Frozen):
-    """Bounds of the local store: bytes, and a share of the free disk (whichever is smaller)."""
+    """Bounds of the local store: bytes, and a share of the free disk (whichever is smaller).
+
+    `commit_window_ms`: readings and events wait this long for others to share their commit (one fsync for many
+    polls); 0 commits what each turn of the event loop recorded. Alarms never wait.
+    """
 
     max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
     max_disk_share: float = Field(default=0.5, gt=0, le=0.95)
+    commit_window_ms: float = Field(default=2.0, ge=0, le=1000)
 
 
 class RtuBusConfig(_Frozen):

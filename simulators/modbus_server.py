@@ -54,8 +54,10 @@ class _SimContext:
         if self.wire_baud:
             # A pty delivers at once; a line at 9600 baud does not. Request (8 bytes for a read) and reply
             # (5 bytes + data) take their wire time, so the master sees real transaction times (devices.md 5).
+            # The device also keeps the t3.5 silence before it answers.
             data = 2 * count if func_code in (3, 4) else (count + 7) // 8
-            await asyncio.sleep((8 + 5 + data) * self.bits_per_char / self.wire_baud)
+            chars = 8 + 5 + data + (3.5 if self.wire_baud <= 19200 else 0.00175 * self.wire_baud / self.bits_per_char)
+            await asyncio.sleep(chars * self.bits_per_char / self.wire_baud)
         if dev.faults.exception_next is not None:
             code, dev.faults.exception_next = dev.faults.exception_next, None
             return ExcCodes(code)

@@ -137,7 +137,7 @@ def test_config_cli_check_exit_codes(tmp_path: Path) -> None:
         [sys.executable, "-m", "gateway.cli", "check-config", str(DEMO)], capture_output=True, text=True, check=False
     )
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.endswith("ok (2 buses, 6 devices, 3 inputs)\n")
+    assert ok.stdout.endswith("ok (2 buses, 6 devices, 4 inputs)\n")
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("unit = 2", "unit = 0"))
     res = subprocess.run(

@@ -1,0 +1,132 @@
+"""(b) Alarm latency: an edge on a panel's fire relay (a mock GPIO pin) -> the platform listener.
+
+The gateway runs in this process so the benchmark can drive its mock pins; the listener runs in its own and stamps
+arrivals on the machine-wide monotonic clock, the same clock the edges are stamped with. Debounce is set to 0: a
+configured debounce adds exactly its own time. Measured idle, and while a backlog of telemetry drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import rig
+from bench.stats import percentile
+from gateway.app import Gateway
+from gateway.clock import Clock
+from gateway.config import parse_config
+from gateway.outbox import PRIORITY_TELEMETRY, Entry, Limits, Outbox
+from simulators.contacts import SimContact, contact_pin_factory
+
+RELAY_PIN = 23
+RELAY_ID = "panel-fire-relay"
+
+
+def prefill(state_dir: Path, rows: int) -> None:
+    """A backlog as an outage leaves it: `rows` readings waiting in the outbox."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    box = Outbox(state_dir / "outbox.db", Limits(max_bytes=4 << 30, max_disk_share=0.9))
+    body = (
+        '{"device":"dev-0","point":"ch1","value":12.34,"quality":"good",'
+        '"ts":"2026-11-29T01:00:00.000Z","clock_synced":true}'
+    )
+    for start in range(0, rows, 5000):
+        box.put([Entry(PRIORITY_TELEMETRY, None, body)] * min(5000, rows - start))
+    box.close()
+
+
+async def _edges(gw: Gateway, relay: SimContact, count: int, gap_s: tuple[float, float]) -> list[dict[str, Any]]:
+    edges = []
+    active = False
+    for _ in range(count):
+        await asyncio.sleep(random.uniform(*gap_s))
+        active = not active
+        waiting = gw.outbox.bytes  # in memory: COUNT(*) would block the loop this measures
+        edges.append({"mono": time.monotonic(), "state": "raised" if active else "cleared", "backlog": waiting})
+        relay.set(active)
+    if active:
+        await asyncio.sleep(gap_s[0])
+        relay.set(False)
+        edges.append({"mono": time.monotonic(), "state": "cleared", "backlog": gw.outbox.bytes})
+    return edges
+
+
+def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str, Any]:
+    """`edges` relay changes, 40-120 ms apart (or as fast as 10-30 ms while a backlog drains)."""
+    random.seed(seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = workdir / "state"
+    if backlog:
+        prefill(state, backlog)
+    with rig.broker(workdir) as broker, rig.listener(workdir, broker.url) as listener:
+        inputs = [f'[[gpio.inputs]]\nid = "{RELAY_ID}"\npin = {RELAY_PIN}\nkind = "fire_relay"\ncontact = "NO"\n'
+                  "debounce_ms = 0\n"]  # fmt: skip
+        text = rig.site_config(state, broker.url, [], [], inputs)
+        text += "\n[outbox]\nmax_disk_share = 0.9\nmax_bytes = 4294967296\n"
+        factory = contact_pin_factory()
+        relay = SimContact(factory, RELAY_PIN, "NO")
+        gap = (0.01, 0.03) if backlog else (0.04, 0.12)
+
+        async def main() -> tuple[list[dict[str, Any]], float | None, float]:
+            gw = Gateway(parse_config(text, "bench.toml"), pin_factory=factory, clock=Clock())
+            task = asyncio.create_task(gw.run())
+            try:
+                await gw.started.wait()
+                await gw.uplink.connected.wait()
+                began = time.monotonic()
+                emptied_at: list[float] = []
+                empty = asyncio.Event()
+
+                def note_empty() -> None:
+                    # The byte count is kept in memory; COUNT(*) on every delete would slow the drain it measures.
+                    if gw.outbox.bytes <= 0 and not emptied_at:
+                        emptied_at.append(time.monotonic())
+                        empty.set()
+
+                gw.outbox.on_delete(note_empty)
+                done = await _edges(gw, relay, edges, gap)
+                if backlog:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(120):
+                            await empty.wait()
+                await asyncio.sleep(0.5)
+                return done, (emptied_at[0] if emptied_at else None), began
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        done, emptied, began = asyncio.run(main())
+        heard = listener.finish()
+    arrivals = [e for e in heard["events"] if e["class"] == "fire" and e["device"] == RELAY_ID]
+    latencies: list[tuple[dict[str, Any], float]] = []
+    missing = 0
+    for i, edge in enumerate(done):
+        if i < len(arrivals) and arrivals[i]["state"] == edge["state"]:
+            latencies.append((edge, (arrivals[i]["mono"] - edge["mono"]) * 1000))
+        else:
+            missing += 1
+    in_drain = sorted(ms for edge, ms in latencies if emptied is None or edge["mono"] < emptied) if backlog else []
+    lat = sorted(ms for _edge, ms in latencies)
+    return {
+        "load": {"edges": len(done), "backlog_rows": backlog, "debounce_ms": 0},
+        "latency_ms": {
+            "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99),
+            "max": round(lat[-1], 1) if lat else None,
+        },
+        "during_drain": {
+            "edges": len(in_drain),
+            "p50": percentile(in_drain, 50),
+            "p99": percentile(in_drain, 99),
+            "max": round(in_drain[-1], 1) if in_drain else None,
+        }
+        if backlog
+        else None,
+        "drain_s": round(emptied - began, 2) if emptied is not None else None,
+        "unmatched_edges": missing,
+    }
