@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="the JSON file (default: bench/results/<UTC time>.json)")
     p.add_argument("--keep", action="store_true", help="keep the work folders (logs, stores) for a look afterwards")
     args = p.parse_args(argv)
+    # Gateways run in this process for some scenarios; their per-alarm warnings would drown the progress lines.
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     table = scenarios(args.quick, args.profile)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in table]

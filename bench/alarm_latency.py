@@ -2,7 +2,9 @@
 
 The gateway runs in this process so the benchmark can drive its mock pins; the listener runs in its own and stamps
 arrivals on the machine-wide monotonic clock, the same clock the edges are stamped with. Debounce is set to 0: a
-configured debounce adds exactly its own time. Measured idle, and while a backlog of telemetry drains.
+configured debounce adds exactly its own time. Measured idle, and while a backlog of telemetry drains. The
+listener counts telemetry without parsing it: a platform consumer slower than the drain queues the alarm behind
+its own backlog, which is the platform's to scale (e.g. shared subscriptions), not the gateway's latency.
 """
 
 from __future__ import annotations
@@ -56,20 +58,20 @@ async def _edges(gw: Gateway, relay: SimContact, count: int, gap_s: tuple[float,
 
 
 def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str, Any]:
-    """`edges` relay changes, 40-120 ms apart (or as fast as 10-30 ms while a backlog drains)."""
+    """`edges` relay changes, 40-120 ms apart (5-15 ms while a backlog drains, for enough samples in the drain)."""
     random.seed(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     state = workdir / "state"
     if backlog:
         prefill(state, backlog)
-    with rig.broker(workdir) as broker, rig.listener(workdir, broker.url) as listener:
+    with rig.broker(workdir) as broker, rig.listener(workdir, broker.url, events_only=True) as listener:
         inputs = [f'[[gpio.inputs]]\nid = "{RELAY_ID}"\npin = {RELAY_PIN}\nkind = "fire_relay"\ncontact = "NO"\n'
                   "debounce_ms = 0\n"]  # fmt: skip
         text = rig.site_config(state, broker.url, [], [], inputs)
         text += "\n[outbox]\nmax_disk_share = 0.9\nmax_bytes = 4294967296\n"
         factory = contact_pin_factory()
         relay = SimContact(factory, RELAY_PIN, "NO")
-        gap = (0.01, 0.03) if backlog else (0.04, 0.12)
+        gap = (0.005, 0.015) if backlog else (0.04, 0.12)
 
         async def main() -> tuple[list[dict[str, Any]], float | None, float]:
             gw = Gateway(parse_config(text, "bench.toml"), pin_factory=factory, clock=Clock())

@@ -187,11 +187,13 @@ class Listener:
 
 
 @contextlib.contextmanager
-def listener(workdir: Path, broker_url: str) -> Iterator[Listener]:
+def listener(workdir: Path, broker_url: str, events_only: bool = False) -> Iterator[Listener]:
     """A platform subscriber to the gateway's topics in a process of its own, subscribed before this returns."""
     ready, out = workdir / "listener.ready", workdir / "listener.json"
     ready.unlink(missing_ok=True)
     cmd = python("-m", "bench.listener", "--broker", broker_url, "--topic", f"{PREFIX}/#")
+    if events_only:
+        cmd.append("--events-only")
     with process([*cmd, "--ready", str(ready), "--out", str(out)], workdir / "listener.log") as proc:
         deadline = time.monotonic() + 10
         while not ready.exists():

@@ -47,6 +47,9 @@ class Identity:
         return Identity(version, config_hash, uuid.uuid4().hex)
 
 
+URGENT_INFLIGHT = 8  # alarms and events on the wire at once, beside the telemetry window
+
+
 class _LinkDown(Exception):
     """The connection failed while publishing; reconnect."""
 
@@ -126,7 +129,7 @@ class Uplink:
             timeout=self.cfg.publish_timeout_s,
             tls_context=context,
             clean_session=True if protocol is aiomqtt.ProtocolVersion.V311 else None,
-            max_inflight_messages=self.cfg.inflight_max,
+            max_inflight_messages=self.cfg.inflight_max + URGENT_INFLIGHT,
         )
 
     async def run(self) -> None:
@@ -241,6 +244,9 @@ class Uplink:
 
     async def _drain(self, client: Client) -> None:
         cursors = {PRIORITY_ALARM: 0, PRIORITY_EVENT: 0, PRIORITY_TELEMETRY: 0}
+        # Alarms and events have in-flight room of their own: waiting for a telemetry batch's PUBACK to free a
+        # slot put up to 60 ms between a fire and the wire while a backlog drained (bench b2).
+        urgent = asyncio.Semaphore(URGENT_INFLIGHT)
         window = asyncio.Semaphore(self.cfg.inflight_max)
         loop = asyncio.get_running_loop()
         self._ack_progress = loop.time()
@@ -259,10 +265,15 @@ class Uplink:
                         cursors[priority] = row.seq
                         if row.seq in self._held:
                             continue
-                        await window.acquire()
+                        await urgent.acquire()
                         payload = event_payload(self.topics, row)
-                        tg.create_task(self._send(client, row.topic or "", payload, [row], window))
+                        tg.create_task(self._send(client, row.topic or "", payload, [row], urgent))
                         sent = True
+                if window.locked():
+                    # Every telemetry slot is on the wire: wait for one to come back or for an alarm, which goes
+                    # first either way.
+                    await self._wake.wait()
+                    continue
                 # Telemetry one batch at a time, so alarms committed meanwhile go next.
                 rows = self.outbox.fetch(PRIORITY_TELEMETRY, cursors[PRIORITY_TELEMETRY], self.cfg.batch_max_readings)
                 if rows:
@@ -270,7 +281,7 @@ class Uplink:
                     if self._held:
                         rows = [r for r in rows if r.seq not in self._held]
                 if rows:
-                    await window.acquire()
+                    await window.acquire()  # free: checked above
                     payload = telemetry_payload(self.topics, rows)
                     tg.create_task(self._send(client, self.topics.telemetry, payload, rows, window))
                     sent = True
@@ -304,6 +315,7 @@ class Uplink:
                     self._retry_refused_at = until
         finally:
             window.release()
+            self._wake.set()  # a slot is free: the drain may go on
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> str:

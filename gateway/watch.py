@@ -36,6 +36,7 @@ class Ledger:
     mark: int = 0
     max_seq: int = 0
     reordered: int = 0
+    invalid: int = 0
     _last_telemetry: int = 0
 
     def declared_gap(self, seq: int) -> bool:
@@ -104,7 +105,12 @@ class Watcher:
             payload: Any = json.loads(raw)
             validate_message(topic, payload, self.schemas)
         except (ValueError, ContractViolation) as exc:
+            if not isinstance(exc, ContractViolation):
+                exc = ValueError(f"{topic}: not JSON: {exc}")
             self.invalid += 1
+            parts = topic.split("/")
+            if len(parts) > 3:
+                self.ledgers.setdefault(parts[3], Ledger()).invalid += 1
             self.say(f"invalid   {exc}")
             return
         gw = payload["gateway"]
@@ -141,6 +147,7 @@ class Watcher:
                 "outstanding": len(ledger.outstanding()),
                 "duplicates": ledger.duplicates,
                 "reordered": ledger.reordered,
+                "invalid": ledger.invalid,
                 "declared_gaps": [list(g) for g in ledger.declared],
                 "outstanding_seqs": ledger.outstanding()[:100],
             }

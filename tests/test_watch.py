@@ -56,8 +56,10 @@ def test_watch_reports_invalid_message_with_topic_and_field() -> None:
     assert w.invalid == 2
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("invalid   campus/v1/s1/g1/event/fire: seq: 'seven' is not of type 'integer'")
-    assert lines[1].startswith("invalid   Expecting value")
-    assert w.ledgers == {}
+    assert lines[1].startswith("invalid   campus/v1/s1/g1/telemetry: not JSON: Expecting value")
+    assert w.ledgers["g1"].received == set()
+    assert w.ledgers["g1"].invalid == 2
+    assert w.summary()["g1"]["invalid"] == 2
 
 
 def test_uplink_parse_ack_accepts_only_valid_acknowledgements() -> None:

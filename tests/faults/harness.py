@@ -56,6 +56,7 @@ class Result:
     reordered: int = 0
     declared: int = 0
     integrity_failures: int = 0
+    invalid: int = 0
     heals: int = 0
     alarm_first: int = 0
     seconds: float = 0.0
@@ -67,6 +68,7 @@ class Result:
             self.lost == 0
             and self.unexpected == 0
             and self.integrity_failures == 0
+            and self.invalid == 0
             and self.alarm_first == self.heals
             and self.committed > 0
         )
@@ -76,14 +78,15 @@ class Result:
         return (
             f"| {self.scenario} | {self.faults} | {self.committed} | {self.received} | {self.lost} | "
             f"{self.duplicates} | {self.unexpected} | {self.reordered} | {self.declared} | "
-            f"{self.integrity_failures} | {self.alarm_first}/{self.heals} | {self.seconds:.0f} | {verdict} |"
+            f"{self.integrity_failures} | {self.invalid} | {self.alarm_first}/{self.heals} | {self.seconds:.0f} | "
+            f"{verdict} |"
         )
 
 
 HEADER = (
     "| scenario | faults | committed | received | lost | duplicates | unexpected | reordered | declared gaps "
-    "| integrity failures | alarm first after heal | s | verdict |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| integrity failures | off contract | alarm first after heal | s | verdict |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -212,6 +215,7 @@ class Rig:
         result.unexpected = len([s for s in ledger.received if s > last])
         result.reordered = ledger.reordered
         result.declared = len(ledger.declared)
+        result.invalid = self.watcher.invalid
         if missing:
             result.notes.append(f"first lost: {missing[:10]}")
 
@@ -572,6 +576,7 @@ async def partitions(workdir: Path, durations: list[float], loss_s: float, seed:
             result.unexpected = len([n for n in got if n > last])
             result.reordered = s["reordered"]
             result.declared = len(declared)
+            result.invalid = s["invalid"]
             if missing:
                 result.notes.append(f"first lost: {missing[:10]}")
         finally:
