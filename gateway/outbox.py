@@ -451,11 +451,7 @@ class Outbox:
             finally:
                 self._db.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self.health.store_errors += 1
-            self.health.last_error = str(exc)
-            log.error("outbox %s: cannot delete acknowledged rows: %s", self.path, exc)
+            self._delete_failed(exc, "delete acknowledged rows")
             return
         self.bytes -= sum(len(r.body) + len(r.topic or "") + ROW_OVERHEAD for r in rows)
         for listener in self._on_delete:
@@ -474,14 +470,18 @@ class Outbox:
                     freed += int(row[0]) + ROW_OVERHEAD
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self.health.store_errors += 1
-            self.health.last_error = str(exc)
-            log.error("outbox %s: cannot %s: %s", self.path, what, exc)
+            self._delete_failed(exc, what)
             return None
         self.bytes -= freed
         return freed
+
+    def _delete_failed(self, exc: sqlite3.Error, what: str) -> None:
+        """A refused delete leaves the rows (they are sent again); it is counted and logged."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self.health.store_errors += 1
+        self.health.last_error = str(exc)
+        log.error("outbox %s: cannot %s: %s", self.path, what, exc)
 
     def delete_upto(self, seq: int) -> int:
         """Remove every row with a sequence number up to `seq` (the platform's cumulative acknowledgement)."""

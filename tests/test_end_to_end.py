@@ -63,6 +63,28 @@ async def test_e2e_panel_fire_reaches_subscriber(
     assert statuses == [("online", None), ("offline", "shutdown")]
 
 
+async def panel_and_dead_detector(
+    tmp_path: Path, broker_url: str, stack: contextlib.AsyncExitStack, **detector: float
+) -> tuple[FirePanelSim, str]:
+    """A panel (unit 1) and a silent detector (unit 12) on one RS-485 pty line: the panel and the site's config."""
+    panel = FirePanelSim()
+    dead = SmokeDetectorSim()
+    dead.faults.silent = True
+    bus, endpoint = await open_sim_bus("rtu-pty", {1: panel, 12: dead}, tmp_path, stack)
+    await bus.__aexit__(None, None, None)
+    text = config_text(
+        tmp_path / "state",
+        broker_url,
+        [{"id": "line", **endpoint, "timeout_ms": 200, "retries": 2}],
+        [
+            {"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+            {"id": "smoke-12", "bus": "line", "unit": 12, "profile": "smoke_detector", "poll_interval_s": 0.1}
+            | detector,
+        ],
+    )
+    return panel, text
+
+
 async def test_e2e_dead_detector_does_not_delay_panel_polls(
     tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
 ) -> None:
@@ -70,30 +92,10 @@ async def test_e2e_dead_detector_does_not_delay_panel_polls(
 
     Once offline, the dead detector costs at most one timeout per back-off period instead of three per poll.
     """
-    panel = FirePanelSim()
-    dead = SmokeDetectorSim()
-    dead.faults.silent = True
     sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
     async with contextlib.AsyncExitStack() as stack:
-        bus, endpoint = await open_sim_bus("rtu-pty", {1: panel, 12: dead}, tmp_path, stack)
-        await bus.__aexit__(None, None, None)
-        text = config_text(
-            tmp_path / "state",
-            broker.url,
-            [{"id": "line", **endpoint, "timeout_ms": 200, "retries": 2}],
-            [
-                {"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
-                {
-                    "id": "smoke-12",
-                    "bus": "line",
-                    "unit": 12,
-                    "profile": "smoke_detector",
-                    "poll_interval_s": 0.1,
-                    "offline_after_polls": 2,
-                    "offline_after_s": 0,
-                    "backoff_max_s": 1.6,
-                },
-            ],
+        panel, text = await panel_and_dead_detector(
+            tmp_path, broker.url, stack, offline_after_polls=2, offline_after_s=0, backoff_max_s=1.6
         )
         async with running_gateway(make_config(text)) as gw:
             await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/offline" and p["device"] == "smoke-12")
@@ -274,22 +276,9 @@ async def test_e2e_dead_detector_backs_off_before_it_counts_as_offline(
     The offline verdict takes `offline_after_s` (10 s by default); the bus must not pay retries all that time.
     Counted from the start: the panel's first 30 polls, and what the dead detector cost meanwhile.
     """
-    panel = FirePanelSim()
-    dead = SmokeDetectorSim()
-    dead.faults.silent = True
     sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
     async with contextlib.AsyncExitStack() as stack:
-        bus, endpoint = await open_sim_bus("rtu-pty", {1: panel, 12: dead}, tmp_path, stack)
-        await bus.__aexit__(None, None, None)
-        text = config_text(
-            tmp_path / "state",
-            broker.url,
-            [{"id": "line", **endpoint, "timeout_ms": 200, "retries": 2}],
-            [
-                {"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
-                {"id": "smoke-12", "bus": "line", "unit": 12, "profile": "smoke_detector", "poll_interval_s": 0.1},
-            ],
-        )
+        panel, text = await panel_and_dead_detector(tmp_path, broker.url, stack)
         async with running_gateway(make_config(text)) as gw:
             panel_entry, dead_entry = gw.pollers["line"].devices
             await watch_gateway(gw).until(lambda: panel_entry.polls >= 30, 30)
