@@ -22,7 +22,8 @@ from drivers.modbus import RequestPolicy, rtu_frame_gap_s
 from gateway.app import Gateway
 from gateway.clock import Clock
 from gateway.config import parse_config
-from simulators.devices import BollardSim, SimDevice, SmokeDetectorSim
+from simulators.bollard import BollardSim
+from simulators.devices import SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair
 

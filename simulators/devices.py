@@ -6,6 +6,7 @@ reads from it. Faults are knobs on the model so that tests and scenario files ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -49,6 +50,10 @@ class SimDevice:
         """Return the values this device answers for a read function (1-4), address -> value."""
         return {}
 
+    def write(self, function: int, address: int, values: Sequence[int]) -> ModbusExceptionCode | None:
+        """Take a write request (FC05/06/15/16); most simulated devices have nothing writable."""
+        return ModbusExceptionCode.ILLEGAL_FUNCTION
+
     def read(self, function: int, address: int, count: int) -> list[int] | ModbusExceptionCode:
         """Answer a read request, or an exception code for addresses the map does not have."""
         table = self.table(function)
@@ -62,7 +67,8 @@ class SimDevice:
         return values
 
 
-def _bits(**flags: tuple[int, bool]) -> int:
+def bits(**flags: tuple[int, bool]) -> int:
+    """A register word from named (bit, on) pairs."""
     word = 0
     for bit, on in flags.values():
         if on:
@@ -147,7 +153,7 @@ class FirePanelSim(SimDevice):
     def status_word(self) -> int:
         """The GB 26875 system status word (register 1)."""
         s = self.state
-        return _bits(
+        return bits(
             normal=(0, not s.test_mode),
             fire=(1, s.fire),
             fault=(2, s.fault or bool(s.fault_points)),
@@ -250,7 +256,7 @@ class SmokeDetectorSim(SimDevice):
         8 end of life, 9 temperature sensor fault, 10 chamber fault."""
         f = self.flags
         prealarm = not self.latched_alarm and self.obscuration >= 0.7 * self.threshold
-        return _bits(
+        return bits(
             fire=(0, self.latched_alarm),
             pre=(1, prealarm),
             fault=(2, f["fault"]),
@@ -279,118 +285,6 @@ class SmokeDetectorSim(SimDevice):
             8: self.uptime_h,
             9: 0x2101,
             10: 0x0103,
-        }
-
-
-class BollardState(IntEnum):
-    """Controller state register (input register 1)."""
-
-    UNKNOWN = 0
-    DOWN = 1
-    RISING = 2
-    UP = 3
-    LOWERING = 4
-    STOPPED_MID = 5
-    FAULT = 6
-    MANUAL = 7
-    EFO_RISING = 8
-
-
-class BollardSim(SimDevice):
-    """Bollard controller status, map 1.0: discrete inputs 0-12 and input registers 0-14.
-
-    Motion and commands come with the safety supervisor; here tests and scenarios set the state directly.
-    """
-
-    model = "bollard_controller"
-
-    INPUTS = (
-        "limit_up",
-        "limit_down",
-        "loop_a_occupied",
-        "loop_b_occupied",
-        "photocell_blocked",
-        "pressure_edge_active",
-        "estop_pressed",
-        "mains_ok",
-        "ups_on_battery",
-        "local_mode",
-        "manual_release_engaged",
-        "efo_local_button",
-        "fire_input",
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs = dict.fromkeys(self.INPUTS, False)
-        self.inputs["limit_down"] = True
-        self.inputs["mains_ok"] = True
-        self.state = BollardState.DOWN
-        self.fault_code = 0
-        self.position = 0
-        self.event_counter = 0
-        self.cycles = 0
-        self.reversals = 0
-        self.lights = 0b0010
-
-    def set_state(self, state: BollardState, position: int | None = None) -> None:
-        """Put the controller in a state; limit switches follow the end positions."""
-        self.state = state
-        if position is not None:
-            self.position = position
-        elif state is BollardState.UP:
-            self.position = 100
-        elif state is BollardState.DOWN:
-            self.position = 0
-        self.inputs["limit_up"] = self.position >= 100
-        self.inputs["limit_down"] = self.position <= 0
-        if state is BollardState.UP:
-            self.cycles += 1
-        self.lights = 0b0010 if state is BollardState.DOWN else 0b0001 | (0b1100 if state.name.endswith("ING") else 0)
-        self.event_counter = (self.event_counter + 1) & 0xFFFF
-
-    def set_input(self, name: str, value: bool) -> None:
-        """Set a field input (loop, photocell, e-stop, ...)."""
-        if name not in self.inputs:
-            raise AttributeError(f"bollard controller has no input {name!r}")
-        self.inputs[name] = value
-        self.event_counter = (self.event_counter + 1) & 0xFFFF
-
-    def inhibit_flags(self) -> int:
-        """Input register 3: bit 0 loop, 1 photocell, 2 pressure edge, 3 e-stop, 4 local, 5 fault, 6 fire, 7 manual."""
-        i = self.inputs
-        return _bits(
-            loop=(0, i["loop_a_occupied"] or i["loop_b_occupied"]),
-            photo=(1, i["photocell_blocked"]),
-            edge=(2, i["pressure_edge_active"]),
-            estop=(3, i["estop_pressed"]),
-            local=(4, i["local_mode"]),
-            fault=(5, self.state is BollardState.FAULT),
-            fire=(6, i["fire_input"]),
-            manual=(7, i["manual_release_engaged"]),
-        )
-
-    def table(self, function: int) -> dict[int, int]:
-        if function == 2:
-            return {n: int(self.inputs[name]) for n, name in enumerate(self.INPUTS)}
-        if function != 4:
-            return {}
-        return {
-            0: 0x0100,
-            1: int(self.state),
-            2: self.fault_code,
-            3: self.inhibit_flags(),
-            4: self.position,
-            5: 4200,
-            6: self.cycles & 0xFFFF,
-            7: self.cycles >> 16,
-            8: self.reversals,
-            9: 0,
-            10: 250,
-            11: 240,
-            12: self.event_counter,
-            13: 0,
-            14: self.lights,
         }
 
 
@@ -425,6 +319,8 @@ def make_device(model: str) -> SimDevice:
     if model == "smoke_detector":
         return SmokeDetectorSim()
     if model == "bollard_controller":
+        from simulators.bollard import BollardSim  # noqa: PLC0415 - the controller model builds on this module
+
         return BollardSim()
     if model == "analog_module":
         return AnalogModuleSim()

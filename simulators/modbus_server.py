@@ -24,6 +24,9 @@ from simulators.devices import SimDevice
 log = logging.getLogger(__name__)
 
 
+_READ_BACK = {5: 1, 15: 1, 6: 3, 16: 3}
+
+
 class _SimContext:
     """Duck-types the pymodbus server datastore: `async_getValues`, `async_setValues`, `device_ids`."""
 
@@ -61,7 +64,8 @@ class _SimContext:
         if dev.faults.exception_next is not None:
             code, dev.faults.exception_next = dev.faults.exception_next, None
             return ExcCodes(code)
-        result = dev.read(func_code, address, count)
+        # pymodbus reads back what a write request wrote, asking with the write's function code.
+        result = dev.read(_READ_BACK.get(func_code, func_code), address, count)
         if isinstance(result, list):
             if func_code in (1, 2):
                 return [bool(v) for v in result]
@@ -71,8 +75,9 @@ class _SimContext:
     async def async_setValues(  # noqa: N802 (pymodbus names)
         self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
     ) -> ExcCodes | None:
-        await self._device(device_id)
-        return ExcCodes.ILLEGAL_FUNCTION
+        dev = await self._device(device_id)
+        result = dev.write(func_code, address, [int(v) for v in values])
+        return None if result is None else ExcCodes(int(result))
 
 
 class SimServer:

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from simulators.bollard import BollardSim, BollardState
 from simulators.contacts import SimContact
 from simulators.devices import (
-    BollardSim,
-    BollardState,
     FirePanelSim,
     SimDevice,
     SmokeDetectorSim,

@@ -6,7 +6,7 @@ import pytest
 
 from drivers.profile import PointValue, Quality, decode, load_profile
 from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
-from simulators.devices import BollardSim, BollardState
+from simulators.bollard import BollardSim, BollardState
 
 SETTINGS = InterlockSettings(loop_clear_delay_s=1.0, max_staleness_s=1.0)
 PROFILE = load_profile("bollard_controller")

@@ -11,7 +11,8 @@ from drivers.device import ModbusDevice, ProfileMismatch
 from drivers.errors import DeviceException, DeviceTimeout
 from drivers.modbus import RequestPolicy, rtu_frame_gap_s
 from drivers.profile import Quality, load_profile
-from simulators.devices import BollardSim, BollardState, FirePanelSim, SmokeDetectorSim
+from simulators.bollard import BollardSim, BollardState
+from simulators.devices import FirePanelSim, SmokeDetectorSim
 from tests.conftest import open_sim_bus
 
 TRANSPORTS = ["tcp", "rtu-pty"]

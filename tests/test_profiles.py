@@ -10,7 +10,8 @@ import pytest
 
 from drivers.errors import ProfileError
 from drivers.profile import Quality, decode, load_profile, shipped_profiles
-from simulators.devices import AnalogModuleSim, BollardSim, BollardState, FirePanelSim, SmokeDetectorSim
+from simulators.bollard import BollardSim, BollardState
+from simulators.devices import AnalogModuleSim, FirePanelSim, SmokeDetectorSim
 
 # Fire panel in fire at point 102 with a backup power fault, automatic mode, event counter 3.
 # Register 1 = GB 26875 system status: bit 0 normal, bit 1 fire, bit 9 backup power fault -> 0x0203.

@@ -1,0 +1,216 @@
+"""One lane's supervisor: decides every command against the interlocks and the order of authority, and watches
+the motion it started (R12-R17).
+
+It is a state machine driven from outside: `on_status()` with each status read of the controller, `request()` with
+each command, `set_fire()` from the fire linkage, all with the monotonic time they happened. What it wants done
+to the controller goes to an `Actuator`; what it decided goes to the `decisions` listeners (the audit trail). It
+keeps no queue: a command is carried out at once or refused, so nothing is ever replayed late (R18).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Protocol
+
+from drivers.profile import PointValue
+from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
+
+
+class Authority(IntEnum):
+    """Who asks; lower numbers win (DESIGN.md, safety order). The controller and the interlocks are not askers."""
+
+    GUARD = 3  # physical inputs at the gate house, the local panel, the CLI on the gateway
+    FIRE = 4  # fire linkage
+    PLATFORM = 5  # signed commands from the platform or a guard station
+    SCHEDULE = 6  # closed-campus hours
+
+
+class Command(StrEnum):
+    """What may be asked of a lane. EFO is not here: it never comes from the supervisor's askers (R16)."""
+
+    RAISE = "raise"
+    LOWER = "lower"
+    STOP = "stop"
+    RELEASE_FIRE_HOLD = "release_fire_hold"  # a guard, locally, after the panel is reset
+
+
+class Rule(StrEnum):
+    """The rule that decided; published with every decision."""
+
+    ACCEPTED = "accepted"
+    INTERLOCK = "interlock"
+    FIRE_HOLD_DOWN = "fire_hold_down"
+    OUTRANKED = "outranked"
+    NOT_LOCAL = "not_local"
+    EXPIRED = "expired"
+    FIRE_NOT_RESET = "fire_not_reset"
+    PRESENCE_DURING_RISE = "presence_during_rise"
+    MOTION_TIMEOUT = "motion_timeout"
+    STALE_DURING_RISE = "stale_during_rise"
+
+
+class Actuator(Protocol):
+    """Sends a request to the controller (Modbus coils, or GPIO relays on a dry-contact controller)."""
+
+    def send(self, request: str) -> None:
+        """`cmd_raise`, `cmd_lower` or `cmd_stop`."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSettings:
+    """Per lane, from the site configuration."""
+
+    fire_lane: bool = False
+    rise_timeout_s: float = 10.0  # from the raise request to the upper limit, pre-warning included
+    lower_timeout_s: float = 8.0
+    command_ttl_s: float = 5.0
+    interlocks: InterlockSettings = field(default_factory=InterlockSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What was decided, why, and for whom: one line of the audit trail."""
+
+    lane: str
+    command: str
+    source: Authority | None  # None: the supervisor's own action
+    accepted: bool
+    rule: Rule
+    reasons: tuple[Inhibit, ...] = ()
+    at: float = 0.0
+
+    def text(self, lang: str = "en") -> str:
+        """The decision in words for the guard."""
+        why = "; ".join(reason(i, lang) for i in self.reasons)
+        if lang.lower().startswith("zh"):
+            verdict = "已执行" if self.accepted else "已拒绝"
+            return f"{self.lane}: {_ZH_COMMANDS.get(self.command, self.command)} {verdict}" + (
+                f" ({why})" if why else ""
+            )
+        verdict = "done" if self.accepted else "refused"
+        return f"{self.lane}: {self.command} {verdict}" + (f" ({why})" if why else f" ({self.rule.value})")
+
+
+_ZH_COMMANDS = {"raise": "升起", "lower": "降下", "stop": "停止", "release_fire_hold": "解除火警保持"}
+
+
+class LaneSupervisor:
+    """The gateway's layer of the safety order for one lane."""
+
+    def __init__(self, lane: str, settings: LaneSettings, actuator: Actuator) -> None:
+        self.lane = lane
+        self.settings = settings
+        self.actuator = actuator
+        self.sensors = LaneSensors()
+        self.decisions: list[Callable[[Decision], None]] = []
+        self.fire_active = False
+        self.fire_hold = False  # fire lanes: set by a fire, cleared by reset *and* a guard's release
+        self._raising_since: float | None = None  # a raise we asked for and have not seen finish
+        self._lowering_since: float | None = None
+        self._state: str | None = None
+
+    # -- inputs ----------------------------------------------------------------------------------------------------
+
+    def on_status(self, values: dict[str, PointValue], now: float) -> None:
+        """A status read of the controller: supervise what is moving."""
+        self.sensors.update(values, now)
+        view = self.sensors.view(self.fire_hold)
+        self._state = view.state
+        if self._raising_since is not None:
+            presence = [
+                i
+                for i in raise_inhibits(view, now, self.settings.interlocks)
+                if i in (Inhibit.LOOP_OCCUPIED, Inhibit.PHOTOCELL, Inhibit.PRESSURE_EDGE, Inhibit.SENSOR_UNKNOWN)
+            ]
+            if presence:
+                # Within this poll: whatever the controller does by itself, we send it down (R15).
+                self._raising_since = None
+                self.actuator.send("cmd_lower")
+                self._decide("lower", None, True, Rule.PRESENCE_DURING_RISE, presence, now)
+            elif view.state == "up":
+                self._raising_since = None
+            elif now - self._raising_since > self.settings.rise_timeout_s:
+                self._raising_since = None
+                self.actuator.send("cmd_stop")
+                self._decide("stop", None, True, Rule.MOTION_TIMEOUT, (), now)
+        if self._lowering_since is not None:
+            if view.state == "down":
+                self._lowering_since = None
+            elif now - self._lowering_since > self.settings.lower_timeout_s:
+                self._lowering_since = None
+                self.actuator.send("cmd_stop")
+                self._decide("stop", None, True, Rule.MOTION_TIMEOUT, (), now)
+
+    def check_staleness(self, now: float) -> None:
+        """Between status reads: a rise we cannot see is a rise we stop (lowering is the safe direction)."""
+        if self._raising_since is None:
+            return
+        view = self.sensors.view(self.fire_hold)
+        if view.read_mono is None or now - view.read_mono > self.settings.interlocks.max_staleness_s:
+            self._raising_since = None
+            self.actuator.send("cmd_lower")
+            self._decide("lower", None, True, Rule.STALE_DURING_RISE, (Inhibit.STALE_DATA,), now)
+
+    def set_fire(self, active: bool, now: float) -> None:
+        """Fire linkage: a confirmed fire lowers a fire lane and holds it; the end of the fire alone does not
+        release it (R17)."""
+        self.fire_active = active
+        if active and self.settings.fire_lane:
+            self.fire_hold = True
+            self._raising_since = None
+            self._lowering_since = now
+            # Lowering is the safe direction: no presence or interlock holds it back.
+            self.actuator.send("cmd_lower")
+            self._decide("lower", Authority.FIRE, True, Rule.ACCEPTED, (), now)
+
+    # -- commands --------------------------------------------------------------------------------------------------
+
+    def request(self, command: Command, source: Authority, now: float, issued: float | None = None) -> Decision:
+        """Decide one command now; carry it out if accepted."""
+        if issued is not None and now - issued > self.settings.command_ttl_s:
+            return self._decide(command.value, source, False, Rule.EXPIRED, (), now)
+        if command is Command.RELEASE_FIRE_HOLD:
+            if source is not Authority.GUARD:
+                return self._decide(command.value, source, False, Rule.NOT_LOCAL, (), now)
+            if self.fire_active:
+                return self._decide(command.value, source, False, Rule.FIRE_NOT_RESET, (), now)
+            self.fire_hold = False
+            return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+        if command is Command.STOP:
+            self._raising_since = None
+            self._lowering_since = None
+            self.actuator.send("cmd_stop")
+            return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+        if command is Command.LOWER:
+            self._raising_since = None
+            self._lowering_since = now
+            self.actuator.send("cmd_lower")
+            return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+        # RAISE
+        if self.fire_hold and self.settings.fire_lane:
+            return self._decide(command.value, source, False, Rule.FIRE_HOLD_DOWN, (Inhibit.FIRE_HOLD_DOWN,), now)
+        if self.fire_active and source > Authority.FIRE:
+            return self._decide(command.value, source, False, Rule.OUTRANKED, (), now)
+        inhibits = raise_inhibits(self.sensors.view(self.fire_hold), now, self.settings.interlocks)
+        if inhibits:
+            return self._decide(command.value, source, False, Rule.INTERLOCK, inhibits, now)
+        self._lowering_since = None
+        self._raising_since = now
+        self.actuator.send("cmd_raise")
+        return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+
+    def _decide(
+        self,
+        command: str,
+        source: Authority | None,
+        accepted: bool,
+        rule: Rule,
+        reasons: Sequence[Inhibit],
+        now: float,
+    ) -> Decision:
+        decision = Decision(self.lane, command, source, accepted, rule, tuple(reasons), now)
+        for listener in self.decisions:
+            listener(decision)
+        return decision

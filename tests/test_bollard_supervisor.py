@@ -1,0 +1,177 @@
+"""The lane supervisor against the simulated controller on an injected clock: R12-R17 decisions and supervision."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.profile import decode, load_profile
+from gateway.bollards.interlocks import Inhibit, reason
+from gateway.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
+from simulators.bollard import BollardSim, BollardState, Source
+
+PROFILE = load_profile("bollard_controller")
+POLL_S = 0.1
+
+
+class SimActuator:
+    """Sends requests to the simulated controller as Modbus coil writes would."""
+
+    def __init__(self, sim: BollardSim) -> None:
+        self.sim = sim
+        self.sent: list[str] = []
+
+    def send(self, request: str) -> None:
+        self.sent.append(request)
+        self.sim.command(request, Source.MODBUS)
+
+
+class Lane:
+    """A controller, its supervisor, and a clock that moves one poll at a time."""
+
+    def __init__(self, settings: LaneSettings | None = None) -> None:
+        self.now = 100.0
+        self.sim = BollardSim(clock=lambda: self.now, rise_s=3.0, lower_s=2.5)
+        self.actuator = SimActuator(self.sim)
+        self.sup = LaneSupervisor("lane-east", settings or LaneSettings(), self.actuator)
+        self.log: list[Decision] = []
+        self.sup.decisions.append(self.log.append)
+        self.poll()
+
+    def poll(self) -> None:
+        """One status read, as the bus poller would hand it over."""
+        blocks = {}
+        for b in PROFILE.blocks:
+            words = self.sim.read(b.function, b.address, b.count)
+            assert isinstance(words, list)
+            blocks[b.name] = words
+        self.sup.on_status(decode(PROFILE, blocks), self.now)
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end - 1e-9:
+            self.now += POLL_S
+            self.sim.tick()
+            self.poll()
+
+    def state(self) -> BollardState:
+        return self.sim.state
+
+
+def test_supervisor_raise_and_lower() -> None:
+    """A clear lane rises on a guard's raise and comes down on a lower; both audited as accepted."""
+    lane = Lane()
+    d = lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    assert (d.accepted, d.rule) == (True, Rule.ACCEPTED)
+    lane.run(4.5)
+    assert lane.state() is BollardState.UP
+    lane.sup.request(Command.LOWER, Authority.PLATFORM, lane.now)
+    lane.run(3.0)
+    assert lane.state() is BollardState.DOWN
+    assert [x.command for x in lane.log] == ["raise", "lower"]
+
+
+@pytest.mark.parametrize(
+    ("inp", "inhibit"),
+    [
+        ("loop_a_occupied", Inhibit.LOOP_OCCUPIED),
+        ("photocell_blocked", Inhibit.PHOTOCELL),
+        ("pressure_edge_active", Inhibit.PRESSURE_EDGE),
+        ("estop_pressed", Inhibit.ESTOP),
+        ("local_mode", Inhibit.LOCAL_MODE),
+    ],
+)
+def test_supervisor_interlock_refuses_and_names_it(inp: str, inhibit: Inhibit) -> None:
+    """Each inhibit alone: refused by the gateway's layer, the reason named, nothing sent to the controller."""
+    lane = Lane()
+    lane.sim.set_input(inp, True)
+    lane.poll()
+    d = lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    assert (d.accepted, d.rule, d.reasons) == (False, Rule.INTERLOCK, (inhibit,))
+    assert lane.actuator.sent == []
+    assert reason(inhibit, "en") in d.text("en")
+    assert reason(inhibit, "zh-CN") in d.text("zh-CN")
+    assert "已拒绝" in d.text("zh-CN")
+
+
+def test_supervisor_lowers_within_one_poll_when_the_controller_does_not() -> None:
+    """A vehicle on the loop during a rise, and a controller whose own reversal failed: the gateway lowers."""
+    lane = Lane()
+    lane.sim.mech.ignore_presence = True
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(2.0)  # pre-warning, then a second of rising
+    assert lane.state() is BollardState.RISING
+    lane.sim.set_input("loop_b_occupied", True)
+    lane.run(POLL_S)
+    assert lane.actuator.sent[-1] == "cmd_lower"
+    assert lane.log[-1].rule is Rule.PRESENCE_DURING_RISE
+    assert lane.state() is BollardState.LOWERING
+
+
+def test_supervisor_stops_a_rise_that_does_not_finish() -> None:
+    """No upper limit within rise_timeout: the gateway stops it and reports; it does not try again (R14)."""
+    lane = Lane(LaneSettings(rise_timeout_s=6.0))
+    lane.sim.holding[100] = 30_000  # the controller's own timeout is later: the gateway's layer acts first
+    lane.sim.mech.limit_up_stuck_open = True
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(8.0)
+    assert lane.actuator.sent == ["cmd_raise", "cmd_stop"]
+    assert lane.log[-1].rule is Rule.MOTION_TIMEOUT
+    assert lane.state() is BollardState.STOPPED_MID
+
+
+def test_supervisor_fire_lowers_fire_lane_and_holds_it() -> None:
+    """A fire lowers a raised fire lane even with a car on the loop; raises are refused until the panel is
+    reset and a guard releases locally (R17)."""
+    lane = Lane(LaneSettings(fire_lane=True))
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(4.5)
+    lane.sim.set_input("loop_a_occupied", True)
+    lane.sup.set_fire(True, lane.now)
+    lane.run(3.0)
+    assert lane.state() is BollardState.DOWN
+    lane.sim.set_input("loop_a_occupied", False)
+    lane.run(1.5)
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).rule is Rule.FIRE_HOLD_DOWN
+    assert lane.sup.request(Command.RELEASE_FIRE_HOLD, Authority.GUARD, lane.now).rule is Rule.FIRE_NOT_RESET
+    lane.sup.set_fire(False, lane.now)
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).rule is Rule.FIRE_HOLD_DOWN
+    assert lane.sup.request(Command.RELEASE_FIRE_HOLD, Authority.PLATFORM, lane.now).rule is Rule.NOT_LOCAL
+    assert lane.sup.request(Command.RELEASE_FIRE_HOLD, Authority.GUARD, lane.now).accepted
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).accepted
+
+
+def test_supervisor_fire_outranks_platform_and_schedule_on_other_lanes() -> None:
+    """During a fire a non-fire lane may still be raised by the guard, not by the platform or a schedule."""
+    lane = Lane(LaneSettings(fire_lane=False))
+    lane.sup.set_fire(True, lane.now)
+    assert lane.sup.request(Command.RAISE, Authority.SCHEDULE, lane.now).rule is Rule.OUTRANKED
+    assert lane.sup.request(Command.RAISE, Authority.PLATFORM, lane.now).rule is Rule.OUTRANKED
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).accepted
+
+
+def test_supervisor_refuses_an_old_command() -> None:
+    """A command issued longer ago than command_ttl is refused, never carried out late (R18, R19)."""
+    lane = Lane()
+    d = lane.sup.request(Command.RAISE, Authority.PLATFORM, lane.now, issued=lane.now - 6.0)
+    assert (d.accepted, d.rule) == (False, Rule.EXPIRED)
+    assert lane.actuator.sent == []
+
+
+def test_supervisor_lowers_a_rise_it_cannot_see() -> None:
+    """Status reads stop during a rise (the bus died): past max_staleness the gateway sends the lane down."""
+    lane = Lane()
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(1.5)
+    lane.now += 1.2
+    lane.sup.check_staleness(lane.now)
+    assert lane.actuator.sent[-1] == "cmd_lower"
+    assert lane.log[-1].rule is Rule.STALE_DURING_RISE
+
+
+def test_supervisor_unknown_after_restart_refuses_raise() -> None:
+    """A fresh supervisor has read nothing: a raise is refused until a status arrives."""
+    sim = BollardSim()
+    sup = LaneSupervisor("lane-west", LaneSettings(), SimActuator(sim))
+    d = sup.request(Command.RAISE, Authority.GUARD, 5.0)
+    assert d.rule is Rule.INTERLOCK
+    assert Inhibit.STATE_UNKNOWN in d.reasons
