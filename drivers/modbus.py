@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -156,7 +157,33 @@ class ModbusBus:
         assert last is not None
         raise last
 
+    async def write_coil(self, unit: int, address: int, value: bool, timeout_s: float) -> None:
+        """Write one coil (FC05), once: a command is not retried, so it is never carried out late.
+
+        Raises:
+            DeviceTimeout: no valid reply within `timeout_s`.
+            DeviceException: the device refused it with a Modbus exception.
+            BusError: the serial port or TCP connection cannot be opened.
+        """
+        stats = self.stats.setdefault(unit, TransactionStats())
+        stats.requests += 1
+        try:
+            reply = await self._exchange(
+                unit, timeout_s, lambda: self._client.write_coil(address, value, device_id=unit)
+            )
+        except TimeoutError:
+            stats.timeouts += 1
+            raise DeviceTimeout(self.name, unit, 5, address, f"no reply within {timeout_s:g} s") from None
+        if reply.isError():
+            code = int(getattr(reply, "exception_code", 0))
+            stats.exceptions[code] = stats.exceptions.get(code, 0) + 1
+            raise DeviceException(self.name, unit, 5, address, code)
+
     async def _transact(self, unit: int, function: Function, address: int, count: int, timeout_s: float) -> ModbusPDU:
+        return await self._exchange(unit, timeout_s, lambda: self._call(unit, function, address, count))
+
+    async def _exchange(self, unit: int, timeout_s: float, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """One request and its reply, alone on the bus, after the inter-frame gap."""
         async with self._lock:
             await self._connect()
             gap = self._last_end + self._frame_gap_s - time.monotonic()
@@ -164,7 +191,7 @@ class ModbusBus:
                 await asyncio.sleep(gap)
             try:
                 async with asyncio.timeout(timeout_s):
-                    reply = await self._call(unit, function, address, count)
+                    reply = await call()
             except ModbusException as exc:
                 # pymodbus raises ModbusIOException for a reply from the wrong unit or transaction: that is
                 # noise or a duplicate address on the line, treated as no valid reply.

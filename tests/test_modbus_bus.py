@@ -122,6 +122,21 @@ async def test_bus_reads_bollard_inputs_and_registers(transport: str, tmp_path: 
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_bus_writes_a_command_coil(transport: str, tmp_path: Path) -> None:
+    """A coil write (FC05) reaches the controller once; a refused command comes back as its Modbus exception."""
+    sim = BollardSim()
+    async with contextlib.AsyncExitStack() as stack:
+        bus, _ = await open_sim_bus(transport, {1: sim, 2: FirePanelSim()}, tmp_path, stack)
+        await bus.write_coil(1, 2, True, 1.0)  # cmd_stop: accepted, nothing moving
+        await bus.write_coil(1, 0, True, 1.0)  # cmd_raise
+        assert sim.state is BollardState.RISING
+        with pytest.raises(DeviceException) as err:
+            await bus.write_coil(2, 0, True, 1.0)  # a fire panel has no coils
+        assert err.value.code == 1
+        assert bus.stats[1].requests == 2
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_device_refuses_wrong_map_version(transport: str, tmp_path: Path) -> None:
     """A device whose map version differs from the profile's is refused, naming the register."""
     panel = FirePanelSim()
