@@ -10,6 +10,8 @@ from drivers.device import ModbusDevice
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import load_profile
 from gateway import __version__
+from gateway.bollards.control import ControlSocket
+from gateway.bollards.service import BollardService
 from gateway.clock import Clock
 from gateway.config import Config, RtuBusConfig
 from gateway.contract import Topics
@@ -65,7 +67,13 @@ class Gateway:
         self.pollers: dict[str, BusPoller] = {}
         self.started = asyncio.Event()
         self.supervisor = Supervisor()
+        self._controllers: dict[str, tuple[ModbusBus, int]] = {}
         self._build_pollers()
+        self.bollards = BollardService(cfg.lanes, self._controllers, self.recorder, self.clock)
+        self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+        for poller in self.pollers.values():
+            poller.on_poll.append(self.bollards.on_poll)
+        self.inputs.on_guard = self.bollards.guard_input
         self.recorder.declare_recovery()
 
     def _build_pollers(self) -> None:
@@ -84,6 +92,7 @@ class Gateway:
                     (d.timeout_ms or b.timeout_ms) / 1000, b.retries if d.retries is None else d.retries
                 )
                 device = ModbusDevice(d.id, bus, d.unit, profile, policy)
+                self._controllers[d.id] = (bus, d.unit)
                 tracker = DeviceTracker(
                     d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now, self.memory.of(d.id)
                 )
@@ -107,6 +116,10 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
+                if self.bollards.supervisors:
+                    tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
+                    control = ControlSocket(self.bollards, self.control_path, self.cfg.gateway.control_group)
+                    tg.create_task(self.supervisor.keep("control", control.run), name="control")
                 for name, poller in self.pollers.items():
                     tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
                 self.inputs.start()

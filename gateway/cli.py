@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, bollard_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from simulators.scenario import ScenarioError
@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     watch.add_argument("--json", type=Path, metavar="FILE", help="write the final summary as JSON to FILE")
     watch.add_argument("--log", type=Path, metavar="FILE", help="append every arrival (gateway seq kind) to FILE")
+
+    bollard_cli.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "watch":
             return _watch(args)
+        if args.command == "bollard":
+            return bollard_cli.run(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.app import Gateway  # noqa: PLC0415

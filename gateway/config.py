@@ -37,6 +37,8 @@ class GatewayConfig(_Frozen):
 
     id: Id
     state_dir: Path = Path("/var/lib/campus-edge")
+    control_socket: Path | None = None  # the gate house's local control; default: state_dir/control.sock
+    control_group: str | None = None  # members of this group may use it (the socket is 0660)
 
 
 class MqttConfig(_Frozen):
@@ -138,7 +140,8 @@ class GpioInputConfig(_Frozen):
 
     id: Id
     pin: int | str
-    kind: Literal["door", "trouble_relay", "fire_relay"]
+    kind: Literal["door", "trouble_relay", "fire_relay", "bollard_raise", "bollard_lower", "bollard_stop", "efo_key"]
+    lane: Id | None = None  # for the gate house's buttons and the EFO key: the lane they act on
     contact: Literal["NC", "NO"] = "NC"
     debounce_ms: int = Field(default=50, ge=0, le=1000)
     name: str = ""
@@ -151,6 +154,21 @@ class GpioConfig(_Frozen):
     inputs: tuple[GpioInputConfig, ...] = ()
 
 
+class LaneConfig(_Frozen):
+    """A bollard lane: one controller (a bollard_controller device) and how the gateway supervises it."""
+
+    id: Id
+    controller: Id
+    name: str = ""
+    fire_lane: bool = False
+    rise_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    lower_timeout_s: float = Field(default=8.0, gt=0, le=120)
+    loop_clear_delay_s: float = Field(default=1.0, ge=0, le=60)
+    max_staleness_s: float = Field(default=1.0, gt=0, le=30)
+    command_ttl_s: float = Field(default=5.0, gt=0, le=60)
+    command_timeout_ms: int = Field(default=500, ge=10, le=10000)
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -161,6 +179,7 @@ class Config(_Frozen):
     buses: tuple[BusConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
     gpio: GpioConfig = GpioConfig()
+    lanes: tuple[LaneConfig, ...] = ()
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 
@@ -210,6 +229,8 @@ def _expected(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
+GUARD_KINDS = frozenset({"bollard_raise", "bollard_lower", "bollard_stop", "efo_key"})
+UNIX_PATH_MAX = 107  # a Unix socket path longer than this cannot be bound
 _BCM_MAX = 27  # the GPIO numbers on a Raspberry Pi's 40-pin header
 _PIN_NAME = re.compile(r"(GPIO|BCM|BOARD|WPI)\d{1,2}|J8:\d{1,2}")
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
@@ -261,6 +282,21 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             load_profile(d.profile)
         except ProfileError as exc:
             problems.append((("devices", i, "profile"), str(exc)))
+    profiles = {d.id: d.profile for d in cfg.devices}
+    for i, lane in enumerate(cfg.lanes):
+        if lane.id in seen_ids:
+            problems.append((("lanes", i, "id"), f"id {lane.id!r} is already used by a {seen_ids[lane.id]}"))
+        seen_ids[lane.id] = "lane"
+        if profiles.get(lane.controller) != "bollard_controller":
+            known = sorted(k for k, v in profiles.items() if v == "bollard_controller")
+            problems.append(
+                (
+                    ("lanes", i, "controller"),
+                    f"no bollard_controller device {lane.controller!r}; expected one of {known}",
+                )
+            )
+        if lane.controller in [other.controller for other in cfg.lanes[:i]]:
+            problems.append((("lanes", i, "controller"), f"controller {lane.controller!r} already drives a lane"))
     pins: set[str] = set()
     for i, g in enumerate(cfg.gpio.inputs):
         if g.id in seen_ids:
@@ -272,6 +308,11 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             problems.append(
                 (("gpio", "inputs", i, "pin"), f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {g.pin!r}")
             )
+        lanes = {lane.id for lane in cfg.lanes}
+        if g.kind in GUARD_KINDS and g.lane not in lanes:
+            problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input needs lane = one of {sorted(lanes)}"))
+        if g.kind not in GUARD_KINDS and g.lane is not None:
+            problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input has no lane"))
         if str(g.pin) in pins:
             problems.append((("gpio", "inputs", i, "pin"), f"pin {g.pin} is already used"))
         pins.add(str(g.pin))
@@ -306,12 +347,19 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     state_dir = cfg.gateway.state_dir
     if base_dir is not None and not state_dir.is_absolute():
         state_dir = base_dir / state_dir
+    control = cfg.gateway.control_socket or state_dir / "control.sock"
+    if base_dir is not None and not control.is_absolute():
+        control = base_dir / control
+    if cfg.lanes and len(str(control).encode()) > UNIX_PATH_MAX:
+        key = "control_socket" if cfg.gateway.control_socket else "state_dir"
+        line, where = _where(lines, ("gateway", key))
+        raise ConfigError(source, line, where, f"control socket path {control} is longer than {UNIX_PATH_MAX} bytes")
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return cfg.model_copy(
         update={
             "source": source,
             "digest": digest,
-            "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir}),
+            "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir, "control_socket": control}),
             "mqtt": cfg.mqtt.model_copy(update=files),
         }
     )

@@ -121,10 +121,14 @@ def describe(topic: str, payload: dict[str, Any], prefix: str) -> str:
     if kind.startswith("event/"):
         cls = payload["class"]
         mark = "ALARM  " if payload["severity"] == "alarm" else payload["severity"].ljust(7)
-        return (
+        line = (
             f"event       {mark} {cls} {_CLASS_ZH.get(cls, '')} {payload['state']}: "
             f"{payload['device']}.{payload['point']} = {json.dumps(payload['value'])} (seq {payload['seq']})"
         )
+        detail = payload.get("detail", {})
+        if "text_zh" in detail:  # a bollard decision: what the guard reads
+            line += f"\n{'':21}{detail['text_zh']}  /  {detail['text_en']}"
+        return line
     if kind.startswith("state/"):
         online = "online" if payload["online"] else "offline"
         return f"state       {payload['device']} {online}, {len(payload['points'])} points (retained)"
@@ -183,6 +187,13 @@ async def run_demo(
             gateway = Gateway(live, pin_factory=factory)
             prefix = gateway.topics.prefix
             print(f"site {cfg.site.id}, gateway {cfg.gateway.id}: watching {prefix}/# as the platform", file=out)
+
+            def guard(step: Step) -> None:
+                # The guard at the gate house presses a button: the same path as the GPIO buttons take.
+                gateway.bollards.guard_input(f"bollard_{step.action.removeprefix('guard_')}", step.target)
+
+            for lane in live.lanes:
+                site.externals[lane.id] = guard
 
             def on_step(step: Step) -> None:
                 print(f"  +{loop.time() - started:6.2f}s  >>> {step.note or step.action}", file=out, flush=True)

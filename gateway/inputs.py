@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from drivers.gpio import DebouncedInput
 from drivers.profile import Quality
 from gateway.clock import Clock
-from gateway.config import GpioInputConfig
+from gateway.config import GUARD_KINDS, GpioInputConfig
 from gateway.recorder import Recorder
 from gateway.records import Event, Reading, Stamp
 
@@ -27,6 +28,8 @@ class ContactInputs:
 
     def __init__(self, configs: tuple[GpioInputConfig, ...], recorder: Recorder, clock: Clock, pin_factory: Any):
         self.recorder = recorder
+        # The gate house's buttons and EFO key: called with (kind, lane) when one is pressed (see app.py).
+        self.on_guard: Callable[[str, str], None] | None = None
         self.clock = clock
         self.inputs: dict[str, DebouncedInput] = {}
         self._configs = configs
@@ -35,6 +38,9 @@ class ContactInputs:
     def start(self) -> None:
         """Claim the pins and report each input's level as it is now."""
         for cfg in self._configs:
+            if cfg.kind in GUARD_KINDS:
+                self._guard_input(cfg)
+                continue
             profile = _KINDS[cfg.kind][0]
             self.recorder.board.register(cfg.id, profile, self.clock.wall_ms())
 
@@ -44,6 +50,17 @@ class ContactInputs:
             inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
             self.inputs[cfg.id] = inp
             self._report(cfg, inp.active, self.clock.mono(), initial=True)
+
+    def _guard_input(self, cfg: GpioInputConfig) -> None:
+        """A push button or key: only the press counts (a button held down at start is not a press)."""
+
+        def changed(active: bool, _mono: float, cfg: GpioInputConfig = cfg) -> None:
+            if active and self.on_guard is not None and cfg.lane is not None:
+                log.info("guard input %s pressed (%s, lane %s)", cfg.id, cfg.kind, cfg.lane)
+                self.on_guard(cfg.kind, cfg.lane)
+
+        inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
+        self.inputs[cfg.id] = inp
 
     def _report(self, cfg: GpioInputConfig, active: bool, mono: float, initial: bool) -> None:
         _profile, point, cls, severity = _KINDS[cfg.kind]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from drivers.device import ModbusDevice
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import RequestPolicy
+from drivers.profile import PointValue
 from gateway.clock import Clock
 from gateway.recorder import Recorder
 from gateway.records import Stamp
@@ -39,6 +40,8 @@ class PolledDevice:
     backoff_s: float = 0.0
     polls: int = 0
     attempts_offline: int = 0
+    last_values: dict[str, PointValue] | None = None  # the last good read; None until one, and after a failure
+    last_read_mono: float = 0.0
     urgent: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class BusPoller:
         try:
             values = await dev.read(policy)
         except (DeviceError, BusError) as exc:
+            entry.last_values = None
             outcome = entry.tracker.failure(str(exc), self.stamp())
             if outcome.went_offline:
                 log.warning("device %s offline: %s", dev.name, exc)
@@ -95,6 +99,8 @@ class BusPoller:
             entry.backoff_s = min(ceiling, entry.backoff_s * 2 if failing else entry.interval_s * 2)
             self.recorder.record(outcome.readings, outcome.events, dev.name, False if outcome.went_offline else None)
             return
+        entry.last_values = values
+        entry.last_read_mono = self.clock.mono()
         outcome = entry.tracker.update(values, self.stamp())
         if outcome.came_online:
             log.warning("device %s back online", dev.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from drivers.profile import Quality
 from gateway.clock import Clock
@@ -52,6 +53,7 @@ class Recorder:
         self._readings: list[Entry] = []
         self._board_updates: list[tuple[list[Reading], bool | None, str | None]] = []
         self._flush_handle: asyncio.Handle | None = None
+        self.on_events: list[Callable[[list[Event]], None]] = []  # e.g. the fire linkage
         self.dropped_readings = 0
         self.dropped_events = 0
         self.store_failing = False
@@ -103,6 +105,9 @@ class Recorder:
         self._board_updates.append((readings, online, device))
         if self.memory is not None and events:
             self.memory.remember(events)
+        if events:
+            for listener in self.on_events:
+                listener(events)
         for ev in events:
             if not ev.is_alarm:
                 log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)

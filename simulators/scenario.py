@@ -27,6 +27,10 @@ ACTIONS = {
     "state": "a bollard controller moves to state `value` (down, rising, up, lowering, fault, ...)",
     "position": "a bollard controller reports position `value` %",
     "silent": "a Modbus device stops answering (`value` true) or answers again (false)",
+    "input": 'a bollard controller\'s field input changes: `value` = "loop_a_occupied=true" (loops, photocell, ...)',
+    "guard_raise": "the guard presses RAISE for the lane `target` (as the gate-house button does)",
+    "guard_lower": "the guard presses LOWER for the lane `target`",
+    "guard_stop": "the guard presses STOP for the lane `target`",
 }
 
 

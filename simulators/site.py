@@ -43,6 +43,8 @@ class SimulatedSite:
         self.pin_factory = pin_factory
         self.devices: dict[str, SimDevice] = {}
         self.contacts: dict[str, SimContact] = {}
+        # Targets handled outside the simulators (e.g. the demo's guard pressing buttons), by target id.
+        self.externals: dict[str, Callable[[Step], None]] = {}
         self._buses: dict[str, _Bus] = {}
         self._stack = contextlib.AsyncExitStack()
 
@@ -96,6 +98,9 @@ class SimulatedSite:
 
     def apply(self, step: Step) -> None:
         """Carry out one scenario step."""
+        if step.target in self.externals:
+            self.externals[step.target](step)
+            return
         target = self.contacts.get(step.target) or self.devices.get(step.target)
         if target is None:
             raise ScenarioError(f"step at {step.at_s:g} s: no simulated device or contact {step.target!r}")
@@ -117,6 +122,11 @@ class SimulatedSite:
             target.clear_point(int(step.value or 0))
         elif isinstance(target, BollardSim) and action == "state":
             target.set_state(BollardState[str(step.value).upper()])
+        elif isinstance(target, BollardSim) and action == "input":
+            name, _, level = str(step.value).partition("=")
+            if name not in target.inputs or level not in ("true", "false"):
+                raise ScenarioError(f'step at {step.at_s:g} s: expected value = "INPUT=true|false", got {step.value!r}')
+            target.set_input(name, level == "true")
         elif isinstance(target, BollardSim) and action == "position":
             target.set_state(target.state, int(step.value or 0))
         else:

@@ -175,3 +175,57 @@ def test_supervisor_unknown_after_restart_refuses_raise() -> None:
     d = sup.request(Command.RAISE, Authority.GUARD, 5.0)
     assert d.rule is Rule.INTERLOCK
     assert Inhibit.STATE_UNKNOWN in d.reasons
+
+
+def test_supervisor_reports_a_raise_the_controller_refused() -> None:
+    """The gateway's interlocks allowed it, the controller's own did not (a longer loop clear delay): the lane
+    stays down and the refusal is reported as the controller's."""
+    lane = Lane()
+    lane.sim.holding[103] = 5000
+    lane.sim.set_input("loop_a_occupied", True)
+    lane.run(0.2)
+    lane.sim.set_input("loop_a_occupied", False)
+    lane.run(1.2)  # past the gateway's 1 s, not the controller's 5 s
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).accepted
+    lane.run(1.5)
+    assert lane.state() is BollardState.DOWN
+    assert lane.log[-1].rule is Rule.CONTROLLER_REFUSED
+    assert not lane.log[-1].accepted
+
+
+@pytest.mark.parametrize("source", list(Authority))
+@pytest.mark.parametrize("command", list(Command))
+def test_supervisor_no_command_reaches_efo(command: Command, source: Authority) -> None:
+    """R16: no command any asker can send maps to EFO; only emergency_rise (the local key) does."""
+    lane = Lane()
+    lane.sup.request(command, source, lane.now)
+    lane.run(1.0)
+    assert "cmd_efo" not in lane.actuator.sent
+    assert lane.state() is not BollardState.EFO_RISING
+
+
+def test_supervisor_efo_from_the_local_key_still_respects_presence() -> None:
+    """The EFO key raises at once (no pre-warning) when the lane is free; a vehicle on the loop still forbids it."""
+    lane = Lane()
+    lane.sim.set_efo_key(True)
+    lane.sim.set_input("loop_a_occupied", True)
+    lane.poll()
+    refused = lane.sup.emergency_rise(lane.now)
+    assert (refused.accepted, refused.reasons) == (False, (Inhibit.LOOP_OCCUPIED,))
+    lane.sim.set_input("loop_a_occupied", False)
+    lane.poll()
+    assert lane.sup.emergency_rise(lane.now).accepted
+    lane.run(0.2)
+    assert lane.state() is BollardState.EFO_RISING
+    lane.run(2.0)
+    assert lane.state() is BollardState.UP
+
+
+@pytest.mark.parametrize("rule", [r for r in Rule if r is not Rule.ACCEPTED and r is not Rule.INTERLOCK])
+def test_supervisor_every_rule_explained_in_both_languages(rule: Rule) -> None:
+    """A refusal without interlock reasons still tells the guard why, in Chinese and in English."""
+    d = Decision("lane-east", "raise", Authority.GUARD, False, rule)
+    assert d.text("en").endswith(f"({rule.value.replace('_', ' ')})")
+    zh = d.text("zh-CN")
+    assert zh.startswith("lane-east: 升起 已拒绝 (")
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.split("(", 1)[1])

@@ -95,6 +95,20 @@ async def test_cli_run_with_bad_config_exits_2(tmp_path: Path) -> None:
     assert out.decode() == f"campus-edge: {config}:5: gateway.surprise: unknown key\n"
 
 
+async def run_demo(tmp_path: Path, scenario: Path, duration_s: float) -> str:
+    """`campus-edge demo` on the example site with a scenario of the test's; its output (it must exit 0)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--config", str(ROOT / "examples" / "demo-site.toml"),
+        "--scenario", str(scenario), "--duration", str(duration_s), "--state-dir", str(tmp_path / "run"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 0, text
+    return text
+
+
 async def test_cli_demo_shows_fire_reaching_platform(tmp_path: Path) -> None:
     """The demo with a short scenario prints the fire arriving and no missing sequence numbers."""
     scenario = tmp_path / "fast.toml"
@@ -102,17 +116,24 @@ async def test_cli_demo_shows_fire_reaching_platform(tmp_path: Path) -> None:
         '[[step]]\nat_s = 0.5\ntarget = "door-north"\naction = "open"\n'
         '[[step]]\nat_s = 1.0\ntarget = "facp-1"\naction = "alarm_point"\nvalue = 7\nnote = "fire at point 7"\n'
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "demo", "--config", str(ROOT / "examples" / "demo-site.toml"),
-        "--scenario", str(scenario), "--duration", "4", "--state-dir", str(tmp_path / "run"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
-    async with asyncio.timeout(60):
-        out, _ = await proc.communicate()
-    text = out.decode()
-    assert proc.returncode == 0, text
+    text = await run_demo(tmp_path, scenario, 4)
     assert ">>> fire at point 7" in text
     assert "event       ALARM   fire 火警 raised: facp-1.fire = true" in text
     assert "door 门磁 raised: door-north.open = true" in text
     assert ", 0 missing, 0 duplicates" in text
     assert "fire alarm reached the platform as seq" in text
+
+
+async def test_cli_demo_shows_bollard_blocked_then_lowered_by_fire(tmp_path: Path) -> None:
+    """Issue 5's demo story in short: a van on the loop blocks the guard's raise; a fire lowers the fire lane."""
+    scenario = tmp_path / "bollards.toml"
+    scenario.write_text(
+        '[[step]]\nat_s = 0.5\ntarget = "bollard-east"\naction = "input"\nvalue = "loop_a_occupied=true"\n'
+        '[[step]]\nat_s = 0.8\ntarget = "lane-east"\naction = "guard_raise"\n'
+        '[[step]]\nat_s = 1.0\ntarget = "bollard-east"\naction = "state"\nvalue = "up"\n'
+        '[[step]]\nat_s = 1.5\ntarget = "facp-1"\naction = "alarm_point"\nvalue = 7\n'
+    )
+    text = await run_demo(tmp_path, scenario, 5)
+    assert "lane-east: 升起 已拒绝 (地感线圈有车)  /  lane-east: raise refused (a vehicle is on the loop)" in text
+    assert "lane-east: 降下 已执行  /  lane-east: lower done" in text
+    assert 'bollard-east.state = "lowering"' in text

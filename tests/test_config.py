@@ -183,3 +183,23 @@ def test_config_gpio_pin_must_exist(pin: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text, "g.toml")
     assert str(err.value) == f"g.toml:29: gpio.inputs[0].pin: {message}"
+
+
+def test_config_lane_needs_a_bollard_controller() -> None:
+    """A lane names a device of profile bollard_controller; anything else is refused at its line."""
+    text = MINIMAL + '\n[[lanes]]\nid = "lane-east"\ncontroller = "facp-1"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == "g.toml:29: lanes[0].controller: no bollard_controller device 'facp-1'; expected one of []"
+
+
+def test_config_control_socket_path_too_long() -> None:
+    """Unix sockets cannot bind paths over 107 bytes: said at load, not as a restart loop later."""
+    long_dir = "/var/lib/" + "x" * 100
+    text = MINIMAL.replace('id = "g1"\n', f'id = "g1"\nstate_dir = "{long_dir}"\n') + (
+        '\n[[buses]]\nid = "gate"\ntype = "tcp"\nhost = "127.0.0.1"\n'
+        '\n[[devices]]\nid = "b1"\nbus = "gate"\nunit = 1\nprofile = "bollard_controller"\n'
+        '\n[[lanes]]\nid = "lane-east"\ncontroller = "b1"\n'
+    )
+    with pytest.raises(ConfigError, match=r"g\.toml:6: gateway\.state_dir: control socket path .* is longer than 107"):
+        parse_config(text, "g.toml")

@@ -17,6 +17,8 @@ from typing import Protocol
 from drivers.profile import PointValue
 from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
 
+START_GRACE_S = 1.0  # a controller that has not left DOWN this long after a raise request refused it
+
 
 class Authority(IntEnum):
     """Who asks; lower numbers win (DESIGN.md, safety order). The controller and the interlocks are not askers."""
@@ -49,13 +51,14 @@ class Rule(StrEnum):
     PRESENCE_DURING_RISE = "presence_during_rise"
     MOTION_TIMEOUT = "motion_timeout"
     STALE_DURING_RISE = "stale_during_rise"
+    CONTROLLER_REFUSED = "controller_refused"
 
 
 class Actuator(Protocol):
     """Sends a request to the controller (Modbus coils, or GPIO relays on a dry-contact controller)."""
 
     def send(self, request: str) -> None:
-        """`cmd_raise`, `cmd_lower` or `cmd_stop`."""
+        """`cmd_raise`, `cmd_lower`, `cmd_stop`, or `cmd_efo` (only ever from a local key, see emergency_rise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +89,34 @@ class Decision:
         why = "; ".join(reason(i, lang) for i in self.reasons)
         if lang.lower().startswith("zh"):
             verdict = "已执行" if self.accepted else "已拒绝"
+            why = why or _ZH_RULES.get(self.rule, "")
             return f"{self.lane}: {_ZH_COMMANDS.get(self.command, self.command)} {verdict}" + (
                 f" ({why})" if why else ""
             )
         verdict = "done" if self.accepted else "refused"
-        return f"{self.lane}: {self.command} {verdict}" + (f" ({why})" if why else f" ({self.rule.value})")
+        if not why and self.rule is not Rule.ACCEPTED:
+            why = self.rule.value.replace("_", " ")
+        return f"{self.lane}: {self.command} {verdict}" + (f" ({why})" if why else "")
 
 
-_ZH_COMMANDS = {"raise": "升起", "lower": "降下", "stop": "停止", "release_fire_hold": "解除火警保持"}
+_ZH_RULES = {
+    Rule.CONTROLLER_REFUSED: "控制器拒绝",
+    Rule.FIRE_HOLD_DOWN: "火警联动保持降下",
+    Rule.EXPIRED: "命令已过期",
+    Rule.OUTRANKED: "火警期间只接受门卫命令",
+    Rule.NOT_LOCAL: "只能在门卫室本地操作",
+    Rule.FIRE_NOT_RESET: "火警尚未复位",
+    Rule.PRESENCE_DURING_RISE: "升起时检测到车辆或行人, 已降下",
+    Rule.MOTION_TIMEOUT: "运动超时, 已停止",
+    Rule.STALE_DURING_RISE: "升起时无法读取控制器, 已降下",
+}
+_ZH_COMMANDS = {
+    "raise": "升起",
+    "lower": "降下",
+    "stop": "停止",
+    "release_fire_hold": "解除火警保持",
+    "efo": "紧急快速升起",
+}
 
 
 class LaneSupervisor:
@@ -110,6 +133,7 @@ class LaneSupervisor:
         self._raising_since: float | None = None  # a raise we asked for and have not seen finish
         self._lowering_since: float | None = None
         self._state: str | None = None
+        self.last_decision: Decision | None = None
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -131,6 +155,10 @@ class LaneSupervisor:
                 self._decide("lower", None, True, Rule.PRESENCE_DURING_RISE, presence, now)
             elif view.state == "up":
                 self._raising_since = None
+            elif view.state in ("down", "stopped_mid") and now - self._raising_since > START_GRACE_S:
+                # Asked to rise and did not start: the controller's own interlocks said no (layer 1).
+                self._raising_since = None
+                self._decide("raise", None, False, Rule.CONTROLLER_REFUSED, (), now)
             elif now - self._raising_since > self.settings.rise_timeout_s:
                 self._raising_since = None
                 self.actuator.send("cmd_stop")
@@ -201,6 +229,20 @@ class LaneSupervisor:
         self.actuator.send("cmd_raise")
         return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
 
+    def emergency_rise(self, now: float) -> Decision:
+        """EFO from the lane's local key: never reachable from `request` (R16). Presence still forbids it: loops and
+        photocell inhibit even an emergency rise; the controller's own e-stop and faults too."""
+        view = self.sensors.view(self.fire_hold)
+        blocking = {Inhibit.LOOP_OCCUPIED, Inhibit.PHOTOCELL, Inhibit.PRESSURE_EDGE, Inhibit.SENSOR_UNKNOWN,
+                    Inhibit.ESTOP, Inhibit.CONTROLLER_FAULT, Inhibit.STATE_UNKNOWN, Inhibit.STALE_DATA}  # fmt: skip
+        inhibits = [i for i in raise_inhibits(view, now, self.settings.interlocks) if i in blocking]
+        if inhibits:
+            return self._decide("efo", Authority.GUARD, False, Rule.INTERLOCK, inhibits, now)
+        self._lowering_since = None
+        self._raising_since = now
+        self.actuator.send("cmd_efo")
+        return self._decide("efo", Authority.GUARD, True, Rule.ACCEPTED, (), now)
+
     def _decide(
         self,
         command: str,
@@ -211,6 +253,7 @@ class LaneSupervisor:
         now: float,
     ) -> Decision:
         decision = Decision(self.lane, command, source, accepted, rule, tuple(reasons), now)
+        self.last_decision = decision
         for listener in self.decisions:
             listener(decision)
         return decision

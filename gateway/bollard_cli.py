@@ -1,0 +1,83 @@
+"""`campus-edge bollard`: the guard's command line on the gateway, through the local control socket.
+
+Works with the network down: it talks only to the running gateway on this machine. Answers come in zh-CN when
+the terminal's language is Chinese (LANG=zh_CN...), in English otherwise, or as `--lang` says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from gateway.config import load_config
+from gateway.errors import GatewayError
+
+_NO_GATEWAY = (
+    "cannot reach the gateway at {path}: {error} (is campus-edge running, and are you in its control group?)",
+    "无法连接网关 {path}: {error} (网关是否在运行? 当前用户是否在控制组中?)",
+)
+
+
+def add_parser(sub: Any) -> None:
+    """The `bollard` subcommand."""
+    p = sub.add_parser("bollard", help="status of the bollard lanes; raise, lower or stop one (guards, on site)")
+    p.add_argument("action", choices=["status", "raise", "lower", "stop", "release"])
+    p.add_argument("lane", nargs="?", help="the lane id (not for status)")
+    p.add_argument("--config", type=Path, default=Path("/etc/campus-edge/gateway.toml"))
+    p.add_argument("--socket", type=Path, help="the control socket (default: from the config)")
+    p.add_argument("--lang", help="zh-CN or en (default: from LANG)")
+
+
+def language(explicit: str | None) -> str:
+    """zh-CN for a Chinese terminal, else en."""
+    if explicit:
+        return explicit
+    return "zh-CN" if os.environ.get("LANG", "").lower().startswith("zh") else "en"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send one request; print the answer; exit 0 if done, 1 if refused, 2 if the gateway cannot be reached."""
+    lang = language(args.lang)
+    path = args.socket
+    if path is None:
+        cfg = load_config(args.config)
+        path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+    if args.action != "status" and not args.lane:
+        raise GatewayError(f"campus-edge bollard {args.action}: which lane?")
+    request = {"cmd": args.action, "lane": args.lane, "lang": lang}
+    try:
+        answer = ask(path, request)
+    except OSError as exc:
+        en, zh = _NO_GATEWAY
+        print((zh if lang.startswith("zh") else en).format(path=path, error=exc.strerror or exc))
+        return 2
+    if args.action == "status":
+        for lane in answer.get("lanes", []):
+            state = lane["state"] or "?"
+            hold = " fire-hold" if lane["fire_hold"] else ""
+            print(f"{lane['lane']}: {state}{hold}" + (f" - {lane['text']}" if lane["text"] else ""))
+            if lane.get("last"):
+                print(f"  {lane['last']}")
+        return 0
+    print(answer.get("text", ""))
+    return 0 if answer.get("ok") else 1
+
+
+def ask(path: Path, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+    """One request over the control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        s.connect(str(path))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer

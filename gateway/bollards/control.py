@@ -1,0 +1,115 @@
+"""The local control socket: how the gate house talks to the running gateway when the network is down.
+
+A Unix socket (mode 0660, group from the config) takes one JSON object per line and answers one per line:
+
+    {"cmd": "raise", "lane": "lane-east", "lang": "zh-CN"}
+    -> {"ok": false, "rule": "interlock", "reasons": ["loop_occupied"], "text": "lane-east: 升起 已拒绝 (地感线圈有车)"}
+    {"cmd": "status", "lang": "en"}
+    -> {"ok": true, "lanes": [{"lane": "lane-east", "state": "down", "fire_hold": false, "inhibits": [...], ...}]}
+
+Whoever can open the socket is a guard (Authority.GUARD): the file permissions are the authorisation, as for any
+local console. Every command is decided and audited like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gateway.bollards.interlocks import raise_inhibits, reason
+from gateway.bollards.service import BollardService
+from gateway.bollards.supervisor import Authority, Command
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {"raise": Command.RAISE, "lower": Command.LOWER, "stop": Command.STOP, "release": Command.RELEASE_FIRE_HOLD}
+MAX_LINE = 4096
+
+_TEXT = {
+    "unknown_lane": ("no lane {lane!r}; lanes: {lanes}", "没有通道 {lane!r}; 现有通道: {lanes}"),
+    "bad_request": ("expected one JSON object per line with cmd and lane: {error}", "请求格式错误: {error}"),
+    "unknown_cmd": ("unknown command {cmd!r}; expected status, {cmds}", "未知命令 {cmd!r}; 可用: status, {cmds}"),
+}
+
+
+def _say(key: str, lang: str, **kw: object) -> str:
+    en, zh = _TEXT[key]
+    return (zh if lang.lower().startswith("zh") else en).format(**kw)
+
+
+class ControlSocket:
+    """Serves the control protocol for a BollardService."""
+
+    def __init__(self, service: BollardService, path: Path, group: str | None = None) -> None:
+        self.service = service
+        self.path = path
+        self.group = group
+
+    async def run(self) -> None:
+        """Listen until cancelled; the socket file is removed at the end."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a gateway that did not stop cleanly
+        server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
+        os.chmod(self.path, 0o660)
+        if self.group:
+            os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(self.answer(line), ensure_ascii=False).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError) as exc:  # ValueError: a line over MAX_LINE
+            log.warning("control socket: client dropped: %s", exc)
+        finally:
+            writer.close()
+
+    def answer(self, line: bytes) -> dict[str, Any]:
+        """One request, one answer; bad requests get an answer that says what was expected."""
+        try:
+            req = json.loads(line)
+        except ValueError as exc:
+            return {"ok": False, "text": _say("bad_request", "en", error=exc)}
+        if not isinstance(req, dict):
+            return {"ok": False, "text": _say("bad_request", "en", error=f"got {type(req).__name__}")}
+        lang = str(req.get("lang", "en"))
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "lanes": [self._status(lane, lang) for lane in self.service.supervisors]}
+        if cmd not in COMMANDS:
+            return {"ok": False, "text": _say("unknown_cmd", lang, cmd=cmd, cmds=", ".join(COMMANDS))}
+        lane = req.get("lane")
+        if lane not in self.service.supervisors:
+            return {
+                "ok": False,
+                "text": _say("unknown_lane", lang, lane=lane, lanes=", ".join(self.service.supervisors)),
+            }
+        d = self.service.request(str(lane), COMMANDS[cmd], Authority.GUARD)
+        return {"ok": d.accepted, "rule": d.rule.value, "reasons": [r.value for r in d.reasons], "text": d.text(lang)}
+
+    def _status(self, lane: str, lang: str) -> dict[str, Any]:
+        sup = self.service.supervisors[lane]
+        view = sup.sensors.view(sup.fire_hold)
+        inhibits = raise_inhibits(view, self.service.clock.mono(), sup.settings.interlocks)
+        return {
+            "lane": lane,
+            "state": view.state,
+            "fire_hold": sup.fire_hold,
+            "fire": sup.fire_active,
+            "inhibits": [i.value for i in inhibits],
+            "text": "; ".join(reason(i, lang) for i in inhibits),
+            "last": sup.last_decision.text(lang) if sup.last_decision else None,
+        }

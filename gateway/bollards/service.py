@@ -1,0 +1,154 @@
+"""The bollard lanes of a running gateway: supervisors fed by the bus pollers, commands written to the controllers,
+the fire linkage, and every decision recorded as a `bollard` event (the audit trail the platform receives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from drivers.errors import BusError, DeviceError
+from drivers.modbus import ModbusBus
+from drivers.profile import Quality
+from gateway.bollards.interlocks import InterlockSettings
+from gateway.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor
+from gateway.clock import Clock
+from gateway.config import LaneConfig
+from gateway.polling import PolledDevice
+from gateway.recorder import Recorder
+from gateway.records import Event, Stamp
+
+log = logging.getLogger(__name__)
+
+COIL = {"cmd_raise": 0, "cmd_lower": 1, "cmd_stop": 2, "cmd_efo": 4}
+GUARD_COMMANDS = {"bollard_raise": Command.RAISE, "bollard_lower": Command.LOWER, "bollard_stop": Command.STOP}
+
+
+class ModbusActuator:
+    """Requests to one controller, written in order by a task of their own (the supervisor must not wait)."""
+
+    def __init__(self, lane: str, bus: ModbusBus, unit: int, timeout_s: float) -> None:
+        self.lane = lane
+        self.bus = bus
+        self.unit = unit
+        self.timeout_s = timeout_s
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.failures = 0
+
+    def send(self, request: str) -> None:
+        self.queue.put_nowait(request)
+
+    async def run(self) -> None:
+        """Write each request as it comes; a failed write is logged and counted, never retried later."""
+        while True:
+            request = await self.queue.get()
+            try:
+                await self.bus.write_coil(self.unit, COIL[request], True, self.timeout_s)
+            except (DeviceError, BusError) as exc:
+                self.failures += 1
+                log.error("lane %s: %s not delivered: %s", self.lane, request, exc)
+
+
+class BollardService:
+    """All lanes of the site."""
+
+    def __init__(
+        self,
+        lanes: tuple[LaneConfig, ...],
+        controllers: dict[str, tuple[ModbusBus, int]],
+        recorder: Recorder,
+        clock: Clock,
+    ) -> None:
+        self.recorder = recorder
+        self.clock = clock
+        self.supervisors: dict[str, LaneSupervisor] = {}
+        self.actuators: dict[str, ModbusActuator] = {}
+        self._by_controller: dict[str, str] = {}
+        self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
+        self._detector_fires: set[str] = set()
+        self.fire = False
+        for lane in lanes:
+            bus, unit = controllers[lane.controller]
+            actuator = ModbusActuator(lane.id, bus, unit, lane.command_timeout_ms / 1000)
+            settings = LaneSettings(
+                fire_lane=lane.fire_lane,
+                rise_timeout_s=lane.rise_timeout_s,
+                lower_timeout_s=lane.lower_timeout_s,
+                command_ttl_s=lane.command_ttl_s,
+                interlocks=InterlockSettings(lane.loop_clear_delay_s, lane.max_staleness_s),
+            )
+            sup = LaneSupervisor(lane.id, settings, actuator)
+            sup.decisions.append(self._publish)
+            self.supervisors[lane.id] = sup
+            self.actuators[lane.id] = actuator
+            self._by_controller[lane.controller] = lane.id
+        recorder.on_events.append(self._fire_linkage)
+
+    def on_poll(self, entry: PolledDevice) -> None:
+        """A bus poller read a device: if it is a lane's controller, its supervisor sees the status."""
+        lane = self._by_controller.get(entry.device.name)
+        if lane is None:
+            return
+        if entry.last_values is not None:
+            self.supervisors[lane].on_status(entry.last_values, entry.last_read_mono)
+        else:
+            self.supervisors[lane].check_staleness(self.clock.mono())
+
+    def request(self, lane: str, command: Command, source: Authority, issued: float | None = None) -> Decision:
+        """A command for a lane, decided now (raises KeyError for a lane that does not exist)."""
+        return self.supervisors[lane].request(command, source, self.clock.mono(), issued)
+
+    def guard_input(self, kind: str, lane: str) -> None:
+        """A button or the EFO key at the gate house was pressed (GPIO): works with the network down."""
+        if kind == "efo_key":
+            self.supervisors[lane].emergency_rise(self.clock.mono())
+        else:
+            self.request(lane, GUARD_COMMANDS[kind], Authority.GUARD)
+
+    async def run(self) -> None:
+        """Write commands; look for rises nobody can see any more."""
+        async with asyncio.TaskGroup() as tg:
+            for actuator in self.actuators.values():
+                tg.create_task(actuator.run(), name=f"bollard-writer[{actuator.lane}]")
+            while True:
+                await asyncio.sleep(0.1)
+                now = self.clock.mono()
+                for sup in self.supervisors.values():
+                    sup.check_staleness(now)
+
+    def _fire_linkage(self, events: list[Event]) -> None:
+        """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4)."""
+        changed = False
+        for ev in events:
+            if ev.cls != "fire" or ev.state not in ("raised", "cleared"):
+                continue
+            active = ev.state == "raised"
+            if ev.point == "fire_alarm":  # a smoke detector's own alarm: one alone is not a confirmed fire
+                before = set(self._detector_fires)
+                (self._detector_fires.add if active else self._detector_fires.discard)(ev.device)
+                changed |= before != self._detector_fires
+            elif self._fires.get(ev.device) != active:
+                self._fires[ev.device] = active
+                changed = True
+        fire = any(self._fires.values()) or len(self._detector_fires) >= 2
+        if changed and fire != self.fire:
+            self.fire = fire
+            log.warning("fire linkage: fire %s", "confirmed" if fire else "over")
+            now = self.clock.mono()
+            for sup in self.supervisors.values():
+                sup.set_fire(fire, now)
+
+    def _publish(self, d: Decision) -> None:
+        severity = "info" if d.accepted and d.source is not None else "warning"
+        detail: dict[str, str | int | float | bool | None] = {
+            "source": d.source.name.lower() if d.source is not None else "supervisor",
+            "accepted": d.accepted,
+            "rule": d.rule.value,
+            "reasons": ",".join(r.value for r in d.reasons),
+            "text_en": d.text("en"),
+            "text_zh": d.text("zh-CN"),
+        }
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        event = Event("bollard", severity, "changed", d.lane, "command", d.command, Quality.GOOD, stamp, detail)  # type: ignore[arg-type]
+        log.info("bollard %s", d.text("en"))
+        self.recorder.record([], [event])  # kept like any event: in memory while the store refuses writes

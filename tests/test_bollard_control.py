@@ -1,0 +1,159 @@
+"""The gate house's local control: `campus-edge bollard` over the control socket, in zh-CN and English."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.bollard_cli import ask
+from simulators.bollard import BollardSim, BollardState
+from simulators.broker import PrivateBroker, free_port
+from simulators.contacts import SimContact
+from tests.conftest import open_sim_bus
+from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
+
+LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\nloop_clear_delay_s = 0.2\n'
+
+
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    """A short path: Unix socket paths are limited to 107 bytes, pytest's tmp_path can be longer."""
+    with tempfile.TemporaryDirectory(prefix="ce-") as d:
+        yield Path(d) / "control.sock"
+
+
+def lane_site(
+    tmp_path: Path, broker_url: str, endpoint: dict[str, Any], sock: Path, inputs: list[dict[str, Any]] | None = None
+) -> str:
+    """One bollard controller (unit 2) as lane-east, the control socket at `sock`."""
+    device = {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller", "poll_interval_s": 0.1}
+    text = config_text(tmp_path / "state", broker_url, [{"id": "gate", **endpoint}], [device], inputs)
+    return text.replace("[gateway]\n", f'[gateway]\ncontrol_socket = "{sock}"\n') + LANE
+
+
+async def cli(sock: Path, *args: str, lang: str = "en") -> tuple[int, str]:
+    """`campus-edge bollard ...` as a guard would type it, in a process of its own."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "bollard", "--socket", str(sock), "--lang", lang, *args,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_bollard_cli_through_the_control_socket(tmp_path: Path, broker: PrivateBroker, socket_path: Path) -> None:
+    """A vehicle on the loop: raise refused with the reason in Chinese (exit 1); loop clear: raised (exit 0)."""
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[102] = 100
+    sim.holding[103] = 200
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = lane_site(tmp_path, broker.url, endpoint, socket_path)
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            lane = gw.bollards.supervisors["lane-east"]
+            await signal.until(lambda: socket_path.exists() and lane.sensors.view(False).state == "down")
+            assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660
+
+            sim.set_input("loop_a_occupied", True)
+            await signal.until(lambda: lane.sensors.view(False).loop_occupied is True)
+            code, out = await cli(socket_path, "raise", "lane-east", lang="zh-CN")
+            assert code == 1
+            assert "升起 已拒绝" in out
+            assert "地感线圈有车" in out
+            code, out = await cli(socket_path, "status")
+            assert code == 0
+            assert out.startswith("lane-east: down - a vehicle is on the loop")
+
+            sim.set_input("loop_a_occupied", False)
+            await signal.until(lambda: not lane.sensors.view(False).loop_occupied)
+            await signal.until(lambda: gw.clock.mono() - (lane.sensors.view(False).loop_cleared_mono or 0) > 0.3)
+            code, out = await cli(socket_path, "raise", "lane-east")
+            assert (code, out.strip()) == (0, "lane-east: raise done")
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+
+            code, out = await cli(socket_path, "raise", "lane-west")
+            assert code == 1
+            assert "no lane 'lane-west'; lanes: lane-east" in out
+            bad: Any = await asyncio.to_thread(ask, socket_path, {"cmd": "fly", "lane": "lane-east"})
+            assert bad == {"ok": False, "text": "unknown command 'fly'; expected status, raise, lower, stop, release"}
+        assert not await asyncio.to_thread(socket_path.exists)  # removed when the gateway stops
+    code, out = await cli(socket_path, "status", lang="zh-CN")
+    assert code == 2
+    assert "无法连接网关" in out
+
+
+def test_bollard_control_rejects_what_is_not_a_request(tmp_path: Path) -> None:
+    """Garbage on the socket gets an answer naming what was expected, not a dropped gateway."""
+    from gateway.bollards.control import ControlSocket  # noqa: PLC0415
+    from gateway.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.contract import Topics  # noqa: PLC0415
+    from gateway.outbox import Outbox  # noqa: PLC0415
+    from gateway.recorder import Recorder  # noqa: PLC0415
+    from gateway.stateboard import StateBoard  # noqa: PLC0415
+
+    topics = Topics("s", "g")
+    recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
+    control = ControlSocket(BollardService((), {}, recorder, Clock()), tmp_path / "c.sock")
+    assert control.answer(b"not json")["text"].startswith("expected one JSON object per line")
+    assert control.answer(b"[1, 2]") == {
+        "ok": False,
+        "text": "expected one JSON object per line with cmd and lane: got list",
+    }
+    assert json.dumps(control.answer(b'{"cmd": "status"}')) == '{"ok": true, "lanes": []}'
+
+
+async def test_bollard_gate_house_buttons_work_without_the_network(
+    tmp_path: Path, socket_path: Path, pin_factory: Any
+) -> None:
+    """No broker at all: the raise button raises, the stop button stops; the EFO key rises at EFO speed."""
+    sim = BollardSim(rise_s=0.6, lower_s=0.3)
+    sim.holding[102] = 100
+    sim.set_efo_key(True)
+    raise_button = SimContact(pin_factory, 5, "NO")
+    stop_button = SimContact(pin_factory, 6, "NO")
+    lower_button = SimContact(pin_factory, 13, "NO")
+    efo_key = SimContact(pin_factory, 19, "NO")
+    buttons = [
+        {"id": "btn-raise", "pin": 5, "kind": "bollard_raise", "contact": "NO", "lane": "lane-east"},
+        {"id": "btn-stop", "pin": 6, "kind": "bollard_stop", "contact": "NO", "lane": "lane-east"},
+        {"id": "btn-lower", "pin": 13, "kind": "bollard_lower", "contact": "NO", "lane": "lane-east"},
+        {"id": "key-efo", "pin": 19, "kind": "efo_key", "contact": "NO", "lane": "lane-east"},
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        # Nothing listens on the broker's address: the network is down.
+        text = lane_site(tmp_path, f"mqtt://127.0.0.1:{free_port()}", endpoint, socket_path, buttons)
+        async with running_gateway(make_config(text), pin_factory) as gw:
+            signal = watch_gateway(gw)
+            lane = gw.bollards.supervisors["lane-east"]
+            await signal.until(lambda: lane.sensors.view(False).state == "down")
+            # A press is held longer than the debounce (50 ms), as a finger does.
+            raise_button.set(True)
+            await signal.until(lambda: sim.state is BollardState.RISING and sim.position > 0)
+            raise_button.set(False)
+            stop_button.set(True)
+            await signal.until(lambda: sim.state is BollardState.STOPPED_MID)
+            stop_button.set(False)
+            lower_button.set(True)
+            await signal.until(lambda: sim.state is BollardState.DOWN, 10)
+            lower_button.set(False)
+            efo_key.set(True)
+            await signal.until(lambda: sim.state is BollardState.EFO_RISING)
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+            assert gw.uplink.connections == 0

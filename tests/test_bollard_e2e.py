@@ -1,0 +1,80 @@
+"""A lane in a running gateway: a vehicle blocks a raise, the raise goes through once the loop clears, a fire on
+the panel lowers the fire lane and holds it; each decision reaches the platform with its rule and reasons."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from gateway.bollards.interlocks import raise_inhibits
+from gateway.bollards.supervisor import Authority, Command, Rule
+from gateway.contract_check import validate_message
+from simulators.bollard import BollardSim, BollardState
+from simulators.broker import PrivateBroker
+from simulators.devices import FirePanelSim
+from tests.conftest import open_sim_bus
+from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
+
+PREFIX = "campus/v1/test-school/gw-1"
+LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\nfire_lane = true\nloop_clear_delay_s = 0.3\n'
+
+
+def decision(key: str, value: str) -> Any:
+    """A supervisor's decision event with detail[key] == value (the controller's own state events have none)."""
+
+    def match(topic: str, p: dict[str, Any]) -> bool:
+        return topic == f"{PREFIX}/event/bollard" and p.get("detail", {}).get(key) == value
+
+    return match
+
+
+async def test_bollard_lane_end_to_end(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
+    panel = FirePanelSim()
+    sim = BollardSim(rise_s=0.5, lower_s=0.4)
+    sim.holding[102] = 200  # pre-warning 0.2 s, to keep the test short
+    sim.holding[103] = 300  # the controller's own loop clear delay, as the lane's below
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "gate", **endpoint}],
+            [
+                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+                 "poll_interval_s": 0.1},
+            ],
+        ) + LANE  # fmt: skip
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            lane = gw.bollards.supervisors["lane-east"]
+            sim.set_input("loop_a_occupied", True)
+            await signal.until(lambda: lane.sensors.view(False).loop_occupied is True)
+
+            refused = gw.bollards.request("lane-east", Command.RAISE, Authority.GUARD)
+            assert (refused.accepted, refused.rule) == (False, Rule.INTERLOCK)
+            _, event = await sub.wait_for(decision("rule", "interlock"))
+            assert event["detail"]["reasons"] == "loop_occupied"
+            assert "地感线圈有车" in event["detail"]["text_zh"]
+            assert event["severity"] == "warning"
+            assert sim.state is BollardState.DOWN
+
+            sim.set_input("loop_a_occupied", False)
+            await signal.until(lambda: raise_inhibits(lane.sensors.view(False), gw.clock.mono(),
+                                                      lane.settings.interlocks) == [])  # fmt: skip
+            assert gw.bollards.request("lane-east", Command.RAISE, Authority.PLATFORM).accepted
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+
+            panel.alarm_point(5)
+            await sub.wait_for(
+                lambda t, p: t == f"{PREFIX}/event/bollard" and p.get("detail", {}).get("source") == "fire"
+            )
+            await signal.until(lambda: sim.state is BollardState.DOWN, 10)
+            held = gw.bollards.request("lane-east", Command.RAISE, Authority.GUARD)
+            assert held.rule is Rule.FIRE_HOLD_DOWN
+            await sub.wait_for(decision("rule", "fire_hold_down"))
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)
