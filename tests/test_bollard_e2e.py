@@ -3,6 +3,7 @@ the panel lowers the fire lane and holds it; each decision reaches the platform 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,34 @@ async def test_bollard_lane_end_to_end(tmp_path: Path, broker: PrivateBroker, su
             await sub.wait_for(decision("rule", "fire_hold_down"))
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_bollard_raise_that_waited_for_the_bus_is_never_sent_late(tmp_path: Path) -> None:
+    """A raise stuck behind a stalled device on the same line is dropped, not written when the line frees."""
+    from drivers.modbus import ModbusBus, RequestPolicy  # noqa: PLC0415
+    from gateway.bollards.service import ModbusActuator  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+
+    sim = BollardSim()
+    stalled = FirePanelSim()
+    stalled.faults.stall_s = 1.5
+    async with contextlib.AsyncExitStack() as stack:
+        bus, _ = await open_sim_bus("tcp", {1: stalled, 2: sim}, tmp_path, stack)
+        assert isinstance(bus, ModbusBus)
+        actuator = ModbusActuator("lane-east", bus, 2, 0.3, Clock())
+        writer = asyncio.create_task(actuator.run())
+        try:
+            read = asyncio.create_task(bus.read(1, 4, 0, 18, RequestPolicy(3.0, 0)))
+            await asyncio.sleep(0.05)  # the stalled read holds the line
+            actuator.send("cmd_raise")
+            await read
+            assert actuator.failures + actuator.dropped == 1
+            before = sim.requests
+            actuator.send("cmd_stop")  # the safe direction still goes out
+            async with asyncio.timeout(5):
+                while sim.requests == before:  # noqa: ASYNC110 - the simulator has no event to wait on
+                    await asyncio.sleep(0.05)
+        finally:
+            writer.cancel()
+    # Had the raise arrived the bollard would be RISING, and the stop would have left it STOPPED_MID.
+    assert sim.state is BollardState.DOWN

@@ -119,3 +119,12 @@ def test_interlocks_every_reason_in_both_languages(inhibit: Inhibit) -> None:
     zh = reason(inhibit, "zh-CN")
     assert zh != reason(inhibit, "en")
     assert any("\u4e00" <= ch <= "\u9fff" for ch in zh)
+
+
+def test_interlocks_state_needs_its_limit_switch() -> None:
+    """A controller that says DOWN without its lower limit closed (a stuck switch, a restart) is not believed."""
+    sim = BollardSim()
+    sim.set_state(BollardState.DOWN)
+    sim.mech.limit_down_stuck_open = True
+    sim.set_input("limit_down", False)
+    assert raise_inhibits(lane(sim).view(fire_hold_down=False), 10.2, SETTINGS) == [Inhibit.STATE_UNKNOWN]

@@ -77,6 +77,8 @@ class LaneView:
     local_mode: bool | None
     manual_release: bool | None
     fire_hold_down: bool
+    limit_up: bool | None = None
+    limit_down: bool | None = None
 
 
 def raise_inhibits(view: LaneView, now: float, settings: InterlockSettings) -> list[Inhibit]:
@@ -86,7 +88,7 @@ def raise_inhibits(view: LaneView, now: float, settings: InterlockSettings) -> l
     inhibit of its own, and data older than `max_staleness_s` is no data.
     """
     found: list[Inhibit] = []
-    if view.read_mono is None or view.state is None or view.state == "unknown":
+    if view.read_mono is None or view.state is None or view.state == "unknown" or not _limits_agree(view):
         found.append(Inhibit.STATE_UNKNOWN)
     elif now - view.read_mono > settings.max_staleness_s:
         found.append(Inhibit.STALE_DATA)
@@ -156,7 +158,19 @@ class LaneSensors:
             local_mode=_any_active(self._values, "local_mode"),
             manual_release=_any_active(self._values, "manual_release_engaged"),
             fire_hold_down=fire_hold_down,
+            limit_up=_any_active(self._values, "limit_up"),
+            limit_down=_any_active(self._values, "limit_down"),
         )
+
+
+def _limits_agree(view: LaneView) -> bool:
+    """A state of DOWN or UP counts only with its limit switch closed and the other open (R18): a controller that
+    says DOWN after a restart, or with a stuck switch, is not believed."""
+    if view.state == "down":
+        return view.limit_down is True and view.limit_up is False
+    if view.state == "up":
+        return view.limit_up is True and view.limit_down is False
+    return True
 
 
 def _any_active(values: dict[str, PointValue], *names: str) -> bool | None:

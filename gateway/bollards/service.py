@@ -21,32 +21,47 @@ from gateway.records import Event, Stamp
 log = logging.getLogger(__name__)
 
 COIL = {"cmd_raise": 0, "cmd_lower": 1, "cmd_stop": 2, "cmd_efo": 4}
+MAX_QUEUED_S = 1.0  # a raise not on the wire this long after it was decided is not sent at all
+UPWARD = frozenset({"cmd_raise", "cmd_efo"})
 GUARD_COMMANDS = {"bollard_raise": Command.RAISE, "bollard_lower": Command.LOWER, "bollard_stop": Command.STOP}
 
 
 class ModbusActuator:
     """Requests to one controller, written in order by a task of their own (the supervisor must not wait)."""
 
-    def __init__(self, lane: str, bus: ModbusBus, unit: int, timeout_s: float) -> None:
+    def __init__(self, lane: str, bus: ModbusBus, unit: int, timeout_s: float, clock: Clock) -> None:
         self.lane = lane
         self.bus = bus
         self.unit = unit
         self.timeout_s = timeout_s
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.clock = clock
+        self.queue: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
         self.failures = 0
+        self.dropped = 0
 
     def send(self, request: str) -> None:
-        self.queue.put_nowait(request)
+        self.queue.put_nowait((request, self.clock.mono()))
 
     async def run(self) -> None:
-        """Write each request as it comes; a failed write is logged and counted, never retried later."""
+        """Write each request as it comes; a failed one is logged, never retried. A raise that waited too long for
+        the bus (a stalled device, a reconnect) is dropped, never written late: a raise decided before a vehicle
+        arrived must not happen after it did. The supervisor then sees no motion and reports the refusal."""
         while True:
-            request = await self.queue.get()
+            request, queued = await self.queue.get()
+            late = self.clock.mono() - queued
+            if request in UPWARD and late > MAX_QUEUED_S:
+                self.dropped += 1
+                log.error("lane %s: %s dropped: waited %.1f s for the bus", self.lane, request, late)
+                continue
+            # An upward request gets its timeout twice over, bus wait and connection included; a lower or a stop
+            # is the safe direction and is always tried to the end.
+            limit = self.timeout_s * 2 if request in UPWARD else None
             try:
-                await self.bus.write_coil(self.unit, COIL[request], True, self.timeout_s)
-            except (DeviceError, BusError) as exc:
+                async with asyncio.timeout(limit):
+                    await self.bus.write_coil(self.unit, COIL[request], True, self.timeout_s)
+            except (DeviceError, BusError, TimeoutError) as exc:
                 self.failures += 1
-                log.error("lane %s: %s not delivered: %s", self.lane, request, exc)
+                log.error("lane %s: %s not delivered: %s", self.lane, request, exc or "timed out")
 
 
 class BollardService:
@@ -69,7 +84,7 @@ class BollardService:
         self.fire = False
         for lane in lanes:
             bus, unit = controllers[lane.controller]
-            actuator = ModbusActuator(lane.id, bus, unit, lane.command_timeout_ms / 1000)
+            actuator = ModbusActuator(lane.id, bus, unit, lane.command_timeout_ms / 1000, clock)
             settings = LaneSettings(
                 fire_lane=lane.fire_lane,
                 rise_timeout_s=lane.rise_timeout_s,
