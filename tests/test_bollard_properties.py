@@ -48,6 +48,7 @@ class LaneMachine(RuleBasedStateMachine):
         self.sup = LaneSupervisor("lane", LaneSettings(fire_lane=True), self.actuator)
         self.presence_since: float | None = None
         self.fire_since: float | None = None
+        self.hold_since: float | None = None
         self.rising_seen_at: float | None = None  # RISING at position 0: the warning phase
         self.last_position = 0.0
 
@@ -152,11 +153,14 @@ class LaneMachine(RuleBasedStateMachine):
         self.presence(name, True)
         self.run(1.0)
 
-    @rule(source=st.sampled_from(list(Authority)))
-    def fire_while_up(self, source: Authority) -> None:
+    @rule(source=st.sampled_from(list(Authority)), stopper=st.sampled_from([None, *Authority]))
+    def fire_while_up(self, source: Authority, stopper: Authority | None) -> None:
         self.ask(Command.RAISE, source, False)
         self.run(5.0)
         self.fire(True)
+        if stopper is not None:
+            self.run(0.5)
+            self.ask(Command.STOP, stopper, False)  # someone stops the fire lane on its way down
         self.run(5.0)
 
     @rule()
@@ -187,7 +191,12 @@ class LaneMachine(RuleBasedStateMachine):
         sim = self.sim
         moving_up = sim.state in (BollardState.RISING, BollardState.EFO_RISING) and sim.position > self.last_position
         # No rise into a vehicle or a person beyond the poll the gateway needs to see it.
-        if self.presence_since is not None and self.now - self.presence_since > POLL_S + 1e-9:
+        # A controller in LOCAL refuses the gateway's lower: its own reversal is then the only layer there is.
+        if (
+            self.presence_since is not None
+            and self.now - self.presence_since > POLL_S + 1e-9
+            and not (sim.inputs["local_mode"] and sim.mech.ignore_presence)
+        ):
             assert not moving_up, f"rising {self.now - self.presence_since:.1f} s into presence"
         # No rise without the warning first.
         if sim.state is BollardState.RISING and self.rising_seen_at is None and sim.position == 0:
@@ -198,19 +207,23 @@ class LaneMachine(RuleBasedStateMachine):
             assert sim.lights & 0b1100 == 0b1100, "moving up without flasher and buzzer"
             assert self.rising_seen_at is not None
             assert self.now - self.rising_seen_at >= sim.holding[102] / 1000 - POLL_S - 1e-9, "warning too short"
-        # Fire lanes are down once the fire had time to lower them.
+        # Fire lanes are down (or on their way) once the fire had time to lower them, for as long as the fire
+        # hold lasts, whatever was asked meanwhile.
+        if self.sup.fire_hold and self.sup.settings.fire_lane:
+            self.hold_since = self.now if self.hold_since is None else self.hold_since
+        else:
+            self.hold_since = None
         if (
-            self.sup.settings.fire_lane
-            and self.fire_since is not None
-            and self.now - self.fire_since > FIRE_LOWERS_WITHIN_S * sim.mech.slow_factor
+            self.hold_since is not None
+            and self.now - self.hold_since > FIRE_LOWERS_WITHIN_S * sim.mech.slow_factor
             and sim.powered
             and sim.state not in (BollardState.FAULT, BollardState.MANUAL, BollardState.UNKNOWN)
             and not sim.inputs["manual_release_engaged"]
             and not sim.inputs["estop_pressed"]
             and not sim.inputs["local_mode"]
         ):
-            assert sim.state not in (BollardState.UP, BollardState.RISING, BollardState.EFO_RISING), (
-                f"fire lane {sim.state.name} {self.now - self.fire_since:.1f} s into a fire"
+            assert sim.state in (BollardState.DOWN, BollardState.LOWERING), (
+                f"fire lane {sim.state.name} {self.now - self.hold_since:.1f} s into a fire hold"
             )
         # EFO only from a local input: never from the supervisor.
         assert "cmd_efo" not in self.actuator.sent

@@ -187,9 +187,10 @@ def test_supervisor_reports_a_raise_the_controller_refused() -> None:
     lane.sim.set_input("loop_a_occupied", False)
     lane.run(1.2)  # past the gateway's 1 s, not the controller's 5 s
     assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).accepted
-    lane.run(1.5)
+    lane.run(4.0)
     assert lane.state() is BollardState.DOWN
     assert lane.log[-1].rule is Rule.CONTROLLER_REFUSED
+    assert lane.actuator.sent[-1] == "cmd_stop"  # the request is cancelled: it cannot start later
     assert not lane.log[-1].accepted
 
 
@@ -229,3 +230,48 @@ def test_supervisor_every_rule_explained_in_both_languages(rule: Rule) -> None:
     zh = d.text("zh-CN")
     assert zh.startswith("lane-east: 升起 已拒绝 (")
     assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.split("(", 1)[1])
+
+
+def test_supervisor_fire_lowering_is_repeated_and_never_stopped() -> None:
+    """The first lower is lost (the controller was in LOCAL); it is asked again until the lane is down, a
+    platform STOP during the fire is refused, and a slow lowering is not stopped at the lower timeout."""
+    lane = Lane(LaneSettings(fire_lane=True, lower_timeout_s=2.0))
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(4.5)
+    lane.sim.set_input("local_mode", True)
+    lane.sup.set_fire(True, lane.now)
+    lane.run(1.5)
+    assert lane.state() is BollardState.UP
+    assert lane.log[-1].rule is Rule.FIRE_LANE_NOT_DOWN
+    lane.sim.set_input("local_mode", False)
+    lane.sim.mech.slow_factor = 2.0  # five seconds down: past the lower timeout
+    lane.run(1.2)
+    assert lane.state() is BollardState.LOWERING
+    stop = lane.sup.request(Command.STOP, Authority.PLATFORM, lane.now)
+    assert (stop.accepted, stop.rule) == (False, Rule.OUTRANKED)
+    lane.run(6.0)
+    assert lane.state() is BollardState.DOWN
+    assert "cmd_stop" not in lane.actuator.sent
+
+
+def test_supervisor_watches_a_rise_it_did_not_start() -> None:
+    """A rise from the controller's own button, with its reversal broken: presence still sends it down."""
+    lane = Lane()
+    lane.sim.mech.ignore_presence = True
+    lane.sim.command("cmd_raise", Source.LOCAL_BUTTON)
+    lane.run(1.5)
+    lane.sim.set_input("photocell_blocked", True)
+    lane.run(POLL_S)
+    assert lane.actuator.sent == ["cmd_lower"]
+    assert lane.log[-1].rule is Rule.PRESENCE_DURING_RISE
+
+
+def test_supervisor_raise_only_from_down_or_stopped() -> None:
+    """A raise while lowering is refused: it would cancel the lowering's supervision."""
+    lane = Lane()
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(4.5)
+    lane.sup.request(Command.LOWER, Authority.GUARD, lane.now)
+    lane.run(0.5)
+    assert lane.state() is BollardState.LOWERING
+    assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).rule is Rule.NOT_FROM_STATE

@@ -87,6 +87,8 @@ class ControlSocket:
             return {"ok": False, "text": _say("bad_request", "en", error=f"got {type(req).__name__}")}
         lang = str(req.get("lang", "en"))
         cmd = req.get("cmd")
+        if not isinstance(cmd, str) or not isinstance(req.get("lane", ""), str | None):
+            return {"ok": False, "text": _say("bad_request", lang, error="cmd and lane must be strings")}
         if cmd == "status":
             return {"ok": True, "lanes": [self._status(lane, lang) for lane in self.service.supervisors]}
         if cmd not in COMMANDS:

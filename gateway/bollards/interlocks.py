@@ -100,7 +100,8 @@ def raise_inhibits(view: LaneView, now: float, settings: InterlockSettings) -> l
         view.local_mode,
         view.manual_release,
     )
-    if view.read_mono is not None and any(v is None for v in sensors):
+    # A fault code that cannot be decoded is not "no fault".
+    if view.read_mono is not None and (any(v is None for v in sensors) or view.fault_code is None):
         found.append(Inhibit.SENSOR_UNKNOWN)
     if view.loop_occupied:
         found.append(Inhibit.LOOP_OCCUPIED)

@@ -17,7 +17,10 @@ from typing import Protocol
 from drivers.profile import PointValue
 from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
 
-START_GRACE_S = 1.0  # a controller that has not left DOWN this long after a raise request refused it
+# A controller that has not left DOWN this long after a raise request refused it: longer than its pre-warning
+# (1 s) and the longest a raise may wait for the bus before the actuator drops it (about 2 s).
+START_GRACE_S = 3.5
+FIRE_RESEND_S = 1.0
 
 
 class Authority(IntEnum):
@@ -52,6 +55,8 @@ class Rule(StrEnum):
     MOTION_TIMEOUT = "motion_timeout"
     STALE_DURING_RISE = "stale_during_rise"
     CONTROLLER_REFUSED = "controller_refused"
+    NOT_FROM_STATE = "not_from_state"
+    FIRE_LANE_NOT_DOWN = "fire_lane_not_down"
 
 
 class Actuator(Protocol):
@@ -102,6 +107,8 @@ class Decision:
 _ZH_RULES = {
     Rule.CONTROLLER_REFUSED: "控制器拒绝",
     Rule.FIRE_HOLD_DOWN: "火警联动保持降下",
+    Rule.NOT_FROM_STATE: "当前状态不能升起 (须先降到底或停止)",
+    Rule.FIRE_LANE_NOT_DOWN: "火警时消防通道未降下, 正在重发降下命令",
     Rule.EXPIRED: "命令已过期",
     Rule.OUTRANKED: "火警期间只接受门卫命令",
     Rule.NOT_LOCAL: "只能在门卫室本地操作",
@@ -134,6 +141,8 @@ class LaneSupervisor:
         self._lowering_since: float | None = None
         self._state: str | None = None
         self.last_decision: Decision | None = None
+        self._fire_lower_sent = -1e9
+        self._fire_lane_warned = False
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -142,6 +151,10 @@ class LaneSupervisor:
         self.sensors.update(values, now)
         view = self.sensors.view(self.fire_hold)
         self._state = view.state
+        if self._raising_since is None and view.state in ("rising", "efo_rising"):
+            # A rise the gateway did not start (the controller's own button, an auto re-rise, a late command):
+            # supervised all the same.
+            self._raising_since = now
         if self._raising_since is not None:
             presence = [
                 i
@@ -156,16 +169,32 @@ class LaneSupervisor:
             elif view.state == "up":
                 self._raising_since = None
             elif view.state in ("down", "stopped_mid") and now - self._raising_since > START_GRACE_S:
-                # Asked to rise and did not start: the controller's own interlocks said no (layer 1).
+                # Asked to rise and did not start: the controller's own interlocks said no (layer 1). A stop
+                # cancels the request, so it cannot start later.
                 self._raising_since = None
+                self.actuator.send("cmd_stop")
                 self._decide("raise", None, False, Rule.CONTROLLER_REFUSED, (), now)
             elif now - self._raising_since > self.settings.rise_timeout_s:
                 self._raising_since = None
                 self.actuator.send("cmd_stop")
                 self._decide("stop", None, True, Rule.MOTION_TIMEOUT, (), now)
+        if self.fire_hold and self.settings.fire_lane and view.state not in ("down", "lowering"):
+            # A fire lane must come down: the lowering is asked for again, once a second, for as long as it is
+            # not down or on its way (a lost write, a controller that was rebooting, a stop from elsewhere).
+            if now - self._fire_lower_sent >= FIRE_RESEND_S:
+                self._fire_lower_sent = now
+                self._lowering_since = now
+                self.actuator.send("cmd_lower")
+                if not self._fire_lane_warned:
+                    self._fire_lane_warned = True
+                    self._decide("lower", Authority.FIRE, True, Rule.FIRE_LANE_NOT_DOWN, (), now)
+        elif view.state == "down":
+            self._fire_lane_warned = False
         if self._lowering_since is not None:
             if view.state == "down":
                 self._lowering_since = None
+            elif self.fire_hold and self.settings.fire_lane:
+                pass  # a slow fire lowering is never stopped
             elif now - self._lowering_since > self.settings.lower_timeout_s:
                 self._lowering_since = None
                 self.actuator.send("cmd_stop")
@@ -189,6 +218,7 @@ class LaneSupervisor:
             self.fire_hold = True
             self._raising_since = None
             self._lowering_since = now
+            self._fire_lower_sent = now
             # Lowering is the safe direction: no presence or interlock holds it back.
             self.actuator.send("cmd_lower")
             self._decide("lower", Authority.FIRE, True, Rule.ACCEPTED, (), now)
@@ -206,6 +236,8 @@ class LaneSupervisor:
                 return self._decide(command.value, source, False, Rule.FIRE_NOT_RESET, (), now)
             self.fire_hold = False
             return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+        if self.fire_hold and self.settings.fire_lane and command is not Command.LOWER and source > Authority.FIRE:
+            return self._decide(command.value, source, False, Rule.OUTRANKED, (Inhibit.FIRE_HOLD_DOWN,), now)
         if command is Command.STOP:
             self._raising_since = None
             self._lowering_since = None
@@ -224,6 +256,8 @@ class LaneSupervisor:
         inhibits = raise_inhibits(self.sensors.view(self.fire_hold), now, self.settings.interlocks)
         if inhibits:
             return self._decide(command.value, source, False, Rule.INTERLOCK, inhibits, now)
+        if self._state not in ("down", "stopped_mid"):
+            return self._decide(command.value, source, False, Rule.NOT_FROM_STATE, (), now)
         self._lowering_since = None
         self._raising_since = now
         self.actuator.send("cmd_raise")
