@@ -20,21 +20,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from drivers.profile import decode, load_profile
 from gateway.bollards.supervisor import Authority, Command, LaneSettings, LaneSupervisor
 from simulators.bollard import BollardSim, BollardState, Source
+from tests.test_bollard_supervisor import SimActuator
 
 PROFILE = load_profile("bollard_controller")
 POLL_S = 0.1
 PRESENCE = ("loop_a_occupied", "loop_b_occupied", "photocell_blocked", "pressure_edge_active")
 FIRE_LOWERS_WITHIN_S = 3.5  # lower_s 2.5 s at normal speed, plus a poll and margin
-
-
-class Recorder:
-    def __init__(self, sim: BollardSim) -> None:
-        self.sim = sim
-        self.sent: list[str] = []
-
-    def send(self, request: str) -> None:
-        self.sent.append(request)
-        self.sim.command(request, Source.MODBUS)
 
 
 class LaneMachine(RuleBasedStateMachine):
@@ -44,7 +35,7 @@ class LaneMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 1000.0
         self.sim = BollardSim(clock=lambda: self.now, rise_s=3.0, lower_s=2.5)
-        self.actuator = Recorder(self.sim)
+        self.actuator = SimActuator(self.sim)
         self.sup = LaneSupervisor("lane", LaneSettings(fire_lane=True), self.actuator)
         self.presence_since: float | None = None
         self.fire_since: float | None = None
