@@ -69,7 +69,9 @@ class Gateway:
         self.supervisor = Supervisor()
         self._controllers: dict[str, tuple[ModbusBus, int]] = {}
         self._build_pollers()
-        self.bollards = BollardService(cfg.lanes, self._controllers, self.recorder, self.clock)
+        self.bollards = BollardService(
+            cfg.lanes, self._controllers, self.recorder, self.clock, cfg.gateway.state_dir / "fire-hold.json"
+        )
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)

@@ -157,3 +157,42 @@ async def test_bollard_gate_house_buttons_work_without_the_network(
             await signal.until(lambda: sim.state is BollardState.EFO_RISING)
             await signal.until(lambda: sim.state is BollardState.UP, 10)
             assert gw.uplink.connections == 0
+
+
+async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
+    """A gateway restarted during a fire hold keeps the fire lane held; only the guard's release ends it (R17).
+    An unreadable hold file holds every fire lane."""
+    from drivers.modbus import ModbusBus  # noqa: PLC0415
+    from drivers.profile import Quality  # noqa: PLC0415
+    from gateway.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.bollards.supervisor import Authority, Command, Rule  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.config import LaneConfig  # noqa: PLC0415
+    from gateway.contract import Topics  # noqa: PLC0415
+    from gateway.outbox import Outbox  # noqa: PLC0415
+    from gateway.recorder import Recorder  # noqa: PLC0415
+    from gateway.records import Event, Stamp  # noqa: PLC0415
+    from gateway.stateboard import StateBoard  # noqa: PLC0415
+
+    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True),)
+    controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}  # never connected here
+    hold = tmp_path / "fire-hold.json"
+    topics = Topics("s", "g")
+
+    def service() -> BollardService:
+        recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
+        return BollardService(lanes, controllers, recorder, Clock(), hold)
+
+    first = service()
+    fire = Event("fire", "alarm", "raised", "facp-1", "fire", True, Quality.GOOD, Stamp(0, 0.0, True))
+    first.recorder.record([], [fire])
+    assert first.supervisors["lane-east"].fire_hold
+    first.recorder.record([], [Event("fire", "alarm", "cleared", "facp-1", "fire", False, Quality.GOOD, fire.at)])
+
+    second = service()  # the gateway restarted
+    assert second.request("lane-east", Command.RAISE, Authority.PLATFORM).rule is Rule.OUTRANKED
+    assert second.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD).accepted
+    assert not service().supervisors["lane-east"].fire_hold  # the release is kept too
+
+    hold.write_text("{garbage")
+    assert service().supervisors["lane-east"].fire_hold

@@ -5,7 +5,10 @@ the fire linkage, and every decision recorded as a `bollard` event (the audit tr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+from pathlib import Path
 
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import ModbusBus
@@ -73,9 +76,11 @@ class BollardService:
         controllers: dict[str, tuple[ModbusBus, int]],
         recorder: Recorder,
         clock: Clock,
+        hold_file: Path | None = None,
     ) -> None:
         self.recorder = recorder
         self.clock = clock
+        self.hold_file = hold_file
         self.supervisors: dict[str, LaneSupervisor] = {}
         self.actuators: dict[str, ModbusActuator] = {}
         self._by_controller: dict[str, str] = {}
@@ -98,6 +103,46 @@ class BollardService:
             self.actuators[lane.id] = actuator
             self._by_controller[lane.controller] = lane.id
         recorder.on_events.append(self._fire_linkage)
+        for lane_id in self._load_holds():
+            if lane_id in self.supervisors and self.supervisors[lane_id].settings.fire_lane:
+                # A fire hold outlives a restart: only the guard's release ends it (R17). The supervisor asks
+                # for the lowering again at its first status read if the lane is not down.
+                self.supervisors[lane_id].fire_hold = True
+                log.warning("lane %s: fire hold-down restored from %s", lane_id, self.hold_file)
+        self._saved_holds = self._holds()
+
+    def _holds(self) -> list[str]:
+        return sorted(lane for lane, sup in self.supervisors.items() if sup.fire_hold)
+
+    def _load_holds(self) -> list[str]:
+        if self.hold_file is None:
+            return []
+        try:
+            data = json.loads(self.hold_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            # Unreadable: every fire lane is held, the safe reading of "we do not know".
+            log.error(
+                "%s: unreadable (%s): holding every fire lane down until a guard releases it", self.hold_file, exc
+            )
+            return list(self.supervisors)
+        return [str(x) for x in data] if isinstance(data, list) else list(self.supervisors)
+
+    def _save_holds(self) -> None:
+        holds = self._holds()
+        if self.hold_file is None or holds == self._saved_holds:
+            return
+        tmp = self.hold_file.with_name(self.hold_file.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(holds, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.hold_file)
+            self._saved_holds = holds
+        except OSError as exc:
+            log.error("%s: cannot save the fire holds: %s", self.hold_file, exc)
 
     def on_poll(self, entry: PolledDevice) -> None:
         """A bus poller read a device: if it is a lane's controller, its supervisor sees the status."""
@@ -154,6 +199,7 @@ class BollardService:
                 sup.set_fire(fire, now)
 
     def _publish(self, d: Decision) -> None:
+        self._save_holds()
         severity = "info" if d.accepted and d.source is not None else "warning"
         detail: dict[str, str | int | float | bool | None] = {
             "source": d.source.name.lower() if d.source is not None else "supervisor",
