@@ -196,3 +196,37 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
 
     hold.write_text("{garbage")
     assert service().supervisors["lane-east"].fire_hold
+
+
+async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: Path) -> None:
+    """Two detectors confirm a fire; one alone does not; the fire ends only when the last one clears."""
+    from drivers.modbus import ModbusBus  # noqa: PLC0415
+    from drivers.profile import Quality  # noqa: PLC0415
+    from gateway.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.config import LaneConfig  # noqa: PLC0415
+    from gateway.contract import Topics  # noqa: PLC0415
+    from gateway.outbox import Outbox  # noqa: PLC0415
+    from gateway.recorder import Recorder  # noqa: PLC0415
+    from gateway.records import Event, EventState, Stamp  # noqa: PLC0415
+    from gateway.stateboard import StateBoard  # noqa: PLC0415
+
+    topics = Topics("s", "g")
+    recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
+    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True),)
+    controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}
+    service = BollardService(lanes, controllers, recorder, Clock())
+
+    def detector(device: str, raised: bool) -> None:
+        state: EventState = "raised" if raised else "cleared"
+        recorder.record([], [Event("fire", "alarm", state, device, "fire_alarm", raised, Quality.GOOD,
+                                   Stamp(0, 0.0, True))])  # fmt: skip
+
+    detector("smoke-1", True)
+    assert not service.fire
+    detector("smoke-2", True)
+    assert service.fire
+    detector("smoke-1", False)
+    assert service.fire
+    detector("smoke-2", False)
+    assert not service.fire

@@ -190,7 +190,10 @@ class BollardService:
             elif self._fires.get(ev.device) != active:
                 self._fires[ev.device] = active
                 changed = True
-        fire = any(self._fires.values()) or len(self._detector_fires) >= 2
+        confirmed = any(self._fires.values()) or len(self._detector_fires) >= 2
+        # Once confirmed, the fire lasts while any source still reports it: one of two detectors clearing
+        # does not end it.
+        fire = confirmed or (self.fire and (any(self._fires.values()) or bool(self._detector_fires)))
         if changed and fire != self.fire:
             self.fire = fire
             log.warning("fire linkage: fire %s", "confirmed" if fire else "over")
