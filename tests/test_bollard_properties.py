@@ -17,9 +17,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from drivers.profile import decode, load_profile
+from drivers.profile import load_profile
 from gateway.bollards.supervisor import Authority, Command, LaneSettings, LaneSupervisor
 from simulators.bollard import BollardSim, BollardState, Source
+from tests.test_bollard_interlocks import read
 from tests.test_bollard_supervisor import SimActuator
 
 PROFILE = load_profile("bollard_controller")
@@ -54,12 +55,7 @@ class LaneMachine(RuleBasedStateMachine):
 
     def poll(self) -> None:
         if self.sim.powered:
-            blocks = {}
-            for b in PROFILE.blocks:
-                words = self.sim.read(b.function, b.address, b.count)
-                assert isinstance(words, list)
-                blocks[b.name] = words
-            self.sup.on_status(decode(PROFILE, blocks), self.now)
+            self.sup.on_status(read(self.sim), self.now)
         self.sup.check_staleness(self.now)
         self.check()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.profile import decode, load_profile
+from drivers.profile import load_profile
 from gateway.bollards.interlocks import Inhibit, reason
 from gateway.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
 from simulators.bollard import BollardSim, BollardState, Source
+from tests.test_bollard_interlocks import read
 
 PROFILE = load_profile("bollard_controller")
 POLL_S = 0.1
@@ -39,12 +40,7 @@ class Lane:
 
     def poll(self) -> None:
         """One status read, as the bus poller would hand it over."""
-        blocks = {}
-        for b in PROFILE.blocks:
-            words = self.sim.read(b.function, b.address, b.count)
-            assert isinstance(words, list)
-            blocks[b.name] = words
-        self.sup.on_status(decode(PROFILE, blocks), self.now)
+        self.sup.on_status(read(self.sim), self.now)
 
     def run(self, seconds: float) -> None:
         end = self.now + seconds

@@ -139,7 +139,6 @@ class LaneSupervisor:
         self.fire_hold = False  # fire lanes: set by a fire, cleared by reset *and* a guard's release
         self._raising_since: float | None = None  # a raise we asked for and have not seen finish
         self._lowering_since: float | None = None
-        self._state: str | None = None
         self.last_decision: Decision | None = None
         self._fire_lower_sent = -1e9
         self._fire_lane_warned = False
@@ -150,7 +149,6 @@ class LaneSupervisor:
         """A status read of the controller: supervise what is moving."""
         self.sensors.update(values, now)
         view = self.sensors.view(self.fire_hold)
-        self._state = view.state
         if self._raising_since is None and view.state in ("rising", "efo_rising"):
             # A rise the gateway did not start (the controller's own button, an auto re-rise, a late command):
             # supervised all the same.
@@ -256,7 +254,7 @@ class LaneSupervisor:
         inhibits = raise_inhibits(self.sensors.view(self.fire_hold), now, self.settings.interlocks)
         if inhibits:
             return self._decide(command.value, source, False, Rule.INTERLOCK, inhibits, now)
-        if self._state not in ("down", "stopped_mid"):
+        if self.sensors.view(self.fire_hold).state not in ("down", "stopped_mid"):
             return self._decide(command.value, source, False, Rule.NOT_FROM_STATE, (), now)
         self._lowering_since = None
         self._raising_since = now
