@@ -70,7 +70,12 @@ class Gateway:
         self._controllers: dict[str, tuple[ModbusBus, int]] = {}
         self._build_pollers()
         self.bollards = BollardService(
-            cfg.lanes, self._controllers, self.recorder, self.clock, cfg.gateway.state_dir / "fire-hold.json"
+            cfg.lanes,
+            self._controllers,
+            self.recorder,
+            self.clock,
+            cfg.gateway.state_dir / "fire-hold.json",
+            self.pin_factory,
         )
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
         for poller in self.pollers.values():
@@ -128,6 +133,7 @@ class Gateway:
                 self.started.set()
         finally:
             self.inputs.close()
+            self.bollards.close()
             for bus in self.buses.values():
                 await bus.__aexit__(None, None, None)
             self.recorder.flush()  # what the last polls recorded, before the store closes

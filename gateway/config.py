@@ -154,13 +154,84 @@ class GpioConfig(_Frozen):
     inputs: tuple[GpioInputConfig, ...] = ()
 
 
+GpioPin = int | str
+
+
+class ContactPin(_Frozen):
+    """A contact on a GPIO pin and when it reads active (NO: when closed; NC: when open, so a cut wire is active)."""
+
+    pin: GpioPin
+    contact: Literal["NC", "NO"]
+
+
+class DryContactConfig(_Frozen):
+    """A bollard controller wired by dry contacts: relays on GPIO outputs close its terminals, its limit switches
+    and safety devices are contacts on GPIO inputs. A pin alone takes the usual contact (limits NO, safety NC);
+    `{ pin = 20, contact = "NC" }` says otherwise. Unwired optional inputs read inactive."""
+
+    raise_relay: GpioPin
+    lower_relay: GpioPin
+    stop_relay: GpioPin
+    warning_relay: GpioPin  # lights and buzzer: the gateway gives the pre-warning such a controller cannot (R13)
+    efo_relay: GpioPin | None = None
+    relay_active_high: bool = True
+    pulse_ms: int = Field(default=500, ge=50, le=5000)
+    poll_ms: int = Field(default=50, ge=10, le=500)
+    limit_up: ContactPin | GpioPin
+    limit_down: ContactPin | GpioPin
+    loop_a: ContactPin | GpioPin
+    loop_b: ContactPin | GpioPin | None = None
+    photocell: ContactPin | GpioPin
+    pressure_edge: ContactPin | GpioPin | None = None
+    estop: ContactPin | GpioPin | None = None
+    local_mode: ContactPin | GpioPin | None = None
+    manual_release: ContactPin | GpioPin | None = None
+
+    def relays(self) -> dict[str, GpioPin]:
+        """Relay name -> pin, for the wired ones."""
+        wired = {
+            "raise": self.raise_relay,
+            "lower": self.lower_relay,
+            "stop": self.stop_relay,
+            "warning": self.warning_relay,
+            "efo": self.efo_relay,
+        }
+        return {name: pin for name, pin in wired.items() if pin is not None}
+
+    def inputs(self) -> dict[str, ContactPin]:
+        """Input name (as the Modbus controller's discrete inputs) -> pin and contact, for the wired ones."""
+        wired: dict[str, tuple[ContactPin | GpioPin | None, Literal["NC", "NO"]]] = {
+            "limit_up": (self.limit_up, "NO"),
+            "limit_down": (self.limit_down, "NO"),
+            "loop_a_occupied": (self.loop_a, "NC"),
+            "loop_b_occupied": (self.loop_b, "NC"),
+            "photocell_blocked": (self.photocell, "NC"),
+            "pressure_edge_active": (self.pressure_edge, "NC"),
+            "estop_pressed": (self.estop, "NC"),
+            "local_mode": (self.local_mode, "NO"),
+            "manual_release_engaged": (self.manual_release, "NO"),
+        }
+        out: dict[str, ContactPin] = {}
+        for name, (given, usual) in wired.items():
+            if isinstance(given, ContactPin):
+                out[name] = given
+            elif given is not None:
+                out[name] = ContactPin(pin=given, contact=usual)
+        return out
+
+
 class LaneConfig(_Frozen):
-    """A bollard lane: one controller (a bollard_controller device) and how the gateway supervises it."""
+    """A bollard lane: one controller, a Modbus `bollard_controller` device or a `dry_contact` one, and how the
+    gateway supervises it. `power_loss` is what the lane's hardware does without power (R18): `auto_lower` for a
+    fire lane, `stay` where the lane must stay closed; a Modbus controller's own register is checked against it."""
 
     id: Id
-    controller: Id
+    controller: Id | None = None
+    dry_contact: DryContactConfig | None = None
+    power_loss: Literal["stay", "auto_lower"]
     name: str = ""
     fire_lane: bool = False
+    pre_warn_ms: int = Field(default=1000, ge=1000, le=10000)
     rise_timeout_s: float = Field(default=10.0, gt=0, le=120)
     lower_timeout_s: float = Field(default=8.0, gt=0, le=120)
     loop_clear_delay_s: float = Field(default=1.0, ge=0, le=60)
@@ -233,6 +304,10 @@ GUARD_KINDS = frozenset({"bollard_raise", "bollard_lower", "bollard_stop", "efo_
 UNIX_PATH_MAX = 107  # a Unix socket path longer than this cannot be bound
 _BCM_MAX = 27  # the GPIO numbers on a Raspberry Pi's 40-pin header
 _PIN_NAME = re.compile(r"(GPIO|BCM|BOARD|WPI)\d{1,2}|J8:\d{1,2}")
+_DRY_PINS = (
+    "raise_relay", "lower_relay", "stop_relay", "warning_relay", "efo_relay", "limit_up", "limit_down", "loop_a",
+    "loop_b", "photocell", "pressure_edge", "estop", "local_mode", "manual_release",
+)  # fmt: skip
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
 
 
@@ -283,11 +358,25 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
         except ProfileError as exc:
             problems.append((("devices", i, "profile"), str(exc)))
     profiles = {d.id: d.profile for d in cfg.devices}
+    pins: set[str] = set()
     for i, lane in enumerate(cfg.lanes):
         if lane.id in seen_ids:
             problems.append((("lanes", i, "id"), f"id {lane.id!r} is already used by a {seen_ids[lane.id]}"))
         seen_ids[lane.id] = "lane"
-        if profiles.get(lane.controller) != "bollard_controller":
+        if (lane.controller is None) == (lane.dry_contact is None):
+            problems.append(
+                (("lanes", i, "id"), "a lane needs either controller = a device id or a [dry_contact] table")
+            )
+            continue
+        if lane.dry_contact is not None:
+            dry = lane.dry_contact
+            for key in _DRY_PINS:
+                value = getattr(dry, key)
+                if value is not None:
+                    pin = value.pin if isinstance(value, ContactPin) else value
+                    problems += _pin_problems(("lanes", i, "dry_contact", key), pin, pins)
+            continue
+        if lane.controller is None or profiles.get(lane.controller) != "bollard_controller":
             known = sorted(k for k, v in profiles.items() if v == "bollard_controller")
             problems.append(
                 (
@@ -297,25 +386,32 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             )
         if lane.controller in [other.controller for other in cfg.lanes[:i]]:
             problems.append((("lanes", i, "controller"), f"controller {lane.controller!r} already drives a lane"))
-    pins: set[str] = set()
     for i, g in enumerate(cfg.gpio.inputs):
         if g.id in seen_ids:
             problems.append((("gpio", "inputs", i, "id"), f"id {g.id!r} is already used by a {seen_ids[g.id]}"))
         seen_ids[g.id] = "GPIO input"
-        if isinstance(g.pin, int) and not 0 <= g.pin <= _BCM_MAX:
-            problems.append((("gpio", "inputs", i, "pin"), f"expected a BCM GPIO number 0..{_BCM_MAX}, got {g.pin}"))
-        elif isinstance(g.pin, str) and not _PIN_NAME.fullmatch(g.pin):
-            problems.append(
-                (("gpio", "inputs", i, "pin"), f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {g.pin!r}")
-            )
+        problems += _pin_problems(("gpio", "inputs", i, "pin"), g.pin, pins)
         lanes = {lane.id for lane in cfg.lanes}
         if g.kind in GUARD_KINDS and g.lane not in lanes:
             problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input needs lane = one of {sorted(lanes)}"))
         if g.kind not in GUARD_KINDS and g.lane is not None:
             problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input has no lane"))
-        if str(g.pin) in pins:
-            problems.append((("gpio", "inputs", i, "pin"), f"pin {g.pin} is already used"))
-        pins.add(str(g.pin))
+    return problems
+
+
+Problems = list[tuple[tuple[str | int, ...], str]]
+
+
+def _pin_problems(where: tuple[str | int, ...], pin: int | str, used: set[str]) -> Problems:
+    """A GPIO pin that is not one, or is taken already (`used` gets it)."""
+    problems: Problems = []
+    if isinstance(pin, int) and not 0 <= pin <= _BCM_MAX:
+        problems.append((where, f"expected a BCM GPIO number 0..{_BCM_MAX}, got {pin}"))
+    elif isinstance(pin, str) and not _PIN_NAME.fullmatch(pin):
+        problems.append((where, f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {pin!r}"))
+    if str(pin) in used:
+        problems.append((where, f"pin {pin} is already used"))
+    used.add(str(pin))
     return problems
 
 

@@ -23,7 +23,9 @@ from simulators.contacts import SimContact
 from tests.conftest import open_sim_bus
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
 
-LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\nloop_clear_delay_s = 0.2\n'
+LANE = (
+    '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\npower_loss = "auto_lower"\nloop_clear_delay_s = 0.2\n'
+)
 
 
 @pytest.fixture
@@ -174,7 +176,7 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
     from gateway.records import Event, Stamp  # noqa: PLC0415
     from gateway.stateboard import StateBoard  # noqa: PLC0415
 
-    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True),)
+    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True, power_loss="auto_lower"),)
     controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}  # never connected here
     hold = tmp_path / "fire-hold.json"
     topics = Topics("s", "g")
@@ -213,7 +215,7 @@ async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: 
 
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
-    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True),)
+    lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True, power_loss="auto_lower"),)
     controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}
     service = BollardService(lanes, controllers, recorder, Clock())
 

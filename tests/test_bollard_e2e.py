@@ -18,7 +18,10 @@ from tests.conftest import open_sim_bus
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
 
 PREFIX = "campus/v1/test-school/gw-1"
-LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\nfire_lane = true\nloop_clear_delay_s = 0.3\n'
+LANE = (
+    '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\npower_loss = "auto_lower"\n'
+    "fire_lane = true\nloop_clear_delay_s = 0.3\n"
+)
 
 
 def decision(key: str, value: str) -> Any:

@@ -187,7 +187,7 @@ def test_config_gpio_pin_must_exist(pin: str, message: str) -> None:
 
 def test_config_lane_needs_a_bollard_controller() -> None:
     """A lane names a device of profile bollard_controller; anything else is refused at its line."""
-    text = MINIMAL + '\n[[lanes]]\nid = "lane-east"\ncontroller = "facp-1"\n'
+    text = MINIMAL + '\n[[lanes]]\nid = "lane-east"\ncontroller = "facp-1"\npower_loss = "stay"\n'
     with pytest.raises(ConfigError) as err:
         parse_config(text, "g.toml")
     assert str(err.value) == "g.toml:29: lanes[0].controller: no bollard_controller device 'facp-1'; expected one of []"
@@ -199,7 +199,60 @@ def test_config_control_socket_path_too_long() -> None:
     text = MINIMAL.replace('id = "g1"\n', f'id = "g1"\nstate_dir = "{long_dir}"\n') + (
         '\n[[buses]]\nid = "gate"\ntype = "tcp"\nhost = "127.0.0.1"\n'
         '\n[[devices]]\nid = "b1"\nbus = "gate"\nunit = 1\nprofile = "bollard_controller"\n'
-        '\n[[lanes]]\nid = "lane-east"\ncontroller = "b1"\n'
+        '\n[[lanes]]\nid = "lane-east"\ncontroller = "b1"\npower_loss = "stay"\n'
     )
     with pytest.raises(ConfigError, match=r"g\.toml:6: gateway\.state_dir: control socket path .* is longer than 107"):
+        parse_config(text, "g.toml")
+
+
+DRY_LANE = """
+[[lanes]]
+id = "lane-west"
+power_loss = "stay"
+pre_warn_ms = 1500
+[lanes.dry_contact]
+raise_relay = 5
+lower_relay = 6
+stop_relay = 13
+warning_relay = 19
+limit_up = 20
+limit_down = 21
+loop_a = 16
+photocell = { pin = 12, contact = "NO" }
+"""
+
+
+def test_config_dry_contact_lane() -> None:
+    """Pins alone take the usual contact (limits NO, safety devices NC); a table says otherwise."""
+    cfg = parse_config(MINIMAL + DRY_LANE, "g.toml")
+    dry = cfg.lanes[0].dry_contact
+    assert dry is not None
+    assert dry.relays() == {"raise": 5, "lower": 6, "stop": 13, "warning": 19}
+    inputs = {name: (c.pin, c.contact) for name, c in dry.inputs().items()}
+    assert inputs == {
+        "limit_up": (20, "NO"),
+        "limit_down": (21, "NO"),
+        "loop_a_occupied": (16, "NC"),
+        "photocell_blocked": (12, "NO"),
+    }
+    assert cfg.lanes[0].pre_warn_ms == 1500
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("loop_a = 16", "loop_a = 5"), r"g\.toml:\d+: lanes\[0\]\.dry_contact\.loop_a: pin 5 is already used"),
+        (("limit_up = 20", "limit_up = 40"), r"lanes\[0\]\.dry_contact\.limit_up: expected a BCM GPIO number 0\.\.27"),
+        (('power_loss = "stay"\n', ""), r"lanes\[0\]\.power_loss: .*required|missing"),
+        (('power_loss = "stay"', 'power_loss = "down"'), r"lanes\[0\]\.power_loss: .*'stay' or 'auto_lower'"),
+        (("pre_warn_ms = 1500", "pre_warn_ms = 500"), r"lanes\[0\]\.pre_warn_ms: .*1000"),
+        (("photocell = { pin = 12", "photocell = { pin = 17"), r"gpio\.inputs\[0\]\.pin: pin 17 is already used"),
+        (("[lanes.dry_contact]", 'controller = "facp-1"\n[lanes.dry_contact]'), r"lanes\[0\]\.id: a lane needs either"),
+    ],
+)
+def test_config_dry_contact_lane_errors(change: tuple[str, str], message: str) -> None:
+    text = MINIMAL + DRY_LANE.replace(*change)
+    if "17" in change[1]:
+        text += '\n[[gpio.inputs]]\nid = "door-1"\npin = 17\nkind = "door"\n'
+    with pytest.raises(ConfigError, match=message):
         parse_config(text, "g.toml")

@@ -9,17 +9,29 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+from drivers.dry_contact import DryContactController, InputPin
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import ModbusBus
-from drivers.profile import Quality
+from drivers.profile import PointValue, Quality, load_profile
+from gateway.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.bollards.interlocks import InterlockSettings
-from gateway.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor
+from gateway.bollards.supervisor import (
+    START_GRACE_S,
+    Actuator,
+    Authority,
+    Command,
+    Decision,
+    LaneSettings,
+    LaneSupervisor,
+)
 from gateway.clock import Clock
 from gateway.config import LaneConfig
 from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event, Stamp
+from gateway.tracking import DeviceTracker
 
 log = logging.getLogger(__name__)
 
@@ -77,31 +89,24 @@ class BollardService:
         recorder: Recorder,
         clock: Clock,
         hold_file: Path | None = None,
+        pin_factory: Any = None,
     ) -> None:
         self.recorder = recorder
         self.clock = clock
         self.hold_file = hold_file
         self.supervisors: dict[str, LaneSupervisor] = {}
         self.actuators: dict[str, ModbusActuator] = {}
+        self.dry_lanes: dict[str, DryContactLane] = {}
         self._by_controller: dict[str, str] = {}
         self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
         self._detector_fires: set[str] = set()
         self.fire = False
-        for lane in lanes:
-            bus, unit = controllers[lane.controller]
-            actuator = ModbusActuator(lane.id, bus, unit, lane.command_timeout_ms / 1000, clock)
-            settings = LaneSettings(
-                fire_lane=lane.fire_lane,
-                rise_timeout_s=lane.rise_timeout_s,
-                lower_timeout_s=lane.lower_timeout_s,
-                command_ttl_s=lane.command_ttl_s,
-                interlocks=InterlockSettings(lane.loop_clear_delay_s, lane.max_staleness_s),
-            )
-            sup = LaneSupervisor(lane.id, settings, actuator)
-            sup.decisions.append(self._publish)
-            self.supervisors[lane.id] = sup
-            self.actuators[lane.id] = actuator
-            self._by_controller[lane.controller] = lane.id
+        try:
+            for lane in lanes:
+                self._add_lane(lane, controllers, pin_factory)
+        except Exception:
+            self.close()
+            raise
         recorder.on_events.append(self._fire_linkage)
         for lane_id in self._load_holds():
             if lane_id in self.supervisors and self.supervisors[lane_id].settings.fire_lane:
@@ -110,6 +115,68 @@ class BollardService:
                 self.supervisors[lane_id].fire_hold = True
                 log.warning("lane %s: fire hold-down restored from %s", lane_id, self.hold_file)
         self._saved_holds = self._holds()
+
+    def _add_lane(
+        self, lane: LaneConfig, controllers: dict[str, tuple[ModbusBus, int]], pin_factory: Any
+    ) -> LaneSupervisor:
+        pre_warn_s = lane.pre_warn_ms / 1000
+        settings = LaneSettings(
+            fire_lane=lane.fire_lane,
+            rise_timeout_s=lane.rise_timeout_s + (pre_warn_s if lane.dry_contact else 0.0),
+            lower_timeout_s=lane.lower_timeout_s,
+            command_ttl_s=lane.command_ttl_s,
+            start_grace_s=START_GRACE_S + (pre_warn_s if lane.dry_contact else 0.0),
+            interlocks=InterlockSettings(lane.loop_clear_delay_s, lane.max_staleness_s),
+        )
+        actuator: Actuator
+        if lane.dry_contact is not None:
+            dry = lane.dry_contact
+            pins = DryContactController(
+                lane.id,
+                dry.relays(),
+                {name: InputPin(c.pin, c.contact) for name, c in dry.inputs().items()},
+                active_high=dry.relay_active_high,
+                pin_factory=pin_factory,
+            )
+            timing = DryContactTiming(pre_warn_s, dry.pulse_ms / 1000, dry.poll_ms / 1000)
+            actuator = self.dry_lanes[lane.id] = DryContactLane(lane.id, pins, timing, self.clock.mono)
+        else:
+            assert lane.controller is not None  # the configuration checks that a lane has one kind
+            bus, unit = controllers[lane.controller]
+            actuator = self.actuators[lane.id] = ModbusActuator(
+                lane.id, bus, unit, lane.command_timeout_ms / 1000, self.clock
+            )
+            self._by_controller[lane.controller] = lane.id
+        sup = LaneSupervisor(lane.id, settings, actuator)
+        sup.decisions.append(self._publish)
+        self.supervisors[lane.id] = sup
+        if lane.dry_contact is not None:
+            self._report_dry_lane(lane.id, sup)
+        return sup
+
+    def _report_dry_lane(self, lane: str, sup: LaneSupervisor) -> None:
+        """A dry-contact lane has no device poller: its contacts reach the supervisor, and their changes the
+        platform, through the same tracker a Modbus controller's status goes through."""
+        dry = self.dry_lanes[lane]
+        full = load_profile("bollard_controller")
+        sample = dry.step(self.clock.mono())
+        profile = full.model_copy(update={"points": tuple(p for p in full.points if p.name in sample)})
+        memory = self.recorder.memory.of(lane) if self.recorder.memory is not None else None
+        tracker = DeviceTracker(lane, profile, started_mono=self.clock.mono(), remembered=memory)
+        self.recorder.board.register(lane, profile.model, self.clock.wall_ms())
+
+        def on_status(values: dict[str, PointValue], now: float) -> None:
+            sup.on_status(values, now)
+            out = tracker.update(values, Stamp(self.clock.wall_ms(), now, self.clock.synced()))
+            if out.readings or out.events:
+                self.recorder.record(out.readings, out.events, lane, True)
+
+        dry.on_status = on_status
+
+    def close(self) -> None:
+        """Release the relays and pins of dry-contact lanes."""
+        for dry in self.dry_lanes.values():
+            dry.controller.close()
 
     def _holds(self) -> list[str]:
         return sorted(lane for lane, sup in self.supervisors.items() if sup.fire_hold)
@@ -170,6 +237,8 @@ class BollardService:
         async with asyncio.TaskGroup() as tg:
             for actuator in self.actuators.values():
                 tg.create_task(actuator.run(), name=f"bollard-writer[{actuator.lane}]")
+            for dry in self.dry_lanes.values():
+                tg.create_task(dry.run(), name=f"bollard-contacts[{dry.lane}]")
             while True:
                 await asyncio.sleep(0.1)
                 now = self.clock.mono()

@@ -74,6 +74,7 @@ class LaneSettings:
     rise_timeout_s: float = 10.0  # from the raise request to the upper limit, pre-warning included
     lower_timeout_s: float = 8.0
     command_ttl_s: float = 5.0
+    start_grace_s: float = START_GRACE_S  # a dry-contact lane adds its own pre-warning to this
     interlocks: InterlockSettings = field(default_factory=InterlockSettings)
 
 
@@ -166,7 +167,7 @@ class LaneSupervisor:
                 self._decide("lower", None, True, Rule.PRESENCE_DURING_RISE, presence, now)
             elif view.state == "up":
                 self._raising_since = None
-            elif view.state in ("down", "stopped_mid") and now - self._raising_since > START_GRACE_S:
+            elif view.state in ("down", "stopped_mid") and now - self._raising_since > self.settings.start_grace_s:
                 # Asked to rise and did not start: the controller's own interlocks said no (layer 1). A stop
                 # cancels the request, so it cannot start later.
                 self._raising_since = None
