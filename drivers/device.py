@@ -44,3 +44,11 @@ class ModbusDevice:
                     f"map version {seen!r} is not {self.profile.map_version:#06x} of profile {self.profile.model}",
                 )
         return values
+
+    async def read_settings(self, policy: RequestPolicy | None = None) -> dict[str, PointValue]:
+        """Read the profile's settings blocks (empty if it has none)."""
+        use = policy or self.policy
+        raw: dict[str, list[int]] = {}
+        for block in self.profile.settings_blocks:
+            raw[block.name] = await self.bus.read(self.unit, block.function, block.address, block.count, use)
+        return decode(self.profile, raw, settings=True)

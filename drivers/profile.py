@@ -86,7 +86,11 @@ class Point(_Strict):
 
 
 class Profile(_Strict):
-    """A device model: what to read and how to decode it."""
+    """A device model: what to read and how to decode it.
+
+    `settings_blocks` and `settings_points` are the device's configuration (timeouts, what its hardware does on
+    power loss): read on demand to check them against the site's configuration, never on every poll.
+    """
 
     model: str = Field(pattern=r"^[a-z0-9_]+$")
     description: str
@@ -94,24 +98,13 @@ class Profile(_Strict):
     map_version_point: str | None = None
     blocks: tuple[Block, ...]
     points: tuple[Point, ...]
+    settings_blocks: tuple[Block, ...] = ()
+    settings_points: tuple[Point, ...] = ()
 
     @model_validator(mode="after")
     def _check_refs(self) -> Profile:
-        blocks = {b.name: b for b in self.blocks}
-        if len(blocks) != len(self.blocks):
-            raise ValueError("block names must be unique")
-        names = set()
-        for p in self.points:
-            if p.name in names:
-                raise ValueError(f"point {p.name} defined twice")
-            names.add(p.name)
-            block = blocks.get(p.block)
-            if block is None:
-                raise ValueError(f"point {p.name}: no block named {p.block!r}")
-            if p.offset >= block.count:
-                raise ValueError(f"point {p.name}: offset {p.offset} beyond block {block.name} ({block.count})")
-            if (p.type == "di") != (block.function in (1, 2)):
-                raise ValueError(f"point {p.name}: type {p.type} does not fit function {block.function}")
+        names = _check_points(self.blocks, self.points, set())
+        _check_points(self.settings_blocks, self.settings_points, names)
         if self.map_version_point is not None and self.map_version_point not in names:
             raise ValueError(f"map_version_point {self.map_version_point!r} is not a point")
         return self
@@ -122,6 +115,26 @@ class Profile(_Strict):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+def _check_points(blocks: tuple[Block, ...], points: tuple[Point, ...], taken: set[str]) -> set[str]:
+    """Every point names a block it fits in, once; returns the names (`taken`: names used already)."""
+    by_name = {b.name: b for b in blocks}
+    if len(by_name) != len(blocks):
+        raise ValueError("block names must be unique")
+    names = set(taken)
+    for p in points:
+        if p.name in names:
+            raise ValueError(f"point {p.name} defined twice")
+        names.add(p.name)
+        block = by_name.get(p.block)
+        if block is None:
+            raise ValueError(f"point {p.name}: no block named {p.block!r}")
+        if p.offset >= block.count:
+            raise ValueError(f"point {p.name}: offset {p.offset} beyond block {block.name} ({block.count})")
+        if (p.type == "di") != (block.function in (1, 2)):
+            raise ValueError(f"point {p.name}: type {p.type} does not fit function {block.function}")
+    return names
 
 
 def decode_point(point: Point, raw: list[int]) -> PointValue:
@@ -150,9 +163,10 @@ def decode_point(point: Point, raw: list[int]) -> PointValue:
     return PointValue(value, Quality.GOOD)
 
 
-def decode(profile: Profile, blocks: dict[str, list[int]]) -> dict[str, PointValue]:
-    """Decode every point of a profile from the raw values of its blocks."""
-    return {p.name: decode_point(p, blocks[p.block]) for p in profile.points}
+def decode(profile: Profile, blocks: dict[str, list[int]], settings: bool = False) -> dict[str, PointValue]:
+    """Decode every point of a profile (or its settings points) from the raw values of their blocks."""
+    points = profile.settings_points if settings else profile.points
+    return {p.name: decode_point(p, blocks[p.block]) for p in points}
 
 
 def load_profile(source: Path | str) -> Profile:

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from gateway.app import Gateway
 from gateway.config import Config, RtuBusConfig, TcpBusConfig
 from gateway.mqtt_client import Client
+from simulators.bollard import BollardSim
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
 from simulators.scenario import Step, load_scenario, parse_scenario
@@ -41,6 +42,10 @@ def simulate(cfg: Config, run_dir: Path, pin_factory: Any) -> SimulatedSite:
             site.add_tcp_bus(bus.id)
     for dev in cfg.devices:
         site.add_device(dev.id, dev.bus, dev.unit, dev.profile)
+    for lane in cfg.lanes:
+        sim = site.devices.get(lane.controller or "")
+        if isinstance(sim, BollardSim):
+            sim.holding[107] = 1 if lane.power_loss == "auto_lower" else 0  # built as the lane says it is
     for inp in cfg.gpio.inputs:
         site.add_contact(inp.id, inp.pin, inp.contact)
     return site

@@ -113,3 +113,43 @@ async def test_bollard_raise_that_waited_for_the_bus_is_never_sent_late(tmp_path
             writer.cancel()
     # Had the raise arrived the bollard would be RISING, and the stop would have left it STOPPED_MID.
     assert sim.state is BollardState.DOWN
+
+
+async def test_bollard_controller_settings_checked_against_the_lane(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """R18: the lane says its hardware lowers without power; the controller says it stays up. Reported at start
+    with both values, and cleared once the controller agrees; a short pre-warning is reported too (R13)."""
+    sim = BollardSim()
+    sim.holding[107] = 0  # stays up without power
+    sim.holding[102] = 500  # warns half a second: less than the lane's 1 s
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/bollard")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = (
+            config_text(
+                tmp_path / "state",
+                broker.url,
+                [{"id": "gate", **endpoint}],
+                [{"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller"}],
+            )
+            + LANE
+        )
+        async with running_gateway(make_config(text)) as gw:
+            _, first = await sub.wait_for(lambda _t, p: p.get("point") == "settings")
+            assert (first["state"], first["severity"], first["value"]) == (
+                "raised",
+                "warning",
+                "power_loss,pre_warn_ms",
+            )
+            assert first["detail"]["power_loss_configured"] == "auto_lower"
+            assert first["detail"]["power_loss_controller"] == "stay"
+            assert "500 ms" in first["detail"]["findings"]
+            sim.holding[107] = 1
+            sim.holding[102] = 1000
+            assert await gw.bollards.check_settings("lane-east") == {}
+            _, cleared = await sub.wait_for(lambda _t, p: p.get("point") == "settings" and p["state"] == "cleared")
+            assert cleared["value"] == "ok"
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)

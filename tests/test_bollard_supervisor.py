@@ -271,3 +271,28 @@ def test_supervisor_raise_only_from_down_or_stopped() -> None:
     lane.run(0.5)
     assert lane.state() is BollardState.LOWERING
     assert lane.sup.request(Command.RAISE, Authority.GUARD, lane.now).rule is Rule.NOT_FROM_STATE
+
+
+def test_settings_findings_name_each_contradiction() -> None:
+    """Pure check of a controller's settings against its lane (R13, R16, R18)."""
+    from drivers.profile import PointValue, Quality  # noqa: PLC0415
+    from gateway.bollards.service import settings_findings  # noqa: PLC0415
+    from gateway.config import LaneConfig  # noqa: PLC0415
+
+    def settings(power: str | None, pre_warn: int, efo: int = 0) -> dict[str, PointValue]:
+        return {
+            "power_loss_behaviour": PointValue(power, Quality.GOOD if power else Quality.BAD),
+            "pre_warn_ms": PointValue(pre_warn, Quality.GOOD),
+            "efo_remote_enable": PointValue(efo, Quality.GOOD),
+        }
+
+    fire = LaneConfig(id="l1", controller="b1", power_loss="auto_lower", fire_lane=True)
+    assert settings_findings(fire, settings("auto_lower", 1000)) == {}
+    assert set(settings_findings(fire, settings("stay", 1000))) == {"power_loss"}
+    assert set(settings_findings(fire, settings(None, 1000))) == {"power_loss"}
+    assert set(settings_findings(fire, settings("auto_lower", 999))) == {"pre_warn_ms"}
+    assert set(settings_findings(fire, settings("auto_lower", 1000, efo=1))) == {"efo_remote_enable"}
+    stay_fire = LaneConfig(id="l1", controller="b1", power_loss="stay", fire_lane=True)
+    assert "fire lane" in settings_findings(stay_fire, settings("stay", 1000))["power_loss"]
+    gate = LaneConfig(id="l1", controller="b1", power_loss="stay")
+    assert settings_findings(gate, settings("stay", 2000)) == {}

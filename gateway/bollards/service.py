@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from drivers.device import ModbusDevice
 from drivers.dry_contact import DryContactController, InputPin
 from drivers.errors import BusError, DeviceError
-from drivers.modbus import ModbusBus
+from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import PointValue, Quality, load_profile
 from gateway.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.bollards.interlocks import InterlockSettings
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 COIL = {"cmd_raise": 0, "cmd_lower": 1, "cmd_stop": 2, "cmd_efo": 4}
 MAX_QUEUED_S = 1.0  # a raise not on the wire this long after it was decided is not sent at all
 UPWARD = frozenset({"cmd_raise", "cmd_efo"})
+SETTINGS_CHECK_S = 3600.0  # the controller's settings are read at start and then hourly (a technician may change them)
+SETTINGS_RETRY_S = 30.0
 GUARD_COMMANDS = {"bollard_raise": Command.RAISE, "bollard_lower": Command.LOWER, "bollard_stop": Command.STOP}
 
 
@@ -79,6 +82,34 @@ class ModbusActuator:
                 log.error("lane %s: %s not delivered: %s", self.lane, request, exc or "timed out")
 
 
+def settings_findings(lane: LaneConfig, values: dict[str, PointValue]) -> dict[str, str]:
+    """What in a Modbus controller's settings contradicts the lane's configuration or the safety rules, by setting.
+
+    The power-loss behaviour is the hardware's (R18): configured and built must agree. The controller gives the
+    pre-warning of a Modbus lane itself, so it must last at least the lane's `pre_warn_ms` (R13). A controller
+    whose EFO coil is enabled for remote use can be raised fast by anyone on its network (R16).
+    """
+    found: dict[str, str] = {}
+    hardware = values.get("power_loss_behaviour")
+    if hardware is None or hardware.quality is not Quality.GOOD or hardware.value is None:
+        found["power_loss"] = "the controller's power-loss behaviour cannot be read"
+    elif hardware.value != lane.power_loss:
+        found["power_loss"] = f"configured {lane.power_loss}, the controller's hardware does {hardware.value}"
+    elif lane.fire_lane and hardware.value == "stay":
+        found["power_loss"] = "a fire lane whose bollards stay up without power"
+    pre_warn = values.get("pre_warn_ms")
+    if pre_warn is None or not isinstance(pre_warn.value, int):
+        found["pre_warn_ms"] = "the controller's pre-warning time cannot be read"
+    elif pre_warn.value < lane.pre_warn_ms:
+        found["pre_warn_ms"] = (
+            f"the controller warns {pre_warn.value} ms before a rise, the lane needs {lane.pre_warn_ms}"
+        )
+    efo = values.get("efo_remote_enable")
+    if efo is None or efo.value != 0:
+        found["efo_remote_enable"] = "the controller accepts EFO over Modbus (the local key is in the remote position)"
+    return found
+
+
 class BollardService:
     """All lanes of the site."""
 
@@ -97,6 +128,8 @@ class BollardService:
         self.supervisors: dict[str, LaneSupervisor] = {}
         self.actuators: dict[str, ModbusActuator] = {}
         self.dry_lanes: dict[str, DryContactLane] = {}
+        self._settings: dict[str, tuple[LaneConfig, ModbusDevice]] = {}
+        self.settings_checked: dict[str, dict[str, str]] = {}  # lane -> findings of the last settings read
         self._by_controller: dict[str, str] = {}
         self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
         self._detector_fires: set[str] = set()
@@ -147,6 +180,9 @@ class BollardService:
                 lane.id, bus, unit, lane.command_timeout_ms / 1000, self.clock
             )
             self._by_controller[lane.controller] = lane.id
+            profile = load_profile("bollard_controller")
+            policy = RequestPolicy(lane.command_timeout_ms / 1000, 1)
+            self._settings[lane.id] = (lane, ModbusDevice(lane.controller, bus, unit, profile, policy))
         sup = LaneSupervisor(lane.id, settings, actuator)
         sup.decisions.append(self._publish)
         self.supervisors[lane.id] = sup
@@ -239,11 +275,54 @@ class BollardService:
                 tg.create_task(actuator.run(), name=f"bollard-writer[{actuator.lane}]")
             for dry in self.dry_lanes.values():
                 tg.create_task(dry.run(), name=f"bollard-contacts[{dry.lane}]")
+            for lane in self._settings:
+                tg.create_task(self._check_settings(lane), name=f"bollard-settings[{lane}]")
             while True:
                 await asyncio.sleep(0.1)
                 now = self.clock.mono()
                 for sup in self.supervisors.values():
                     sup.check_staleness(now)
+
+    async def _check_settings(self, lane: str) -> None:
+        """Read the controller's settings at start and hourly (a technician may change them)."""
+        while True:
+            try:
+                await self.check_settings(lane)
+            except (DeviceError, BusError) as exc:
+                log.info("lane %s: controller settings not read: %s", lane, exc)
+                await asyncio.sleep(SETTINGS_RETRY_S)
+                continue
+            await asyncio.sleep(SETTINGS_CHECK_S)
+
+    async def check_settings(self, lane: str) -> dict[str, str]:
+        """Read a Modbus lane's controller settings and report what contradicts the configuration, and when that
+        ends. The first result is always reported: it is the commissioning's evidence (R18).
+
+        Raises:
+            DeviceError, BusError: the controller could not be read.
+        """
+        config, device = self._settings[lane]
+        values = await device.read_settings()
+        found = settings_findings(config, values)
+        before = self.settings_checked.get(lane)
+        self.settings_checked[lane] = found
+        if found == before:
+            return found
+        for key, text in found.items():
+            log.warning("lane %s: controller settings: %s: %s", lane, key, text)
+        detail: dict[str, str | int | float | bool | None] = {
+            "power_loss_configured": config.power_loss,
+            "power_loss_controller": _text(values.get("power_loss_behaviour")),
+            "pre_warn_ms_controller": _text(values.get("pre_warn_ms")),
+            "findings": "; ".join(f"{k}: {v}" for k, v in found.items()),
+        }
+        state = "raised" if found else ("cleared" if before else "changed")
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        value = ",".join(found) if found else "ok"
+        severity = "warning" if found else "info"
+        event = Event("bollard", severity, state, lane, "settings", value, Quality.GOOD, stamp, detail)  # type: ignore[arg-type]
+        self.recorder.record([], [event])
+        return found
 
     def _fire_linkage(self, events: list[Event]) -> None:
         """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4)."""
@@ -285,3 +364,7 @@ class BollardService:
         event = Event("bollard", severity, "changed", d.lane, "command", d.command, Quality.GOOD, stamp, detail)  # type: ignore[arg-type]
         log.info("bollard %s", d.text("en"))
         self.recorder.record([], [event])  # kept like any event: in memory while the store refuses writes
+
+
+def _text(pv: PointValue | None) -> str | None:
+    return None if pv is None or pv.value is None else str(pv.value)
