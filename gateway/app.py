@@ -76,6 +76,7 @@ class Gateway:
             self.clock,
             cfg.gateway.state_dir / "fire-hold.json",
             self.pin_factory,
+            panels=tuple(d.id for d in cfg.devices if d.profile == "fire_panel"),
         )
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
         for poller in self.pollers.values():

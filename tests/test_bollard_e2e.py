@@ -153,3 +153,48 @@ async def test_bollard_controller_settings_checked_against_the_lane(
             assert cleared["value"] == "ok"
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_bollard_fire_hold_needs_the_panel_reset_and_the_guard(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """R2, R17: a panel that drops its fire bit without a reset leaves the fire standing (reported as
+    inconsistent); the guard cannot release the fire lane until the panel is reset, and then only the guard can."""
+    panel = FirePanelSim()
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[107] = 1
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "gate", **endpoint}],
+            [
+                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+                 "poll_interval_s": 0.1},
+            ],
+        ) + LANE  # fmt: skip
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            panel.alarm_point(7)
+            await signal.until(lambda: gw.bollards.fire)
+            panel.clear_point(7)
+            panel.state.fire = False  # the fire bit drops, no reset: a panel that misbehaves
+            _, event = await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire" and p["point"] == "inconsistent")
+            assert event["device"] == "facp-1"
+            assert gw.bollards.fire, "the fire stands until the panel is reset"
+            early = gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD)
+            assert early.rule is Rule.FIRE_NOT_RESET
+
+            assert panel.reset()
+            await signal.until(lambda: not gw.bollards.fire)
+            assert gw.bollards.supervisors["lane-east"].fire_hold, "the reset alone does not release the lane"
+            platform = gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.PLATFORM)
+            assert platform.rule is Rule.NOT_LOCAL
+            released = gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD)
+            assert released.accepted
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)

@@ -121,7 +121,9 @@ class BollardService:
         clock: Clock,
         hold_file: Path | None = None,
         pin_factory: Any = None,
+        panels: tuple[str, ...] = (),
     ) -> None:
+        """`panels`: the fire panels (whose fire ends with a reset, not with the fire bit alone)."""
         self.recorder = recorder
         self.clock = clock
         self.hold_file = hold_file
@@ -133,6 +135,8 @@ class BollardService:
         self._by_controller: dict[str, str] = {}
         self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
         self._detector_fires: set[str] = set()
+        self._awaiting_reset: dict[str, int] = {}  # panels whose fire bit dropped -> polls since, not yet reset
+        self._panels = frozenset(panels)
         self.fire = False
         try:
             for lane in lanes:
@@ -248,7 +252,11 @@ class BollardService:
             log.error("%s: cannot save the fire holds: %s", self.hold_file, exc)
 
     def on_poll(self, entry: PolledDevice) -> None:
-        """A bus poller read a device: if it is a lane's controller, its supervisor sees the status."""
+        """A bus poller read a device: a lane's controller goes to its supervisor; a fire panel's reset bit may end
+        a fire whose fire bit has already dropped."""
+        if entry.device.profile.model == "fire_panel":
+            self._panel_polled(entry)
+            return
         lane = self._by_controller.get(entry.device.name)
         if lane is None:
             return
@@ -256,6 +264,22 @@ class BollardService:
             self.supervisors[lane].on_status(entry.last_values, entry.last_read_mono)
         else:
             self.supervisors[lane].check_staleness(self.clock.mono())
+
+    def _panel_polled(self, entry: PolledDevice) -> None:
+        name = entry.device.name
+        values = entry.last_values
+        if name not in self._awaiting_reset or values is None:
+            return
+        fire, reset = values.get("fire"), values.get("reset")
+        if fire is not None and fire.value is False and reset is not None and reset.value is True:
+            del self._awaiting_reset[name]
+            log.warning("fire linkage: panel %s reset", name)
+            self._fires[name] = False
+            self._update_fire()
+            return
+        self._awaiting_reset[name] += 1
+        if self._awaiting_reset[name] == 2:  # not the poll that carried the clear: the panel has not been reset
+            self._report_inconsistent(name)
 
     def request(self, lane: str, command: Command, source: Authority, issued: float | None = None) -> Decision:
         """A command for a lane, decided now (raises KeyError for a lane that does not exist)."""
@@ -325,7 +349,12 @@ class BollardService:
         return found
 
     def _fire_linkage(self, events: list[Event]) -> None:
-        """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4)."""
+        """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4).
+
+        A panel's fire ends only when its fire bit has dropped *and* it reports a reset (R2, R17): a panel whose
+        fire bit drops without one is inconsistent, and the fire linkage stays on. A fire relay opening is the
+        panel's reset (the relay follows its latched fire output).
+        """
         changed = False
         for ev in events:
             if ev.cls != "fire" or ev.state not in ("raised", "cleared"):
@@ -335,19 +364,39 @@ class BollardService:
                 before = set(self._detector_fires)
                 (self._detector_fires.add if active else self._detector_fires.discard)(ev.device)
                 changed |= before != self._detector_fires
+            elif ev.point == "fire" and not active and ev.device in self._panels:
+                if self._fires.get(ev.device):
+                    self._awaiting_reset[ev.device] = 0  # _panel_polled ends it once the reset bit is seen
             elif self._fires.get(ev.device) != active:
                 self._fires[ev.device] = active
+                self._awaiting_reset.pop(ev.device, None)
                 changed = True
+        if changed:
+            self._update_fire()
+
+    def _update_fire(self) -> None:
         confirmed = any(self._fires.values()) or len(self._detector_fires) >= 2
         # Once confirmed, the fire lasts while any source still reports it: one of two detectors clearing
         # does not end it.
         fire = confirmed or (self.fire and (any(self._fires.values()) or bool(self._detector_fires)))
-        if changed and fire != self.fire:
+        if fire != self.fire:
             self.fire = fire
             log.warning("fire linkage: fire %s", "confirmed" if fire else "over")
             now = self.clock.mono()
             for sup in self.supervisors.values():
                 sup.set_fire(fire, now)
+
+    def _report_inconsistent(self, panel: str) -> None:
+        """The panel's fire bit dropped; until its reset bit is seen the fire stands. Said once per fire, as a
+        warning the platform can act on (a panel that clears without reset is misconfigured or faulty)."""
+        log.warning("fire linkage: panel %s cleared its fire bit without a reset: fire kept", panel)
+        detail: dict[str, str | int | float | bool | None] = {
+            "text_en": "the panel cleared its fire without a reset; fire linkage stays on until the panel is reset",
+            "text_zh": "火灾报警控制器未复位即清除火警; 联动保持, 直到控制器复位",
+        }
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        event = Event("fire", "warning", "raised", panel, "inconsistent", True, Quality.GOOD, stamp, detail)
+        self.recorder.record([], [event])
 
     def _publish(self, d: Decision) -> None:
         self._save_holds()
