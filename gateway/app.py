@@ -12,9 +12,11 @@ from drivers.profile import load_profile
 from gateway import __version__
 from gateway.bollards.control import ControlSocket
 from gateway.bollards.service import BollardService
+from gateway.bollards.supervisor import Authority
 from gateway.clock import Clock
 from gateway.config import Config, RtuBusConfig
 from gateway.contract import Topics
+from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
@@ -77,12 +79,23 @@ class Gateway:
             cfg.gateway.state_dir / "fire-hold.json",
             self.pin_factory,
             panels=tuple(d.id for d in cfg.devices if d.profile == "fire_panel"),
+            schedule=cfg.schedule.build() if cfg.schedule is not None else None,
+            gateway_id=cfg.gateway.id,
+            modes_file=cfg.gateway.state_dir / "modes.json",
         )
+        self.doors = DoorAlarms(cfg.gpio.inputs, self.recorder, self.clock, lambda: self.bollards.closed_campus)
+        self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
+        self.inputs.on_door = self.doors.changed
+        self.inputs.on_rex = self.doors.rex
+        self.inputs.on_lockdown = self._lockdown_key
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
         self.recorder.declare_recovery()
+
+    def _lockdown_key(self, on: bool) -> None:
+        self.bollards.set_lockdown(on, Authority.GUARD)
 
     def _build_pollers(self) -> None:
         now = self.clock.mono()
@@ -124,6 +137,8 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
+                if self.cfg.schedule is not None:
+                    tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
                     control = ControlSocket(self.bollards, self.control_path, self.cfg.gateway.control_group)
@@ -133,6 +148,7 @@ class Gateway:
                 self.inputs.start()
                 self.started.set()
         finally:
+            self.doors.close()
             self.inputs.close()
             self.bollards.close()
             for bus in self.buses.values():

@@ -25,8 +25,8 @@ _NO_GATEWAY = (
 def add_parser(sub: Any) -> None:
     """The `bollard` subcommand."""
     p = sub.add_parser("bollard", help="status of the bollard lanes; raise, lower or stop one (guards, on site)")
-    p.add_argument("action", choices=["status", "raise", "lower", "stop", "release"])
-    p.add_argument("lane", nargs="?", help="the lane id (not for status)")
+    p.add_argument("action", choices=["status", "raise", "lower", "stop", "release", "lockdown"])
+    p.add_argument("lane", nargs="?", help="the lane id (not for status); for lockdown: on or off")
     p.add_argument("--config", type=Path, default=Path("/etc/campus-edge/gateway.toml"))
     p.add_argument("--socket", type=Path, help="the control socket (default: from the config)")
     p.add_argument("--lang", help="zh-CN or en (default: from LANG)")
@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
     if args.action != "status" and not args.lane:
         raise GatewayError(f"campus-edge bollard {args.action}: which lane?")
-    request = {"cmd": args.action, "lane": args.lane, "lang": lang}
+    request: dict[str, Any] = {"cmd": args.action, "lane": args.lane, "lang": lang}
+    if args.action == "lockdown":
+        if args.lane not in ("on", "off"):
+            raise GatewayError("campus-edge bollard lockdown: expected on or off")
+        request = {"cmd": "lockdown", "on": args.lane == "on", "lang": lang}
     try:
         answer = ask(path, request)
     except OSError as exc:
@@ -56,14 +60,24 @@ def run(args: argparse.Namespace) -> int:
         print((zh if lang.startswith("zh") else en).format(path=path, error=exc.strerror or exc))
         return 2
     if args.action == "status":
+        in_zh = lang.lower().startswith("zh")
+        if answer.get("lockdown"):
+            print("封闭管理中 (lockdown)" if in_zh else f"LOCKDOWN in force ({answer['lockdown']})")
+        if answer.get("closed_campus") is not None:
+            hours = ("上课时段: 封闭", "非上课时段") if in_zh else ("school hours: closed campus", "out of hours")
+            print(hours[0] if answer["closed_campus"] else hours[1])
         for lane in answer.get("lanes", []):
             state = lane["state"] or "?"
+            if lane.get("stale"):
+                state = f"{state}? ({'数据过期' if in_zh else 'not read lately'})"
             hold = " fire-hold" if lane["fire_hold"] else ""
             print(f"{lane['lane']}: {state}{hold}" + (f" - {lane['text']}" if lane["text"] else ""))
             if lane.get("last"):
                 print(f"  {lane['last']}")
         return 0
     print(answer.get("text", ""))
+    for line in answer.get("decisions", []):
+        print(f"  {line}")
     return 0 if answer.get("ok") else 1
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.errors import ProfileError
 from drivers.profile import load_profile
 from gateway.errors import ConfigError
+from gateway.schedule import DAYS, Period, Schedule
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
@@ -140,11 +143,54 @@ class GpioInputConfig(_Frozen):
 
     id: Id
     pin: int | str
-    kind: Literal["door", "trouble_relay", "fire_relay", "bollard_raise", "bollard_lower", "bollard_stop", "efo_key"]
+    kind: Literal[
+        "door", "trouble_relay", "fire_relay", "bollard_raise", "bollard_lower", "bollard_stop", "efo_key",
+        "lockdown_key", "rex",
+    ]  # fmt: skip
     lane: Id | None = None  # for the gate house's buttons and the EFO key: the lane they act on
+    door: Id | None = None  # for a request-to-exit button or an access grant (kind rex): its door
     contact: Literal["NC", "NO"] = "NC"
     debounce_ms: int = Field(default=50, ge=0, le=1000)
     name: str = ""
+    # Doors (R11): forced-open and held-open alarms, during the closed-campus schedule, always, or never.
+    armed: Literal["schedule", "always", "never"] = "schedule"
+    rex_window_s: float = Field(default=1.0, ge=0, le=30)
+    held_open_s: float = Field(default=60.0, gt=0, le=86400)
+    held_prewarn_s: float | None = Field(default=None, gt=0, le=86400)  # default: 3/4 of held_open_s
+
+
+class PeriodConfig(_Frozen):
+    """School hours on some days: `start` and `end` as "HH:MM" local time (an end before the start runs past
+    midnight)."""
+
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    start: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    end: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class ScheduleConfig(_Frozen):
+    """The closed-campus schedule: scheduled lanes up and doors armed while the school is in session."""
+
+    timezone: str = "Asia/Shanghai"
+    periods: tuple[PeriodConfig, ...] = Field(min_length=1)
+    holidays: tuple[date, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
+        return value
+
+    def build(self) -> Schedule:
+        """The schedule to run."""
+        periods = [
+            Period(frozenset(DAYS.index(d) for d in p.days), time.fromisoformat(p.start), time.fromisoformat(p.end))
+            for p in self.periods
+        ]
+        return Schedule(self.timezone, periods, frozenset(self.holidays))
 
 
 class GpioConfig(_Frozen):
@@ -232,6 +278,7 @@ class LaneConfig(_Frozen):
     name: str = ""
     fire_lane: bool = False
     pre_warn_ms: int = Field(default=1000, ge=1000, le=10000)
+    scheduled: bool = True  # raised during the closed-campus schedule, when there is one
     rise_timeout_s: float = Field(default=10.0, gt=0, le=120)
     lower_timeout_s: float = Field(default=8.0, gt=0, le=120)
     loop_clear_delay_s: float = Field(default=1.0, ge=0, le=60)
@@ -251,6 +298,7 @@ class Config(_Frozen):
     devices: tuple[DeviceConfig, ...] = ()
     gpio: GpioConfig = GpioConfig()
     lanes: tuple[LaneConfig, ...] = ()
+    schedule: ScheduleConfig | None = None
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 
@@ -396,6 +444,13 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input needs lane = one of {sorted(lanes)}"))
         if g.kind not in GUARD_KINDS and g.lane is not None:
             problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input has no lane"))
+        doors = sorted(d.id for d in cfg.gpio.inputs if d.kind == "door")
+        if g.kind == "rex" and g.door not in doors:
+            problems.append((("gpio", "inputs", i, "door"), f"a rex input needs door = one of {doors}"))
+        if g.kind != "rex" and g.door is not None:
+            problems.append((("gpio", "inputs", i, "door"), f"a {g.kind} input has no door"))
+        if g.held_prewarn_s is not None and g.held_prewarn_s >= g.held_open_s:
+            problems.append((("gpio", "inputs", i, "held_prewarn_s"), "expected less than held_open_s"))
     return problems
 
 

@@ -30,6 +30,9 @@ class ContactInputs:
         self.recorder = recorder
         # The gate house's buttons and EFO key: called with (kind, lane) when one is pressed (see app.py).
         self.on_guard: Callable[[str, str], None] | None = None
+        self.on_lockdown: Callable[[bool], None] | None = None  # the lockdown key switch: its level
+        self.on_door: Callable[[str, bool, float, bool], None] | None = None  # (door, open, mono, initial)
+        self.on_rex: Callable[[str, float], None] | None = None  # (door, mono) request to exit / access grant
         self.clock = clock
         self.inputs: dict[str, DebouncedInput] = {}
         self._configs = configs
@@ -40,6 +43,9 @@ class ContactInputs:
         for cfg in self._configs:
             if cfg.kind in GUARD_KINDS:
                 self._guard_input(cfg)
+                continue
+            if cfg.kind in ("lockdown_key", "rex"):
+                self._level_input(cfg)
                 continue
             profile = _KINDS[cfg.kind][0]
             self.recorder.board.register(cfg.id, profile, self.clock.wall_ms())
@@ -62,6 +68,21 @@ class ContactInputs:
         inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
         self.inputs[cfg.id] = inp
 
+    def _level_input(self, cfg: GpioInputConfig) -> None:
+        """The lockdown key switch (its position counts, also at start) and request-to-exit buttons (a press)."""
+
+        def changed(active: bool, mono: float, cfg: GpioInputConfig = cfg) -> None:
+            log.info("input %s (%s) %s", cfg.id, cfg.kind, "active" if active else "released")
+            if cfg.kind == "lockdown_key" and self.on_lockdown is not None:
+                self.on_lockdown(active)
+            elif cfg.kind == "rex" and active and self.on_rex is not None and cfg.door is not None:
+                self.on_rex(cfg.door, mono)
+
+        inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
+        self.inputs[cfg.id] = inp
+        if cfg.kind == "lockdown_key" and inp.active and self.on_lockdown is not None:
+            self.on_lockdown(True)
+
     def _report(self, cfg: GpioInputConfig, active: bool, mono: float, initial: bool) -> None:
         _profile, point, cls, severity = _KINDS[cfg.kind]
         # The edge happened at `mono`; wall time is taken now and moved back by the same amount.
@@ -75,6 +96,8 @@ class ContactInputs:
             state = "raised" if active else "cleared"
             events.append(Event(cls, severity, state, cfg.id, point, active, Quality.GOOD, at))  # type: ignore[arg-type]
         self.recorder.record([reading], events, cfg.id, True)
+        if cfg.kind == "door" and self.on_door is not None:
+            self.on_door(cfg.id, active, mono, initial)
 
     def close(self) -> None:
         """Release the pins."""

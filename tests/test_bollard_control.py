@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.bollard_cli import ask
+from gateway.bollards.supervisor import Authority
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker, free_port
 from simulators.contacts import SimContact
@@ -91,7 +92,10 @@ async def test_bollard_cli_through_the_control_socket(tmp_path: Path, broker: Pr
             assert code == 1
             assert "no lane 'lane-west'; lanes: lane-east" in out
             bad: Any = await asyncio.to_thread(ask, socket_path, {"cmd": "fly", "lane": "lane-east"})
-            assert bad == {"ok": False, "text": "unknown command 'fly'; expected status, raise, lower, stop, release"}
+            assert bad == {
+                "ok": False,
+                "text": "unknown command 'fly'; expected status, lockdown, raise, lower, stop, release",
+            }
         assert not await asyncio.to_thread(socket_path.exists)  # removed when the gateway stops
     code, out = await cli(socket_path, "status", lang="zh-CN")
     assert code == 2
@@ -116,7 +120,10 @@ def test_bollard_control_rejects_what_is_not_a_request(tmp_path: Path) -> None:
         "ok": False,
         "text": "expected one JSON object per line with cmd and lane: got list",
     }
-    assert json.dumps(control.answer(b'{"cmd": "status"}')) == '{"ok": true, "lanes": []}'
+    assert (
+        json.dumps(control.answer(b'{"cmd": "status"}'))
+        == '{"ok": true, "lockdown": null, "closed_campus": null, "lanes": []}'
+    )
 
 
 async def test_bollard_gate_house_buttons_work_without_the_network(
@@ -232,3 +239,93 @@ async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: 
     assert service.fire
     detector("smoke-2", False)
     assert not service.fire
+
+
+async def test_bollard_lockdown_from_the_cli_and_the_key_outlives_a_restart(
+    tmp_path: Path, socket_path: Path, pin_factory: Any
+) -> None:
+    """`campus-edge bollard lockdown on` raises the lane (interlocks respected), survives a gateway restart, and
+    `off` ends it leaving the lane up. The lockdown key switch declares it too, by its position."""
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[102] = 100
+    key = SimContact(pin_factory, 26, "NO")
+    inputs = [{"id": "key-lockdown", "pin": 26, "kind": "lockdown_key", "contact": "NO", "debounce_ms": 10}]
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = lane_site(tmp_path, f"mqtt://127.0.0.1:{free_port()}", endpoint, socket_path, inputs)
+        async with running_gateway(make_config(text), pin_factory) as gw:
+            signal = watch_gateway(gw)
+            lane = gw.bollards.supervisors["lane-east"]
+            await signal.until(lambda: lane.sensors.view(False).state == "down")
+            sim.set_input("photocell_blocked", True)
+            await signal.until(lambda: lane.sensors.view(False).photocell_blocked is True)
+            code, out = await cli(socket_path, "lockdown", "on", lang="zh-CN")
+            assert code == 0
+            assert "封闭管理已启动" in out
+            assert "红外对射被遮挡" in out, "the lane's refusal is shown with its reason"
+            sim.set_input("photocell_blocked", False)
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+            code, out = await cli(socket_path, "status")
+            assert out.startswith("LOCKDOWN in force (guard)")
+        async with running_gateway(make_config(text), pin_factory) as gw:
+            assert gw.bollards.lockdown is not None, "restored from state_dir/modes.json"
+            code, out = await cli(socket_path, "lockdown", "off")
+            assert (code, out.strip()) == (0, "lockdown ended; the lanes stay as they are")
+            assert sim.state is BollardState.UP
+            sim.command("cmd_lower")
+            key.set(True)
+            signal = watch_gateway(gw)
+            await signal.until(lambda: gw.bollards.lockdown is not None)
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+            key.set(False)
+            await signal.until(lambda: gw.bollards.lockdown is None)
+
+
+ALWAYS_IN_SESSION = """
+[schedule]
+timezone = "Asia/Shanghai"
+[[schedule.periods]]
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "00:00"
+"""
+
+
+async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
+    tmp_path: Path, socket_path: Path
+) -> None:
+    """A schedule in session all day: the scheduled lane is raised at start at the lowest authority. On a clock
+    that is not synchronised the schedule judges nothing: the campus is 'unknown' and nothing moves."""
+    from gateway.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.contract import Topics  # noqa: PLC0415
+    from gateway.outbox import Outbox  # noqa: PLC0415
+    from gateway.recorder import Recorder  # noqa: PLC0415
+    from gateway.stateboard import StateBoard  # noqa: PLC0415
+
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[102] = 100
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = lane_site(tmp_path, f"mqtt://127.0.0.1:{free_port()}", endpoint, socket_path) + ALWAYS_IN_SESSION
+        cfg = make_config(text)
+        async with running_gateway(cfg) as gw:
+            signal = watch_gateway(gw)
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+            assert gw.bollards.closed_campus is True
+            assert gw.bollards.supervisors["lane-east"].last_decision is not None
+            assert gw.bollards.supervisors["lane-east"].last_decision.source is Authority.SCHEDULE
+            code, out = await cli(socket_path, "status")
+            assert code == 0
+            assert out.startswith("school hours: closed campus")
+
+    topics = Topics("s", "g")
+    recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
+    assert cfg.schedule is not None
+    unsynced = BollardService((), {}, recorder, Clock(assume_synced=False), schedule=cfg.schedule.build())
+    follow = asyncio.create_task(unsynced.follow_schedule())
+    await asyncio.sleep(0.1)
+    follow.cancel()
+    assert unsynced.closed_campus is None

@@ -296,3 +296,86 @@ def test_settings_findings_name_each_contradiction() -> None:
     assert "fire lane" in settings_findings(stay_fire, settings("stay", 1000))["power_loss"]
     gate = LaneConfig(id="l1", controller="b1", power_loss="stay")
     assert settings_findings(gate, settings("stay", 2000)) == {}
+
+
+def test_supervisor_lockdown_waits_for_the_loop_then_raises() -> None:
+    """A lockdown with a car on the loop: the first try is refused and names the car; once the loop has been
+    clear for the clear delay the lane is raised without anyone asking again, through the same checks."""
+    lane = Lane()
+    lane.sim.set_input("loop_a_occupied", True)
+    lane.poll()
+    first = lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    assert first is not None
+    assert (first.accepted, first.reasons) == (False, (Inhibit.LOOP_OCCUPIED,))
+    lane.run(3.0)
+    assert lane.state() is BollardState.DOWN
+    assert len(lane.log) == 1, "waiting quietly, not refusing every poll"
+    lane.sim.set_input("loop_a_occupied", False)
+    lane.run(0.5)
+    assert lane.actuator.sent == [], "not within the loop clear delay"
+    lane.run(5.0)
+    assert lane.state() is BollardState.UP
+    assert (lane.log[-1].command, lane.log[-1].source, lane.log[-1].accepted) == ("raise", Authority.GUARD, True)
+
+
+def test_supervisor_lockdown_is_not_lowered_by_the_platform_but_by_the_guard() -> None:
+    lane = Lane()
+    lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    lane.run(4.5)
+    assert lane.state() is BollardState.UP
+    refused = lane.sup.request(Command.LOWER, Authority.PLATFORM, lane.now)
+    assert (refused.accepted, refused.rule) == (False, Rule.MODE_HOLDS_UP)
+    assert "封闭管理" in refused.text("zh-CN")
+    assert lane.sup.request(Command.LOWER, Authority.GUARD, lane.now).accepted
+    lane.run(30.0)
+    assert lane.state() is BollardState.DOWN, "the guard's lower stands: the lockdown does not raise it again"
+    assert lane.sup.intents == {}
+
+
+def test_supervisor_stop_ends_the_modes_on_that_lane() -> None:
+    """Whoever stops a rise saw something: no mode raises that lane again until it begins anew."""
+    lane = Lane()
+    lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    lane.run(1.5)
+    assert lane.sup.request(Command.STOP, Authority.PLATFORM, lane.now).accepted
+    lane.run(30.0)
+    assert lane.state() is BollardState.STOPPED_MID
+    assert lane.actuator.sent == ["cmd_raise", "cmd_stop"]
+
+
+def test_supervisor_schedule_lowest_priority() -> None:
+    """School hours raise the lane; a platform lower wins over the schedule; the end of the day lowers it unless
+    a lockdown still holds it up."""
+    lane = Lane()
+    lane.sup.hold_up("schedule", Authority.SCHEDULE, lane.now)
+    lane.run(4.5)
+    assert lane.state() is BollardState.UP
+    assert lane.sup.request(Command.LOWER, Authority.PLATFORM, lane.now).accepted
+    lane.run(15.0)
+    assert lane.state() is BollardState.DOWN
+    lane.sup.hold_up("schedule", Authority.SCHEDULE, lane.now)
+    lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    lane.run(4.5)
+    assert lane.state() is BollardState.UP
+    assert lane.sup.end_mode("schedule", lane.now, lower=True) is None, "the lockdown keeps it up"
+    lane.sup.end_mode("lockdown", lane.now)
+    lane.run(4.0)
+    assert lane.state() is BollardState.UP, "the end of a lockdown leaves the lane as it is"
+    lane.sup.hold_up("schedule", Authority.SCHEDULE, lane.now)
+    d = lane.sup.end_mode("schedule", lane.now, lower=True)
+    assert d is not None
+    assert (d.command, d.source, d.accepted) == ("lower", Authority.SCHEDULE, True)
+
+
+def test_supervisor_schedule_does_not_raise_during_a_fire() -> None:
+    """The schedule is outranked by the fire linkage on every lane; the guard's lockdown is not, off fire lanes."""
+    lane = Lane()
+    lane.sup.set_fire(True, lane.now)
+    d = lane.sup.hold_up("schedule", Authority.SCHEDULE, lane.now)
+    assert d is not None
+    assert (d.accepted, d.rule) == (False, Rule.OUTRANKED)
+    lane.run(20.0)
+    assert lane.state() is BollardState.DOWN
+    locked = lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    assert locked is not None
+    assert locked.accepted

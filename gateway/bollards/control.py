@@ -5,7 +5,10 @@ A Unix socket (mode 0660, group from the config) takes one JSON object per line 
     {"cmd": "raise", "lane": "lane-east", "lang": "zh-CN"}
     -> {"ok": false, "rule": "interlock", "reasons": ["loop_occupied"], "text": "lane-east: 升起 已拒绝 (地感线圈有车)"}
     {"cmd": "status", "lang": "en"}
-    -> {"ok": true, "lanes": [{"lane": "lane-east", "state": "down", "fire_hold": false, "inhibits": [...], ...}]}
+    -> {"ok": true, "lockdown": null, "closed_campus": true,
+        "lanes": [{"lane": "lane-east", "state": "down", "fire_hold": false, "inhibits": [...], ...}]}
+    {"cmd": "lockdown", "on": true, "lang": "en"}
+    -> {"ok": true, "text": "lockdown declared: gates closed", "decisions": ["lane-west: raise done"]}
 
 Whoever can open the socket is a guard (Authority.GUARD): the file permissions are the authorisation, as for any
 local console. Every command is decided and audited like any other.
@@ -34,7 +37,13 @@ MAX_LINE = 4096
 _TEXT = {
     "unknown_lane": ("no lane {lane!r}; lanes: {lanes}", "没有通道 {lane!r}; 现有通道: {lanes}"),
     "bad_request": ("expected one JSON object per line with cmd and lane: {error}", "请求格式错误: {error}"),
-    "unknown_cmd": ("unknown command {cmd!r}; expected status, {cmds}", "未知命令 {cmd!r}; 可用: status, {cmds}"),
+    "unknown_cmd": (
+        "unknown command {cmd!r}; expected status, lockdown, {cmds}",
+        "未知命令 {cmd!r}; 可用: status, lockdown, {cmds}",
+    ),
+    "lockdown_on": ("lockdown declared: gates closed", "封闭管理已启动: 升起升降柱"),
+    "lockdown_off": ("lockdown ended; the lanes stay as they are", "封闭管理已解除; 升降柱保持当前位置"),
+    "lockdown_bad": ('expected "on": true or false', '需要 "on": true 或 false'),
 }
 
 
@@ -90,7 +99,22 @@ class ControlSocket:
         if not isinstance(cmd, str) or not isinstance(req.get("lane", ""), str | None):
             return {"ok": False, "text": _say("bad_request", lang, error="cmd and lane must be strings")}
         if cmd == "status":
-            return {"ok": True, "lanes": [self._status(lane, lang) for lane in self.service.supervisors]}
+            return {
+                "ok": True,
+                "lockdown": self.service.lockdown.name.lower() if self.service.lockdown else None,
+                "closed_campus": self.service.closed_campus,
+                "lanes": [self._status(lane, lang) for lane in self.service.supervisors],
+            }
+        if cmd == "lockdown":
+            on = req.get("on")
+            if not isinstance(on, bool):
+                return {"ok": False, "text": _say("lockdown_bad", lang)}
+            done, decisions = self.service.set_lockdown(on, Authority.GUARD)
+            return {
+                "ok": done,
+                "text": _say("lockdown_on" if on else "lockdown_off", lang),
+                "decisions": [d.text(lang) for d in decisions],
+            }
         if cmd not in COMMANDS:
             return {"ok": False, "text": _say("unknown_cmd", lang, cmd=cmd, cmds=", ".join(COMMANDS))}
         lane = req.get("lane")
@@ -113,5 +137,8 @@ class ControlSocket:
             "fire": sup.fire_active,
             "inhibits": [i.value for i in inhibits],
             "text": "; ".join(reason(i, lang) for i in inhibits),
+            "stale": view.read_mono is None
+            or self.service.clock.mono() - view.read_mono > sup.settings.interlocks.max_staleness_s,
+            "modes": sorted(sup.intents),
             "last": sup.last_decision.text(lang) if sup.last_decision else None,
         }

@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from gateway.bollards.supervisor import (
     Authority,
     Command,
     Decision,
+    Intent,
     LaneSettings,
     LaneSupervisor,
 )
@@ -32,6 +35,7 @@ from gateway.config import LaneConfig
 from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event, Stamp
+from gateway.schedule import Schedule
 from gateway.tracking import DeviceTracker
 
 log = logging.getLogger(__name__)
@@ -122,9 +126,20 @@ class BollardService:
         hold_file: Path | None = None,
         pin_factory: Any = None,
         panels: tuple[str, ...] = (),
+        schedule: Schedule | None = None,
+        gateway_id: str = "gateway",
+        modes_file: Path | None = None,
     ) -> None:
-        """`panels`: the fire panels (whose fire ends with a reset, not with the fire bit alone)."""
+        """`panels`: the fire panels (whose fire ends with a reset, not with the fire bit alone). `schedule`: the
+        closed-campus hours; `modes_file` keeps a lockdown across restarts."""
         self.recorder = recorder
+        self.schedule = schedule
+        self.gateway_id = gateway_id
+        self.modes_file = modes_file
+        self.lockdown: Authority | None = None  # who declared the lockdown in force; None: none
+        self.closed_campus: bool | None = None  # None: not known (no schedule, or the clock is not synchronised)
+        self.on_closed_campus: list[Callable[[bool | None], None]] = []
+        self._scheduled = {lane.id for lane in lanes if lane.scheduled}
         self.clock = clock
         self.hold_file = hold_file
         self.supervisors: dict[str, LaneSupervisor] = {}
@@ -152,6 +167,7 @@ class BollardService:
                 self.supervisors[lane_id].fire_hold = True
                 log.warning("lane %s: fire hold-down restored from %s", lane_id, self.hold_file)
         self._saved_holds = self._holds()
+        self._restore_lockdown()
 
     def _add_lane(
         self, lane: LaneConfig, controllers: dict[str, tuple[ModbusBus, int]], pin_factory: Any
@@ -301,6 +317,7 @@ class BollardService:
                 tg.create_task(dry.run(), name=f"bollard-contacts[{dry.lane}]")
             for lane in self._settings:
                 tg.create_task(self._check_settings(lane), name=f"bollard-settings[{lane}]")
+
             while True:
                 await asyncio.sleep(0.1)
                 now = self.clock.mono()
@@ -347,6 +364,119 @@ class BollardService:
         event = Event("bollard", severity, state, lane, "settings", value, Quality.GOOD, stamp, detail)  # type: ignore[arg-type]
         self.recorder.record([], [event])
         return found
+
+    # -- lockdown and the closed-campus schedule ---------------------------------------------------------------
+
+    def set_lockdown(self, on: bool, source: Authority) -> tuple[bool, list[Decision]]:
+        """Lockdown (封闭管理, an intruder): every lane that is not a fire lane is raised, interlocks respected, and
+        kept wanted up until the lockdown ends (fire lanes stay free for the fire service). Ending it takes at
+        least the authority that declared it, and leaves the lanes where they are. Returns (done, decisions)."""
+        now = self.clock.mono()
+        if not on and self.lockdown is not None and source > self.lockdown:
+            return False, []
+        if on and self.lockdown is not None and self.lockdown <= source:
+            return True, []  # already in force, declared at least as high
+        was = self.lockdown
+        self.lockdown = source if on else None
+        self._save_lockdown()
+        decisions: list[Decision] = []
+        for sup in self.supervisors.values():
+            if sup.settings.fire_lane:
+                continue
+            d = sup.hold_up("lockdown", source, now) if on else sup.end_mode("lockdown", now)
+            if d is not None:
+                decisions.append(d)
+        if (was is None) == on:
+            log.warning("lockdown %s by %s", "declared" if on else "ended", source.name.lower())
+            detail: dict[str, str | int | float | bool | None] = {
+                "source": source.name.lower(),
+                "text_en": "lockdown declared: gates closed" if on else "lockdown ended",
+                "text_zh": "封闭管理已启动: 升起升降柱" if on else "封闭管理已解除",
+            }
+            self._site_event("lockdown", on, "warning" if on else "info", detail)
+        return True, decisions
+
+    def _restore_lockdown(self) -> None:
+        if self.modes_file is None:
+            return
+        try:
+            data = json.loads(self.modes_file.read_text(encoding="utf-8"))
+            source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Unreadable: a lockdown may have been in force. Declared again, by the guard, to be safe: the gate
+            # stays closed until a guard ends it.
+            log.error("%s: unreadable (%s): lockdown assumed in force", self.modes_file, exc)
+            source = Authority.GUARD
+        if source is not None:
+            log.warning("lockdown restored from %s", self.modes_file)
+            self.lockdown = source
+            now = self.clock.mono()
+            for sup in self.supervisors.values():
+                if not sup.settings.fire_lane:
+                    sup.intents["lockdown"] = Intent("lockdown", source)  # pursued from the first status read
+                    sup.retry_intent_at(now)
+
+    def _save_lockdown(self) -> None:
+        if self.modes_file is None:
+            return
+        tmp = self.modes_file.with_name(self.modes_file.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"lockdown": self.lockdown.name.lower() if self.lockdown else None}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.modes_file)
+        except OSError as exc:
+            log.error("%s: cannot save the lockdown: %s", self.modes_file, exc)
+
+    def apply_schedule(self, closed: bool | None) -> None:
+        """The closed-campus schedule says the campus is now closed (True), open (False) or unknown (None: the
+        clock is not synchronised; nothing moves and doors armed by the schedule are not)."""
+        if closed == self.closed_campus:
+            return
+        was = self.closed_campus
+        self.closed_campus = closed
+        now = self.clock.mono()
+        if closed is True:
+            for lane in sorted(self._scheduled):
+                self.supervisors[lane].hold_up("schedule", Authority.SCHEDULE, now)
+        elif closed is False:
+            for lane in sorted(self._scheduled):
+                self.supervisors[lane].end_mode("schedule", now, lower=True)
+        else:
+            # Not knowing the time is not the end of the school day: the lanes stay as they are, no longer pursued.
+            for lane in sorted(self._scheduled):
+                self.supervisors[lane].end_mode("schedule", now)
+        log.warning("closed-campus schedule: %s", {True: "closed", False: "open", None: "unknown"}[closed])
+        if closed is not None or was is not None:
+            detail: dict[str, str | int | float | bool | None] = {
+                "text_en": {True: "school hours: campus closed", False: "campus open", None: "clock not synchronised: "
+                            "schedule suspended"}[closed],
+                "text_zh": {True: "上课时段: 封闭管理", False: "放学: 开放", None: "时钟未同步: 时段控制暂停"}[closed],
+            }  # fmt: skip
+            self._site_event("closed_campus", closed, "info", detail)
+        for listener in self.on_closed_campus:
+            listener(closed)
+
+    async def follow_schedule(self) -> None:
+        """Judge the schedule every second (on a synchronised clock only) until cancelled."""
+        if self.schedule is None:
+            return
+        while True:
+            closed = self.schedule.closed(datetime.now(UTC)) if self.clock.synced() else None
+            self.apply_schedule(closed)
+            await asyncio.sleep(1.0)
+
+    def _site_event(
+        self, point: str, value: bool | None, severity: str, detail: dict[str, str | int | float | bool | None]
+    ) -> None:
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        state = "changed" if value is None else ("raised" if value else "cleared")
+        quality = Quality.GOOD if value is not None else Quality.BAD
+        event = Event("bollard", severity, state, self.gateway_id, point, value, quality, stamp, detail)  # type: ignore[arg-type]
+        self.recorder.record([], [event])
 
     def _fire_linkage(self, events: list[Event]) -> None:
         """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4).

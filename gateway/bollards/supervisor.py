@@ -21,6 +21,7 @@ from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors,
 # (1 s) and the longest a raise may wait for the bus before the actuator drops it (about 2 s).
 START_GRACE_S = 3.5
 FIRE_RESEND_S = 1.0
+INTENT_RETRY_S = 10.0  # a mode's raise that did not happen is tried again at most this often
 
 
 class Authority(IntEnum):
@@ -57,6 +58,7 @@ class Rule(StrEnum):
     CONTROLLER_REFUSED = "controller_refused"
     NOT_FROM_STATE = "not_from_state"
     FIRE_LANE_NOT_DOWN = "fire_lane_not_down"
+    MODE_HOLDS_UP = "mode_holds_up"
 
 
 class Actuator(Protocol):
@@ -76,6 +78,15 @@ class LaneSettings:
     command_ttl_s: float = 5.0
     start_grace_s: float = START_GRACE_S  # a dry-contact lane adds its own pre-warning to this
     interlocks: InterlockSettings = field(default_factory=InterlockSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A standing wish that a lane be up, held by a mode (lockdown, the closed-campus schedule) for as long as the
+    mode lasts. It is not a queued command: each try is decided afresh, against the interlocks of that moment."""
+
+    mode: str
+    source: Authority
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,7 @@ _ZH_RULES = {
     Rule.FIRE_HOLD_DOWN: "火警联动保持降下",
     Rule.NOT_FROM_STATE: "当前状态不能升起 (须先降到底或停止)",
     Rule.FIRE_LANE_NOT_DOWN: "火警时消防通道未降下, 正在重发降下命令",
+    Rule.MODE_HOLDS_UP: "封闭管理或上课时段要求保持升起, 须由更高权限 (门卫) 降下",
     Rule.EXPIRED: "命令已过期",
     Rule.OUTRANKED: "火警期间只接受门卫命令",
     Rule.NOT_LOCAL: "只能在门卫室本地操作",
@@ -143,6 +155,8 @@ class LaneSupervisor:
         self.last_decision: Decision | None = None
         self._fire_lower_sent = -1e9
         self._fire_lane_warned = False
+        self.intents: dict[str, Intent] = {}
+        self._intent_next_try = 0.0
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -198,6 +212,7 @@ class LaneSupervisor:
                 self._lowering_since = None
                 self.actuator.send("cmd_stop")
                 self._decide("stop", None, True, Rule.MOTION_TIMEOUT, (), now)
+        self._pursue(now)
 
     def check_staleness(self, now: float) -> None:
         """Between status reads: a rise we cannot see is a rise we stop (lowering is the safe direction)."""
@@ -222,6 +237,54 @@ class LaneSupervisor:
             self.actuator.send("cmd_lower")
             self._decide("lower", Authority.FIRE, True, Rule.ACCEPTED, (), now)
 
+    # -- modes -----------------------------------------------------------------------------------------------------
+
+    def intent(self) -> Intent | None:
+        """The mode that wants this lane up, of the highest authority; None when none does."""
+        return min(self.intents.values(), key=lambda i: i.source, default=None)
+
+    def hold_up(self, mode: str, source: Authority, now: float) -> Decision | None:
+        """A mode begins that wants this lane up. The first try is decided and published now (a refusal names its
+        reasons); later tries, once the reasons are gone, come from the status reads."""
+        self.intents[mode] = Intent(mode, source)
+        if self.sensors.view(self.fire_hold).state in ("up", "rising", "efo_rising") or self._raising_since is not None:
+            return None
+        decision = self.request(Command.RAISE, source, now)
+        # Refused for an interlock: tried again as soon as it is gone. Accepted, or refused otherwise: not before
+        # the retry time, so a controller that will not rise is not asked every poll.
+        self._intent_next_try = now if decision.rule in (Rule.INTERLOCK, Rule.NOT_FROM_STATE) else now + INTENT_RETRY_S
+        return decision
+
+    def end_mode(self, mode: str, now: float, lower: bool = False) -> Decision | None:
+        """A mode ends. With `lower` (the end of school hours) the lane is lowered by that mode, unless another
+        mode still wants it up; the end of a lockdown leaves the lane where it is, for the guard to decide."""
+        ended = self.intents.pop(mode, None)
+        if ended is None or not lower or self.intents:
+            return None
+        return self.request(Command.LOWER, ended.source, now)
+
+    def retry_intent_at(self, when: float) -> None:
+        """Try the intent again from `when` (a restored lockdown: at the first status read)."""
+        self._intent_next_try = when
+
+    def _pursue(self, now: float) -> None:
+        """A mode wants the lane up and it is not: try again once nothing inhibits the raise. Quietly while
+        something does: the first refusal was published, and the status shows the reasons."""
+        intent = self.intent()
+        if intent is None or now < self._intent_next_try:
+            return
+        if self._raising_since is not None or self._lowering_since is not None:
+            return
+        view = self.sensors.view(self.fire_hold)
+        if view.state not in ("down", "stopped_mid") or (self.fire_hold and self.settings.fire_lane):
+            return
+        if self.fire_active and intent.source > Authority.FIRE:
+            return
+        if raise_inhibits(view, now, self.settings.interlocks):
+            return
+        self._intent_next_try = now + INTENT_RETRY_S
+        self.request(Command.RAISE, intent.source, now)
+
     # -- commands --------------------------------------------------------------------------------------------------
 
     def request(self, command: Command, source: Authority, now: float, issued: float | None = None) -> Decision:
@@ -237,6 +300,15 @@ class LaneSupervisor:
             return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
         if self.fire_hold and self.settings.fire_lane and command is not Command.LOWER and source > Authority.FIRE:
             return self._decide(command.value, source, False, Rule.OUTRANKED, (Inhibit.FIRE_HOLD_DOWN,), now)
+        intent = self.intent()
+        if command is Command.LOWER and intent is not None and source > intent.source:
+            # A lockdown set by the guard is not undone by the platform, nor the school day by anything lower.
+            return self._decide(command.value, source, False, Rule.MODE_HOLDS_UP, (), now)
+        if command in (Command.LOWER, Command.STOP) and intent is not None:
+            # Someone at least as high wants it down, or stopped (a person saw something): the modes give up on
+            # this lane until they begin again, so nothing raises it behind the guard's back.
+            for mode in [m for m, i in self.intents.items() if command is Command.STOP or i.source >= source]:
+                del self.intents[mode]
         if command is Command.STOP:
             self._raising_since = None
             self._lowering_since = None

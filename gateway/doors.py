@@ -1,0 +1,134 @@
+"""Forced-open and held-open door alarms (R11), armed during the closed-campus schedule or always, per door.
+
+Forced open: the door opens while armed with no request-to-exit (or access grant) in the `rex_window_s` before
+the change. Held open: open longer than `held_open_s` while armed, with a pre-alarm at `held_prewarn_s`. Each
+alarm is raised once and cleared when the door closes, so the platform can close its risk record with the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from drivers.profile import Quality
+from gateway.clock import Clock
+from gateway.config import GpioInputConfig
+from gateway.recorder import Recorder
+from gateway.records import Detail, Event, EventState, Severity, Stamp
+
+log = logging.getLogger(__name__)
+
+_ALARMS: dict[str, tuple[Severity, str, str]] = {
+    # point: (severity, English, 中文)
+    "forced_open": ("alarm", "door forced open", "门被强行打开"),
+    "held_open_prewarn": ("info", "door open too long: closing soon required", "门开启时间过长, 请尽快关闭"),
+    "held_open": ("warning", "door held open", "门长时间未关闭"),
+}
+
+
+class _Door:
+    def __init__(self, cfg: GpioInputConfig) -> None:
+        self.cfg = cfg
+        self.open = False
+        self.opened_mono: float | None = None
+        self.last_rex: float | None = None
+        self.raised: set[str] = set()
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def cancel(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        self.timers.clear()
+
+
+class DoorAlarms:
+    """All doors of the gateway. `closed_campus()` says whether the schedule arms them now (None: unknown)."""
+
+    def __init__(
+        self,
+        doors: tuple[GpioInputConfig, ...],
+        recorder: Recorder,
+        clock: Clock,
+        closed_campus: Callable[[], bool | None],
+    ) -> None:
+        self.recorder = recorder
+        self.clock = clock
+        self.closed_campus = closed_campus
+        self.doors = {d.id: _Door(d) for d in doors if d.kind == "door"}
+
+    def armed(self, door: str) -> bool:
+        """Whether the door's alarms are armed now."""
+        mode = self.doors[door].cfg.armed
+        return mode == "always" or (mode == "schedule" and self.closed_campus() is True)
+
+    def rex(self, door: str, mono: float) -> None:
+        """A request-to-exit button or an access grant for `door`."""
+        self.doors[door].last_rex = mono
+
+    def changed(self, door: str, is_open: bool, mono: float, initial: bool = False) -> None:
+        """The door's contact changed (debounced), at `mono`; `initial`: its level when the gateway starts (an
+        open door then counts towards held open, but was not seen being forced)."""
+        d = self.doors[door]
+        if is_open == d.open:
+            return
+        d.open = is_open
+        if not is_open:
+            d.opened_mono = None
+            d.cancel()
+            for point in sorted(d.raised):
+                self._emit(d, point, False, mono)
+            d.raised.clear()
+            return
+        d.opened_mono = mono
+        if not self.armed(door):
+            return
+        if initial:
+            self._start_held(d)
+            return
+        window = d.cfg.rex_window_s
+        if d.last_rex is None or not (mono - window <= d.last_rex <= mono + 0.05):
+            self._raise(d, "forced_open", mono, {"rex_window_s": window})
+        self._start_held(d)
+
+    def rearm(self) -> None:
+        """The schedule changed: start held-open timing for doors that are open and now armed; stop it for the
+        rest. Alarms already raised stay until their door closes."""
+        for door_id, d in self.doors.items():
+            d.cancel()
+            if d.open and self.armed(door_id):
+                self._start_held(d)
+
+    def _start_held(self, d: _Door) -> None:
+        assert d.opened_mono is not None
+        loop = asyncio.get_running_loop()
+        open_for = self.clock.mono() - d.opened_mono
+        prewarn = d.cfg.held_prewarn_s if d.cfg.held_prewarn_s is not None else d.cfg.held_open_s * 0.75
+        for point, after in (("held_open_prewarn", prewarn), ("held_open", d.cfg.held_open_s)):
+            if point not in d.raised:
+                d.timers.append(loop.call_later(max(0.0, after - open_for), self._held, d, point))
+
+    def _held(self, d: _Door, point: str) -> None:
+        if d.open and d.opened_mono is not None and self.armed(d.cfg.id):
+            self._raise(d, point, self.clock.mono(), {"open_s": round(self.clock.mono() - d.opened_mono, 1)})
+
+    def _raise(self, d: _Door, point: str, mono: float, detail: Detail) -> None:
+        d.raised.add(point)
+        log.warning("door %s: %s", d.cfg.id, _ALARMS[point][1])
+        self._emit(d, point, True, mono, detail)
+
+    def _emit(self, d: _Door, point: str, active: bool, mono: float, extra: Detail | None = None) -> None:
+        severity, en, zh = _ALARMS[point]
+        detail: Detail = {"text_en": en, "text_zh": zh, **(extra or {})}
+        if not active:
+            detail = {"text_en": f"{en}: door closed", "text_zh": f"{zh}: 门已关闭"}
+        now_mono = self.clock.mono()
+        stamp = Stamp(self.clock.wall_ms() - int((now_mono - mono) * 1000), mono, self.clock.synced())
+        state: EventState = "raised" if active else "cleared"
+        event = Event("door", severity, state, d.cfg.id, point, active, Quality.GOOD, stamp, detail)
+        self.recorder.record([], [event])
+
+    def close(self) -> None:
+        """Stop every timer."""
+        for d in self.doors.values():
+            d.cancel()

@@ -1,0 +1,90 @@
+"""Forced-open and held-open door alarms (R11) in a running gateway, on simulated contacts; armed always, or by
+the closed-campus schedule; and lockdown from the gate house's key switch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from gateway.contract_check import validate_message
+from simulators.broker import PrivateBroker
+from simulators.contacts import SimContact, contact_pin_factory
+from tests.gateway_harness import config_text, make_config, running_gateway
+
+PREFIX = "campus/v1/test-school/gw-1"
+
+
+def door_site(tmp_path: Path, broker_url: str, armed: str) -> str:
+    door = {"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 10, "armed": armed,
+            "held_open_s": 0.6, "held_prewarn_s": 0.3, "rex_window_s": 1.0}  # fmt: skip
+    rex = {"id": "rex-main", "pin": 18, "kind": "rex", "door": "door-main", "contact": "NO", "debounce_ms": 10}
+    return config_text(tmp_path / "state", broker_url, [], [], [door, rex])
+
+
+def door_event(point: str, state: str) -> Any:
+    def match(topic: str, p: dict[str, Any]) -> bool:
+        return topic == f"{PREFIX}/event/door" and p["point"] == point and p["state"] == state
+
+    return match
+
+
+async def test_door_forced_and_held_open_when_armed_always(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/door")
+    factory = contact_pin_factory()
+    door = SimContact(factory, 17, "NC")
+    rex = SimContact(factory, 18, "NO")
+    async with running_gateway(make_config(door_site(tmp_path, broker.url, "always")), pin_factory=factory):
+        # Someone presses the exit button, then opens the door: a normal exit, no alarm.
+        rex.set(True)
+        await asyncio.sleep(0.05)
+        rex.set(False)
+        door.set(True)
+        _, prewarn = await sub.wait_for(door_event("held_open_prewarn", "raised"))
+        assert prewarn["severity"] == "info"
+        _, held = await sub.wait_for(door_event("held_open", "raised"))
+        assert held["severity"] == "warning"
+        assert held["detail"]["open_s"] >= 0.6
+        assert "门长时间未关闭" in held["detail"]["text_zh"]
+        door.set(False)
+        await sub.wait_for(door_event("held_open", "cleared"))
+        await sub.wait_for(door_event("held_open_prewarn", "cleared"))
+        assert not any(p["point"] == "forced_open" for _, p in sub.messages)
+
+        # No exit button: forced open, an alarm at once; closing it clears it.
+        await asyncio.sleep(1.1)  # the earlier press is outside the window now
+        door.set(True)
+        _, forced = await sub.wait_for(door_event("forced_open", "raised"))
+        assert forced["severity"] == "alarm"
+        door.set(False)
+        await sub.wait_for(door_event("forced_open", "cleared"))
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)
+
+
+async def test_door_armed_by_the_schedule_only(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
+    """Out of school hours an open door is just an open door; during them it is forced, and one already open
+    when the school day begins is timed as held open from when it opened."""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/door")
+    factory = contact_pin_factory()
+    door = SimContact(factory, 17, "NC")
+    async with running_gateway(make_config(door_site(tmp_path, broker.url, "schedule")), pin_factory=factory) as gw:
+        gw.bollards.apply_schedule(False)
+        door.set(True)
+        await sub.wait_for(lambda _t, p: p["point"] == "open" and p["state"] == "raised")
+        await asyncio.sleep(0.8)
+        assert not any(p["point"] != "open" for _, p in sub.messages), "not armed out of hours"
+        gw.bollards.apply_schedule(True)
+        await sub.wait_for(door_event("held_open", "raised"), timeout_s=0.5)  # open for 0.8 s already
+        door.set(False)
+        await sub.wait_for(door_event("held_open", "cleared"))
+        door.set(True)
+        await sub.wait_for(door_event("forced_open", "raised"))
+        gw.bollards.apply_schedule(None)  # the clock lost its synchronisation: not armed by the schedule
+        door.set(False)
+        await sub.wait_for(door_event("forced_open", "cleared"))
+        door.set(True)
+        await asyncio.sleep(0.8)
+        assert [p["point"] for _, p in sub.messages].count("forced_open") == 2, "raised once, cleared once"
