@@ -41,7 +41,8 @@ class PolledDevice:
     polls: int = 0
     attempts_offline: int = 0
     last_values: dict[str, PointValue] | None = None  # the last good read; None until one, and after a failure
-    last_read_mono: float = 0.0
+    last_read_mono: float = 0.0  # when the last good read ended
+    last_read_started_mono: float = 0.0  # and when it began: its first block can be no older than this
     urgent: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,7 @@ class BusPoller:
         entry.polls += 1
         if entry.tracker.online is False:
             entry.attempts_offline += 1
+        started = self.clock.mono()
         try:
             values = await dev.read(policy)
         except (DeviceError, BusError) as exc:
@@ -101,6 +103,7 @@ class BusPoller:
             return
         entry.last_values = values
         entry.last_read_mono = self.clock.mono()
+        entry.last_read_started_mono = started
         outcome = entry.tracker.update(values, self.stamp())
         if outcome.came_online:
             log.warning("device %s back online", dev.name)

@@ -95,7 +95,8 @@ class MotionFaults:
     both_limits: bool = False
     drift_down_pct_per_s: float = 0.0  # a leaking valve while UP
     overcurrent_on_motion: bool = False
-    ignore_presence: bool = False  # the controller's own reversal fails (tests of the gateway's layer)
+    ignore_presence: bool = False  # the controller's own presence interlocks fail: it starts a rise and keeps
+    # rising whatever its loops, photocell and pressure edge say (tests of the gateway's layer alone)
 
 
 class BollardSim(SimDevice):
@@ -226,8 +227,9 @@ class BollardSim(SimDevice):
 
     def raise_inhibits(self, source: Source) -> list[str]:
         """The controller's own reasons not to start a rise (the inhibit bits, and the loop clear delay)."""
-        why = [name for name in self.PRESENCE if self.inputs[name]]
-        if self._loop_cleared_at is not None and self._now - self._loop_cleared_at < self.holding[103] / 1000:
+        why = [] if self.mech.ignore_presence else [name for name in self.PRESENCE if self.inputs[name]]
+        clearing = self._loop_cleared_at is not None and self._now - self._loop_cleared_at < self.holding[103] / 1000
+        if clearing and not self.mech.ignore_presence:
             why.append("loop_clear_delay")
         why += [name for name in ("estop_pressed", "fire_input", "manual_release_engaged") if self.inputs[name]]
         if self.inputs["local_mode"] and source is Source.MODBUS:

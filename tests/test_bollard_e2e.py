@@ -97,6 +97,8 @@ async def test_bollard_raise_that_waited_for_the_bus_is_never_sent_late(tmp_path
         bus, _ = await open_sim_bus("tcp", {1: stalled, 2: sim}, tmp_path, stack)
         assert isinstance(bus, ModbusBus)
         actuator = ModbusActuator("lane-east", bus, 2, 0.3, Clock())
+        failed: list[str] = []
+        actuator.on_failed = failed.append
         writer = asyncio.create_task(actuator.run())
         try:
             read = asyncio.create_task(bus.read(1, 4, 0, 18, RequestPolicy(3.0, 0)))
@@ -104,6 +106,7 @@ async def test_bollard_raise_that_waited_for_the_bus_is_never_sent_late(tmp_path
             actuator.send("cmd_raise")
             await read
             assert actuator.failures + actuator.dropped == 1
+            assert failed == ["cmd_raise"], "the supervisor is told"
             before = sim.requests
             actuator.send("cmd_stop")  # the safe direction still goes out
             async with asyncio.timeout(5):

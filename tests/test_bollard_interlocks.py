@@ -128,3 +128,18 @@ def test_interlocks_state_needs_its_limit_switch() -> None:
     sim.mech.limit_down_stuck_open = True
     sim.set_input("limit_down", False)
     assert raise_inhibits(lane(sim).view(fire_hold_down=False), 10.2, SETTINGS) == [Inhibit.STATE_UNKNOWN]
+
+
+def test_interlocks_time_a_read_the_safe_way() -> None:
+    """A read that began at 10.0 and ended at 10.5: its data is as old as 10.0 for staleness, and loops it saw
+    free were free only from 10.5 for the clear delay."""
+    sim = BollardSim()
+    sim.set_input("loop_a_occupied", True)
+    sensors = LaneSensors()
+    sensors.update(read(sim), 9.0)
+    sim.set_input("loop_a_occupied", False)
+    sensors.update(read(sim), 10.5, started=10.0)
+    view = sensors.view(fire_hold_down=False)
+    assert view.read_mono == 10.0
+    assert view.loop_cleared_mono == 10.5
+    assert raise_inhibits(view, 11.2, SETTINGS) == [Inhibit.STALE_DATA, Inhibit.LOOP_CLEARING]

@@ -8,7 +8,10 @@ Properties:
 - no rise starts without the warning lights and buzzer having been on for the pre-warning time;
 - no fire lane is up or rising once a fire has had the time to lower it, unless its controller is without power,
   faulted or manually released (each of them reported by the controller's state);
-- EFO never comes from anything the supervisor does: only a local input can start it.
+- EFO never comes from anything the supervisor does: only a local input can start it;
+- no raise command leaves the gateway while anything it knows inhibits a raise (R12), checked as it is sent.
+Lockdown and school hours come and go among the steps: the raises the supervisor then makes by itself are held
+to the same properties.
 """
 
 from __future__ import annotations
@@ -18,10 +21,27 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from drivers.profile import load_profile
+from gateway.bollards.interlocks import raise_inhibits
 from gateway.bollards.supervisor import Authority, Command, LaneSettings, LaneSupervisor
 from simulators.bollard import BollardSim, BollardState, Source
 from tests.test_bollard_interlocks import read
 from tests.test_bollard_supervisor import SimActuator
+
+
+class CheckedActuator(SimActuator):
+    """Checks R12 at the moment a raise leaves the gateway: nothing the gateway knows inhibits it."""
+
+    def __init__(self, sim: BollardSim, machine: LaneMachine) -> None:
+        super().__init__(sim)
+        self.machine = machine
+
+    def send(self, request: str) -> None:
+        if request == "cmd_raise":
+            m = self.machine
+            held = raise_inhibits(m.sup.sensors.view(m.sup.fire_hold), m.now, m.sup.settings.interlocks)
+            assert not held, f"raise sent while {held}"
+        super().send(request)
+
 
 PROFILE = load_profile("bollard_controller")
 POLL_S = 0.1
@@ -36,7 +56,7 @@ class LaneMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 1000.0
         self.sim = BollardSim(clock=lambda: self.now, rise_s=3.0, lower_s=2.5)
-        self.actuator = SimActuator(self.sim)
+        self.actuator = CheckedActuator(self.sim, self)
         self.sup = LaneSupervisor("lane", LaneSettings(fire_lane=True), self.actuator)
         self.presence_since: float | None = None
         self.fire_since: float | None = None
@@ -162,6 +182,20 @@ class LaneMachine(RuleBasedStateMachine):
         self.sim.mech.slow_factor = 1.0
         self.sim.command("cmd_reset_fault", Source.LOCAL_BUTTON)
         self.run(1.2)  # past the loop clear delay
+
+    @rule(
+        mode=st.sampled_from(["lockdown", "schedule"]),
+        on=st.booleans(),
+        source=st.sampled_from([Authority.GUARD, Authority.PLATFORM, Authority.SCHEDULE]),
+    )
+    def mode(self, mode: str, on: bool, source: Authority) -> None:
+        """Lockdown or school hours begin or end: the supervisor then raises by itself, whenever it finds the
+        lane clear, which must hold every property a requested raise does."""
+        if on:
+            self.sup.hold_up(mode, Authority.SCHEDULE if mode == "schedule" else source, self.now)
+        else:
+            self.sup.end_mode(mode, self.now, lower=mode == "schedule")
+        self.poll()
 
     @rule()
     def technician_resets_fault(self) -> None:

@@ -379,3 +379,29 @@ def test_supervisor_schedule_does_not_raise_during_a_fire() -> None:
     locked = lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
     assert locked is not None
     assert locked.accepted
+
+
+class DeadBus:
+    """An actuator whose bus is down: requests are taken and never arrive."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, request: str) -> None:
+        self.sent.append(request)
+
+
+def test_supervisor_told_a_raise_was_not_delivered_says_so_and_stops_watching() -> None:
+    """The audit trail shows the acceptance and then that it never reached the controller; no timeout follows."""
+    lane = Lane()
+    sup = LaneSupervisor("lane-east", LaneSettings(), DeadBus())
+    log: list[Decision] = []
+    sup.decisions.append(log.append)
+    sup.on_status(read(lane.sim), lane.now)
+    assert sup.request(Command.RAISE, Authority.GUARD, lane.now).accepted
+    sup.not_delivered("cmd_raise", lane.now)
+    for _ in range(150):
+        lane.now += POLL_S
+        sup.on_status(read(lane.sim), lane.now)
+    assert [(d.command, d.rule) for d in log] == [("raise", Rule.ACCEPTED), ("raise", Rule.NOT_DELIVERED)]
+    assert "命令未能送达控制器" in log[-1].text("zh-CN")

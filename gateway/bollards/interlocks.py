@@ -136,14 +136,16 @@ class LaneSensors:
         self._occupied: bool | None = None
         self._cleared_mono: float | None = None
 
-    def update(self, values: dict[str, PointValue], mono: float) -> None:
-        """A good status read taken at `mono`."""
+    def update(self, values: dict[str, PointValue], mono: float, started: float | None = None) -> None:
+        """A good status read that ended at `mono` and began at `started` (its blocks are read one after the
+        other). Each time is taken the safe way: the data is as old as the start (staleness), and loops seen
+        free were free from the end (the clear delay)."""
         occupied = _any_active(values, "loop_a_occupied", "loop_b_occupied")
         if self._occupied is not False and occupied is False and self._read_mono is not None:
             self._cleared_mono = mono
         self._occupied = occupied
         self._values = values
-        self._read_mono = mono
+        self._read_mono = mono if started is None else min(started, mono)
 
     def view(self, fire_hold_down: bool) -> LaneView:
         """The lane as last read."""

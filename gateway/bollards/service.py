@@ -60,6 +60,7 @@ class ModbusActuator:
         self.queue: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
         self.failures = 0
         self.dropped = 0
+        self.on_failed: Callable[[str], None] | None = None  # a request that did not reach the controller
 
     def send(self, request: str) -> None:
         self.queue.put_nowait((request, self.clock.mono()))
@@ -74,6 +75,8 @@ class ModbusActuator:
             if request in UPWARD and late > MAX_QUEUED_S:
                 self.dropped += 1
                 log.error("lane %s: %s dropped: waited %.1f s for the bus", self.lane, request, late)
+                if self.on_failed is not None:
+                    self.on_failed(request)
                 continue
             # An upward request gets its timeout twice over, bus wait and connection included; a lower or a stop
             # is the safe direction and is always tried to the end.
@@ -84,6 +87,8 @@ class ModbusActuator:
             except (DeviceError, BusError, TimeoutError) as exc:
                 self.failures += 1
                 log.error("lane %s: %s not delivered: %s", self.lane, request, exc or "timed out")
+                if self.on_failed is not None:
+                    self.on_failed(request)
 
 
 def settings_findings(lane: LaneConfig, values: dict[str, PointValue]) -> dict[str, str]:
@@ -205,6 +210,8 @@ class BollardService:
             self._settings[lane.id] = (lane, ModbusDevice(lane.controller, bus, unit, profile, policy))
         sup = LaneSupervisor(lane.id, settings, actuator)
         sup.decisions.append(self._publish)
+        if lane.id in self.actuators:
+            self.actuators[lane.id].on_failed = lambda request: sup.not_delivered(request, self.clock.mono())
         self.supervisors[lane.id] = sup
         if lane.dry_contact is not None:
             self._report_dry_lane(lane.id, sup)
@@ -277,7 +284,7 @@ class BollardService:
         if lane is None:
             return
         if entry.last_values is not None:
-            self.supervisors[lane].on_status(entry.last_values, entry.last_read_mono)
+            self.supervisors[lane].on_status(entry.last_values, entry.last_read_mono, entry.last_read_started_mono)
         else:
             self.supervisors[lane].check_staleness(self.clock.mono())
 

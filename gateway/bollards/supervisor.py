@@ -59,6 +59,7 @@ class Rule(StrEnum):
     NOT_FROM_STATE = "not_from_state"
     FIRE_LANE_NOT_DOWN = "fire_lane_not_down"
     MODE_HOLDS_UP = "mode_holds_up"
+    NOT_DELIVERED = "not_delivered"
 
 
 class Actuator(Protocol):
@@ -121,6 +122,7 @@ _ZH_RULES = {
     Rule.FIRE_HOLD_DOWN: "火警联动保持降下",
     Rule.NOT_FROM_STATE: "当前状态不能升起 (须先降到底或停止)",
     Rule.FIRE_LANE_NOT_DOWN: "火警时消防通道未降下, 正在重发降下命令",
+    Rule.NOT_DELIVERED: "命令未能送达控制器",
     Rule.MODE_HOLDS_UP: "封闭管理或上课时段要求保持升起, 须由更高权限 (门卫) 降下",
     Rule.EXPIRED: "命令已过期",
     Rule.OUTRANKED: "火警期间只接受门卫命令",
@@ -160,9 +162,9 @@ class LaneSupervisor:
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
-    def on_status(self, values: dict[str, PointValue], now: float) -> None:
-        """A status read of the controller: supervise what is moving."""
-        self.sensors.update(values, now)
+    def on_status(self, values: dict[str, PointValue], now: float, started: float | None = None) -> None:
+        """A status read of the controller that ended `now` (and began at `started`): supervise what is moving."""
+        self.sensors.update(values, now, started)
         view = self.sensors.view(self.fire_hold)
         if self._raising_since is None and view.state in ("rising", "efo_rising"):
             # A rise the gateway did not start (the controller's own button, an auto re-rise, a late command):
@@ -213,6 +215,17 @@ class LaneSupervisor:
                 self.actuator.send("cmd_stop")
                 self._decide("stop", None, True, Rule.MOTION_TIMEOUT, (), now)
         self._pursue(now)
+
+    def not_delivered(self, request: str, now: float) -> None:
+        """A request that never reached the controller: the bus failed, or a raise waited too long for it and was
+        dropped. Said in the audit trail after the acceptance it follows; a rise that cannot happen is no longer
+        watched for (a lost lowering of a fire lane is asked for again by `on_status`)."""
+        command = request.removeprefix("cmd_")
+        if request in ("cmd_raise", "cmd_efo"):
+            self._raising_since = None
+        elif request == "cmd_lower":
+            self._lowering_since = None
+        self._decide(command, None, False, Rule.NOT_DELIVERED, (), now)
 
     def check_staleness(self, now: float) -> None:
         """Between status reads: a rise we cannot see is a rise we stop (lowering is the safe direction)."""
