@@ -93,7 +93,7 @@ class MotionFaults:
     limit_up_stuck_open: bool = False
     limit_down_stuck_open: bool = False
     both_limits: bool = False
-    drift_down_pct_per_s: float = 0.0  # a leaking valve while UP
+    drift_down_pct_per_s: float = 0.0  # a leaking valve: sinks whenever not driven; leaving limit_up faults
     overcurrent_on_motion: bool = False
     ignore_presence: bool = False  # the controller's own reversal fails (tests of the gateway's layer)
 
@@ -316,19 +316,25 @@ class BollardSim(SimDevice):
             self.last_source = Source.FIRE_INPUT
             self._start_lowering()
         elif self._motion_started is None:
-            pass  # a state set from outside: reported as it is, nothing moves
+            self._at_rest(dt)
         elif self.state in (BollardState.RISING, BollardState.EFO_RISING):
             self._rising(dt)
         elif self.state is BollardState.LOWERING:
             self._lowering(dt)
-        elif self.state is BollardState.UP and self.mech.drift_down_pct_per_s > 0:
-            self.position = max(0.0, self.position - self.mech.drift_down_pct_per_s * dt)
-            if self.position < 100:
-                self._halt(BollardState.FAULT, Fault.DRIFT_DOWN)
         if self.state in _MOVING and self.inputs["estop_pressed"]:
             self._halt(BollardState.STOPPED_MID)
         self._limits()
         self._lights()
+
+    def _at_rest(self, dt: float) -> None:
+        """Nothing driven (at an end, stopped, faulted, or a state set from outside): only a leaking valve moves the
+        bollard, down. An upper limit that opens while UP without a command is a fault (code 4, drift down)."""
+        held_up = self.state is BollardState.UP and self.inputs["limit_up"]
+        if self.mech.drift_down_pct_per_s > 0:
+            self.position = max(0.0, self.position - self.mech.drift_down_pct_per_s * dt)
+        self._limits()
+        if held_up and not self.inputs["limit_up"]:
+            self._halt(BollardState.FAULT, Fault.DRIFT_DOWN)
 
     def _rising(self, dt: float) -> None:
         assert self._motion_started is not None
