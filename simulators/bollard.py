@@ -87,7 +87,8 @@ class Source(IntEnum):
 
 @dataclass(slots=True)
 class MotionFaults:
-    """Mechanical faults to inject (devices.md 3.7, list of 15). Modbus-level ones are in `SimDevice.faults`."""
+    """Faults of the controller's mechanics and field wiring to inject (devices.md 3.7, list of 15). Modbus-level
+    ones are in `SimDevice.faults`; scenario files set both by field name (simulators/scenario.py)."""
 
     slow_factor: float = 1.0  # >1: low oil, cold oil, worn pump; beyond the timeout it faults
     limit_up_stuck_open: bool = False
@@ -96,6 +97,12 @@ class MotionFaults:
     drift_down_pct_per_s: float = 0.0  # a leaking valve: sinks whenever not driven; leaving limit_up faults
     overcurrent_on_motion: bool = False
     ignore_presence: bool = False  # the controller's own reversal fails (tests of the gateway's layer)
+    # Outputs whose lamp or buzzer is dead, as bits of input register 14 (bit 0 red, 1 green/yellow, 2 flasher,
+    # 3 buzzer): the controller still drives them, but the register reports lamp current, so they read 0.
+    lamps_failed: int = 0
+    # A condition the controller detects itself and trips on (motor thermal, hydraulic pressure low, oil level
+    # low, loop detector or photocell fault output, ...): FAULT with this code, motor off, no reset until cleared.
+    trip: Fault = Fault.NONE
 
 
 class BollardSim(SimDevice):
@@ -266,7 +273,11 @@ class BollardSim(SimDevice):
     def _reset(self, _source: Source) -> bool:
         if self.state is not BollardState.FAULT and not self.fault_code:
             return True
-        if self.mech.both_limits or (self.mech.overcurrent_on_motion and self._motion_started is not None):
+        if (
+            self.mech.both_limits
+            or self.mech.trip is not Fault.NONE
+            or (self.mech.overcurrent_on_motion and self._motion_started is not None)
+        ):
             return self._refuse("reset: the cause is still there")
         self.fault_code = 0
         self.reversals = 0
@@ -306,6 +317,8 @@ class BollardSim(SimDevice):
             self.command("cmd_efo", Source.EFO)
         if self.mech.both_limits and self.state is not BollardState.FAULT:
             self._halt(BollardState.FAULT, Fault.BOTH_LIMITS)
+        if self.mech.trip is not Fault.NONE and self.state is not BollardState.FAULT:
+            self._halt(BollardState.FAULT, self.mech.trip)
         if self.inputs["manual_release_engaged"] and self.state is not BollardState.MANUAL:
             self._halt(BollardState.MANUAL)
         if self.state is BollardState.MANUAL:
@@ -397,7 +410,8 @@ class BollardSim(SimDevice):
             self._seek_limit = self.state is BollardState.UNKNOWN
 
     def _lights(self) -> None:
-        """Input register 14: bit 0 red, 1 green/yellow, 2 flasher, 3 buzzer (devices.md 3.5: red unless down)."""
+        """The outputs the controller drives: bit 0 red, 1 green/yellow, 2 flasher, 3 buzzer (devices.md 3.5: red
+        unless down). Input register 14 reports them by lamp current, without those in `mech.lamps_failed`."""
         moving = self.state in _MOVING
         self.lights = 0b0010 if self.state is BollardState.DOWN else 0b0001 | (0b1100 if moving else 0)
 
@@ -451,7 +465,7 @@ class BollardSim(SimDevice):
             11: 240,
             12: self.event_counter,
             13: int(self.last_source),
-            14: self.lights,
+            14: self.lights & ~self.mech.lamps_failed,
         }
 
     def write(self, function: int, address: int, values: Sequence[int]) -> ModbusExceptionCode | None:

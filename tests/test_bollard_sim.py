@@ -167,6 +167,39 @@ def test_bollard_up_limit_opening_while_up_is_drift(sim: BollardSim, clock: Fake
     assert sim.position == 100
 
 
+def test_bollard_failed_lamps_read_zero(sim: BollardSim, clock: FakeClock) -> None:
+    """Dead red lamp and buzzer (fault 15): the controller drives them, register 14 reads them 0, the rest as
+    driven; the rise itself goes on."""
+    sim.mech.lamps_failed = 0b1001
+    sim.command("cmd_raise")
+    clock.advance(0.5, sim)
+    assert sim.lights == 0b1101
+    assert sim.table(4)[14] == 0b0100
+    clock.advance(4.0, sim)
+    assert state(sim) is BollardState.UP
+    assert sim.table(4)[14] == 0
+
+
+@pytest.mark.parametrize("trip", [Fault.MOTOR_THERMAL, Fault.HYDRAULIC_PRESSURE_LOW, Fault.LOOP_DETECTOR_FAULT])
+def test_bollard_trip_stops_and_holds_until_cleared(sim: BollardSim, clock: FakeClock, trip: Fault) -> None:
+    """A condition the controller detects itself, mid-rise: motor off, FAULT with its code; a reset is refused
+    while the cause is there and accepted once it is gone."""
+    sim.command("cmd_raise")
+    clock.advance(2.0, sim)
+    sim.mech.trip = trip
+    clock.advance(0.1, sim)
+    assert (state(sim), sim.fault_code) == (BollardState.FAULT, trip)
+    held = sim.position
+    clock.advance(2.0, sim)
+    assert sim.position == held
+    assert not sim.command("cmd_raise")
+    assert not sim.command("cmd_reset_fault")
+    assert sim.refusals[-1] == "reset: the cause is still there"
+    sim.mech.trip = Fault.NONE
+    assert sim.command("cmd_reset_fault")
+    assert state(sim) is BollardState.STOPPED_MID
+
+
 def test_bollard_estop_mid_rise_stops_then_lowers(sim: BollardSim, clock: FakeClock) -> None:
     """E-stop during a rise: stopped mid-way; after release, lower brings it down."""
     sim.command("cmd_raise")
