@@ -1,7 +1,11 @@
-"""The fifteen faults of devices.md 3.7, injected from scenario text.
+"""The fifteen faults of devices.md 3.7: each injected from scenario text, and each ending safe and reported.
 
 Part one plays every scenario action that injects a fault into a started simulated site and reads the effect back
-over Modbus TCP on loopback with the gateway's own bus driver.
+over Modbus TCP on loopback with the gateway's own bus driver. Part two plays one scenario per fault (or per
+variant of one) against a lane supervisor on an injected clock (the `Lane` harness of the supervisor tests, with
+the bus between them modelled from the controller's Modbus faults), and checks where it ends: nothing moving up
+into a vehicle or person, no rise going on, and the fault reported by the controller or by a decision of the
+supervisor. Faults today's supervisor does not report are expected failures, each with the reason.
 """
 
 from __future__ import annotations
@@ -9,15 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
 from drivers.errors import DeviceException, DeviceTimeout
 from drivers.modbus import Function, ModbusBus, RequestPolicy
+from gateway.bollards.interlocks import Inhibit
+from gateway.bollards.supervisor import Authority, Command, LaneSettings, Rule
 from simulators.bollard import BollardSim, BollardState, Fault, MotionFaults
 from simulators.devices import Faults
 from simulators.scenario import ACTIONS, VALUES, ScenarioError, Step, parse_scenario
 from simulators.site import SimulatedSite
+from tests.test_bollard_supervisor import POLL_S, PROFILE, Lane, SimActuator
 
 FAST = RequestPolicy(timeout_s=0.2, retries=0)
 BOLLARD = 1  # unit ids on the site's TCP bus
@@ -227,3 +235,245 @@ async def test_faults_scenario_bad_step_built_in_code(site: SimulatedSite) -> No
 def test_faults_scenario_every_checked_action_is_listed() -> None:
     """Each action whose value is checked is documented in ACTIONS (and so accepted in files)."""
     assert set(VALUES) <= set(ACTIONS)
+
+
+# -- part two: every fault ends safe and reported ---------------------------------------------------------------
+
+REPLY_TIMEOUT_S = 0.5  # the RTU bus default: a reply later than this is no reply
+
+
+class BusLane(Lane):
+    """The supervisor tests' lane, with the bus in between and scenario steps applied on the lane's clock.
+
+    Each status read takes one request per profile block, each command one coil write, and the controller's
+    Modbus faults (`sim.faults`) decide, request by request and without retries, whether it reaches the
+    controller and whether its reply comes back in time. A status read that fails goes to `check_staleness`, as
+    the gateway's bollard service does with a failed poll. Steps target the controller ("bollard-east") through a
+    SimulatedSite, or the guard's buttons ("lane-east").
+    """
+
+    def __init__(self, settings: LaneSettings | None = None) -> None:
+        self.into_presence: list[float] = []  # times the bollard moved up with a presence seen a poll before
+        self._presence = False
+        self._position = 0.0
+        self.moving_up = False  # the bollard rose between the last two polls
+        super().__init__(settings)
+        self.actuator = BusActuator(self)
+        self.sup.actuator = self.actuator
+        self.site = SimulatedSite()
+        self.site.devices["bollard-east"] = self.sim
+        self.site.externals["lane-east"] = self._guard
+
+    def transaction(self) -> tuple[bool, bool]:
+        """One request on the bus: (carried out by the controller, good reply in time)."""
+        f = self.sim.faults
+        if f.silent:
+            return False, False
+        if f.drop_next_replies > 0:
+            f.drop_next_replies -= 1
+            return False, False
+        if f.exception_next is not None:
+            f.exception_next = None
+            return True, False
+        if f.corrupt_next_crc > 0:
+            f.corrupt_next_crc -= 1
+            return True, False
+        return True, f.stall_s < REPLY_TIMEOUT_S
+
+    def poll(self) -> None:
+        """Watch the bollard as a bystander would, then read its status over the bus, or fail to."""
+        moved_up = self.sim.position > self._position + 1e-9
+        if self._presence and moved_up:
+            self.into_presence.append(self.now)
+        self._presence = any(self.sim.inputs[name] for name in BollardSim.PRESENCE)
+        self._position = self.sim.position
+        self.moving_up = moved_up
+        if all(self.transaction()[1] for _block in PROFILE.blocks):
+            super().poll()
+        else:
+            self.sup.check_staleness(self.now)
+
+    def _guard(self, s: Step) -> None:
+        command = {"guard_raise": Command.RAISE, "guard_lower": Command.LOWER, "guard_stop": Command.STOP}[s.action]
+        self.sup.request(command, Authority.GUARD, self.now)
+
+    def play(self, scenario: str, until_s: float) -> None:
+        """Apply each step at its time from now, one poll at a time, and go on polling until `until_s`."""
+        start = self.now
+        for s in parse_scenario(scenario, "fault case"):
+            while self.now < start + s.at_s - 1e-6:
+                self.run(POLL_S)
+            self.site.apply(s)
+        while self.now < start + until_s - 1e-6:
+            self.run(POLL_S)
+
+
+class BusActuator(SimActuator):
+    """Coil writes that cross the lane's bus: a write the controller never received is not carried out."""
+
+    def __init__(self, lane: BusLane) -> None:
+        super().__init__(lane.sim)
+        self.lane = lane
+
+    def send(self, request: str) -> None:
+        self.sent.append(request)
+        if self.lane.transaction()[0]:
+            self.sim.command(request)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault of devices.md 3.7 (`fault` is its number there), as a scenario and what must report it."""
+
+    fault: int
+    name: str
+    scenario: str
+    until_s: float
+    controller: Fault | None = None  # the fault code the supervisor's sensors must read at the end
+    rule: Rule | None = None  # a decision of the supervisor with this rule ...
+    inhibit: Inhibit | None = None  # ... naming this inhibit
+    xfail: str = ""
+
+    def param(self) -> object:
+        marks = [pytest.mark.xfail(reason=self.xfail, strict=True)] if self.xfail else []
+        return pytest.param(self, id=f"{self.fault:02d}-{self.name}", marks=marks)
+
+
+RAISE = step(0, "guard_raise", target="lane-east")
+RAISE_LATER = step(0.5, "guard_raise", target="lane-east")
+
+CASES = [
+    Case(1, "vehicle-before-rise", step(0, "input", "loop_a_occupied=true") + RAISE_LATER, 2,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.LOOP_OCCUPIED),
+    Case(1, "vehicle-during-rise", RAISE + step(2, "input", "loop_b_occupied=true"), 6,
+         rule=Rule.PRESENCE_DURING_RISE, inhibit=Inhibit.LOOP_OCCUPIED),
+    Case(2, "person-on-head-during-rise", RAISE + step(2, "input", "pressure_edge_active=true"), 6,
+         rule=Rule.PRESENCE_DURING_RISE, inhibit=Inhibit.PRESSURE_EDGE),
+    Case(3, "loop-stuck-occupied",
+         step(0, "input", "loop_a_occupied=true") + step(5, "guard_raise", target="lane-east"), 7,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.LOOP_OCCUPIED),
+    Case(3, "loop-detector-fault-output", step(0, "fault", "trip=loop_detector_fault") + RAISE_LATER, 2,
+         controller=Fault.LOOP_DETECTOR_FAULT, rule=Rule.INTERLOCK, inhibit=Inhibit.CONTROLLER_FAULT),
+    Case(3, "loop-stuck-free-photocell-sees-it", RAISE + step(2, "input", "photocell_blocked=true"), 6,
+         rule=Rule.PRESENCE_DURING_RISE, inhibit=Inhibit.PHOTOCELL),
+    Case(4, "photocell-blocked-dirty-lens", step(0, "input", "photocell_blocked=true") + RAISE_LATER, 2,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.PHOTOCELL),
+    Case(4, "photocell-fault-mid-rise", RAISE + step(2, "fault", "trip=photocell_fault"), 11,
+         controller=Fault.PHOTOCELL_FAULT, rule=Rule.MOTION_TIMEOUT),
+    Case(5, "limit-up-stuck-open", step(0, "fault", "limit_up_stuck_open=true") + RAISE, 11,
+         controller=Fault.RISE_TIMEOUT, rule=Rule.MOTION_TIMEOUT),
+    Case(5, "limit-down-stuck-open", step(0, "fault", "limit_down_stuck_open=true") + RAISE_LATER, 2,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.STATE_UNKNOWN),
+    Case(5, "both-limits-mid-rise", RAISE + step(2, "fault", "both_limits=true"), 11,
+         controller=Fault.BOTH_LIMITS, rule=Rule.MOTION_TIMEOUT),
+    Case(5, "limit-up-bounces-while-up",
+         RAISE + step(5, "fault", "limit_up_stuck_open=true") + step(5.2, "fault", "limit_up_stuck_open=false"), 7,
+         controller=Fault.DRIFT_DOWN),
+    Case(6, "slow-beyond-timeout", step(0, "fault", "slow_factor=3") + RAISE, 11,
+         controller=Fault.RISE_TIMEOUT, rule=Rule.MOTION_TIMEOUT),
+    Case(7, "overcurrent", step(0, "fault", "overcurrent_on_motion=true") + RAISE, 11,
+         controller=Fault.MOTOR_OVERCURRENT, rule=Rule.MOTION_TIMEOUT),
+    Case(7, "thermal-trip-mid-rise", RAISE + step(2, "fault", "trip=motor_thermal"), 11,
+         controller=Fault.MOTOR_THERMAL, rule=Rule.MOTION_TIMEOUT),
+    Case(7, "hydraulic-pressure-low-mid-rise", RAISE + step(2.5, "fault", "trip=hydraulic_pressure_low"), 11,
+         controller=Fault.HYDRAULIC_PRESSURE_LOW, rule=Rule.MOTION_TIMEOUT),
+    Case(7, "oil-level-low-before-rise", step(0, "fault", "trip=oil_level_low") + RAISE_LATER, 2,
+         controller=Fault.OIL_LEVEL_LOW, rule=Rule.INTERLOCK, inhibit=Inhibit.CONTROLLER_FAULT),
+    Case(8, "drift-down-while-up", RAISE + step(5, "fault", "drift_down_pct_per_s=2"), 8,
+         controller=Fault.DRIFT_DOWN),
+    Case(9, "mains-loss-stay-up-hardware-mid-rise",
+         step(0, "power_loss", "stay") + RAISE + step(2, "power_off") + step(6, "power_on"), 8,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(9, "mains-loss-auto-lower-hardware-mid-rise",
+         step(0, "power_loss", "lower") + RAISE + step(2, "power_off") + step(6, "power_on"), 8,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(9, "mains-loss-on-ups-mid-rise",
+         RAISE + step(2, "input", "mains_ok=false") + step(2, "input", "ups_on_battery=true"), 6,
+         controller=Fault.MAINS_FAIL,
+         xfail="expected fault code 11 (mains fail) from the controller; but on UPS the simulated controller "
+               "keeps fault_code none and the supervisor reads neither mains_ok nor ups_on_battery: nobody "
+               "reports the mains loss"),
+    Case(10, "manual-release-while-up",
+         RAISE + step(5, "input", "manual_release_engaged=true") + step(6, "guard_raise", target="lane-east"), 12,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.MANUAL_RELEASE),
+    Case(10, "manual-release-mid-rise", RAISE + step(2, "input", "manual_release_engaged=true"), 11,
+         rule=Rule.MOTION_TIMEOUT),
+    Case(11, "estop-mid-rise", RAISE + step(2, "input", "estop_pressed=true"), 5,
+         rule=Rule.CONTROLLER_REFUSED),
+    Case(11, "local-mode-refuses-raise", step(0, "input", "local_mode=true") + RAISE_LATER, 2,
+         rule=Rule.INTERLOCK, inhibit=Inhibit.LOCAL_MODE),
+    Case(11, "local-mode-mid-rise-then-lower",
+         RAISE + step(2, "input", "local_mode=true") + step(5, "guard_lower", target="lane-east"), 14,
+         rule=Rule.MOTION_TIMEOUT),
+    Case(12, "reboot-mid-rise", RAISE + step(2, "power_off") + step(2.5, "power_on"), 11,
+         rule=Rule.MOTION_TIMEOUT),
+    Case(13, "no-response-mid-rise",
+         RAISE + step(2, "modbus_fault", "silent=true") + step(5, "modbus_fault", "silent=false"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "late-response-mid-rise",
+         RAISE + step(2, "modbus_fault", "stall_s=1.5") + step(5, "modbus_fault", "stall_s=0"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "dropped-replies-mid-rise", RAISE + step(2, "modbus_fault", "drop_next_replies=30"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "crc-errors-mid-rise", RAISE + step(2, "modbus_fault", "corrupt_next_crc=30"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(14, "duplicate-raise-after-the-rise", RAISE + step(5, "guard_raise", target="lane-east"), 7,
+         rule=Rule.NOT_FROM_STATE),
+    Case(14, "raise-arriving-while-lowering",
+         RAISE + step(5, "guard_lower", target="lane-east") + step(5.5, "guard_raise", target="lane-east"), 9,
+         rule=Rule.NOT_FROM_STATE),
+    Case(15, "red-lamp-flasher-buzzer-dead", step(0, "fault", "lamps_failed=0b1101") + RAISE, 6,
+         rule=Rule.INTERLOCK,
+         xfail="expected the raise refused (or the controller faulted) without its warning; but the supervisor "
+               "does not read the lights register (input register 14) and the controller has no fault code for a "
+               "dead lamp: the rise goes ahead unannounced and nothing reports it"),
+]  # fmt: skip
+
+
+def test_faults_every_fault_of_the_list_has_a_case() -> None:
+    """All fifteen faults of devices.md 3.7 are played below."""
+    assert sorted({c.fault for c in CASES}) == list(range(1, 16))
+
+
+@pytest.mark.parametrize("case", [c.param() for c in CASES])
+def test_faults_every_injected_fault_ends_safe_and_reported(case: Case) -> None:
+    """Played against the lane supervisor: never up into presence, no rise going on at the end, and the fault
+    reported by the controller (its code read by the supervisor's sensors) or by the supervisor's decision."""
+    lane = BusLane()
+    lane.play(case.scenario, case.until_s)
+    assert lane.into_presence == [], f"moved up into presence at {lane.into_presence}"
+    assert lane.state() not in (BollardState.RISING, BollardState.EFO_RISING)
+    assert not lane.moving_up
+    view = lane.sup.sensors.view(fire_hold_down=False)
+    assert case.controller is not None or case.rule is not None
+    if case.controller is not None:
+        assert view.fault_code == case.controller.name.lower()
+    if case.rule is not None:
+        decided = [d for d in lane.log if d.rule is case.rule]
+        assert decided, f"no {case.rule} decision in {[d.rule.value for d in lane.log]}"
+        if case.inhibit is not None:
+            assert any(case.inhibit in d.reasons for d in decided), [d.reasons for d in decided]
+
+
+@pytest.mark.parametrize(
+    ("name", "scenario", "end"),
+    [
+        ("06-slow-within-timeout", step(0, "fault", "slow_factor=2") + RAISE, BollardState.UP),
+        ("09-brown-out-within-ride-through",
+         RAISE + step(2, "input", "mains_ok=false") + step(2.3, "input", "mains_ok=true"), BollardState.UP),
+        ("13-one-exception-04", RAISE + step(2, "modbus_fault", "exception_next=4"), BollardState.UP),
+        ("14-duplicate-raises-in-one-poll", RAISE + RAISE + RAISE, BollardState.UP),
+        ("14-raise-lower-raise-in-one-poll", RAISE + step(0, "guard_lower", target="lane-east") + RAISE,
+         BollardState.UP),
+        ("14-raise-and-lower-in-one-poll", RAISE + step(0, "guard_lower", target="lane-east"), BollardState.DOWN),
+    ],
+)  # fmt: skip
+def test_faults_tolerated_disturbances_change_nothing(name: str, scenario: str, end: BollardState) -> None:
+    """Disturbances within tolerance: the lane ends where the last command put it, once, with nothing refused
+    and no fault."""
+    lane = BusLane()
+    lane.play(scenario, 8)
+    assert lane.state() is end
+    assert lane.sim.cycles == (1 if end is BollardState.UP else 0)
+    assert lane.sup.sensors.view(fire_hold_down=False).fault_code == "none"
+    assert all(d.rule is Rule.ACCEPTED for d in lane.log), [d.rule.value for d in lane.log]
