@@ -87,16 +87,23 @@ class Source(IntEnum):
 
 @dataclass(slots=True)
 class MotionFaults:
-    """Mechanical faults to inject (devices.md 3.7, list of 15). Modbus-level ones are in `SimDevice.faults`."""
+    """Faults of the controller's mechanics and field wiring to inject (devices.md 3.7, list of 15). Modbus-level
+    ones are in `SimDevice.faults`; scenario files set both by field name (simulators/scenario.py)."""
 
     slow_factor: float = 1.0  # >1: low oil, cold oil, worn pump; beyond the timeout it faults
     limit_up_stuck_open: bool = False
     limit_down_stuck_open: bool = False
     both_limits: bool = False
-    drift_down_pct_per_s: float = 0.0  # a leaking valve while UP
+    drift_down_pct_per_s: float = 0.0  # a leaking valve: sinks whenever not driven; leaving limit_up faults
     overcurrent_on_motion: bool = False
     ignore_presence: bool = False  # the controller's own presence interlocks fail: it starts a rise and keeps
     # rising whatever its loops, photocell and pressure edge say (tests of the gateway's layer alone)
+    # Outputs whose lamp or buzzer is dead, as bits of input register 14 (bit 0 red, 1 green/yellow, 2 flasher,
+    # 3 buzzer): the controller still drives them, but the register reports lamp current, so they read 0.
+    lamps_failed: int = 0
+    # A condition the controller detects itself and trips on (motor thermal, hydraulic pressure low, oil level
+    # low, loop detector or photocell fault output, ...): FAULT with this code, motor off, no reset until cleared.
+    trip: Fault = Fault.NONE
 
 
 class BollardSim(SimDevice):
@@ -268,7 +275,11 @@ class BollardSim(SimDevice):
     def _reset(self, _source: Source) -> bool:
         if self.state is not BollardState.FAULT and not self.fault_code:
             return True
-        if self.mech.both_limits or (self.mech.overcurrent_on_motion and self._motion_started is not None):
+        if (
+            self.mech.both_limits
+            or self.mech.trip is not Fault.NONE
+            or (self.mech.overcurrent_on_motion and self._motion_started is not None)
+        ):
             return self._refuse("reset: the cause is still there")
         self.fault_code = 0
         self.reversals = 0
@@ -308,6 +319,8 @@ class BollardSim(SimDevice):
             self.command("cmd_efo", Source.EFO)
         if self.mech.both_limits and self.state is not BollardState.FAULT:
             self._halt(BollardState.FAULT, Fault.BOTH_LIMITS)
+        if self.mech.trip is not Fault.NONE and self.state is not BollardState.FAULT:
+            self._halt(BollardState.FAULT, self.mech.trip)
         if self.inputs["manual_release_engaged"] and self.state is not BollardState.MANUAL:
             self._halt(BollardState.MANUAL)
         if self.state is BollardState.MANUAL:
@@ -318,19 +331,25 @@ class BollardSim(SimDevice):
             self.last_source = Source.FIRE_INPUT
             self._start_lowering()
         elif self._motion_started is None:
-            pass  # a state set from outside: reported as it is, nothing moves
+            self._at_rest(dt)
         elif self.state in (BollardState.RISING, BollardState.EFO_RISING):
             self._rising(dt)
         elif self.state is BollardState.LOWERING:
             self._lowering(dt)
-        elif self.state is BollardState.UP and self.mech.drift_down_pct_per_s > 0:
-            self.position = max(0.0, self.position - self.mech.drift_down_pct_per_s * dt)
-            if self.position < 100:
-                self._halt(BollardState.FAULT, Fault.DRIFT_DOWN)
         if self.state in _MOVING and self.inputs["estop_pressed"]:
             self._halt(BollardState.STOPPED_MID)
         self._limits()
         self._lights()
+
+    def _at_rest(self, dt: float) -> None:
+        """Nothing driven (at an end, stopped, faulted, or a state set from outside): only a leaking valve moves the
+        bollard, down. An upper limit that opens while UP without a command is a fault (code 4, drift down)."""
+        held_up = self.state is BollardState.UP and self.inputs["limit_up"]
+        if self.mech.drift_down_pct_per_s > 0:
+            self.position = max(0.0, self.position - self.mech.drift_down_pct_per_s * dt)
+        self._limits()
+        if held_up and not self.inputs["limit_up"]:
+            self._halt(BollardState.FAULT, Fault.DRIFT_DOWN)
 
     def _rising(self, dt: float) -> None:
         assert self._motion_started is not None
@@ -393,7 +412,8 @@ class BollardSim(SimDevice):
             self._seek_limit = self.state is BollardState.UNKNOWN
 
     def _lights(self) -> None:
-        """Input register 14: bit 0 red, 1 green/yellow, 2 flasher, 3 buzzer (devices.md 3.5: red unless down)."""
+        """The outputs the controller drives: bit 0 red, 1 green/yellow, 2 flasher, 3 buzzer (devices.md 3.5: red
+        unless down). Input register 14 reports them by lamp current, without those in `mech.lamps_failed`."""
         moving = self.state in _MOVING
         self.lights = 0b0010 if self.state is BollardState.DOWN else 0b0001 | (0b1100 if moving else 0)
 
@@ -447,7 +467,7 @@ class BollardSim(SimDevice):
             11: 240,
             12: self.event_counter,
             13: int(self.last_source),
-            14: self.lights,
+            14: self.lights & ~self.mech.lamps_failed,
         }
 
     def write(self, function: int, address: int, values: Sequence[int]) -> ModbusExceptionCode | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from simulators.bollard import BollardSim, BollardState
+from simulators.bollard import BollardSim, BollardState, Source
 from simulators.contacts import SimContact
 from simulators.devices import (
     FirePanelSim,
@@ -20,7 +20,15 @@ from simulators.devices import (
 )
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair
-from simulators.scenario import ScenarioError, Step
+from simulators.scenario import (
+    ScenarioError,
+    Step,
+    fault_setting,
+    flag,
+    modbus_fault_setting,
+    no_value,
+    power_loss_behaviour,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +120,9 @@ class SimulatedSite:
             return
         if action == "silent":
             target.faults.silent = bool(step.value)
+        elif action == "modbus_fault":
+            name, value = modbus_fault_setting(step)
+            setattr(target.faults, name, value)
         elif isinstance(target, SmokeDetectorSim) and action == "smoke":
             target.set_smoke(float(step.value or 0))
         elif isinstance(target, SmokeDetectorSim | FirePanelSim) and action == "reset":
@@ -129,6 +140,8 @@ class SimulatedSite:
             target.set_input(name, level == "true")
         elif isinstance(target, BollardSim) and action == "position":
             target.set_state(target.state, int(step.value or 0))
+        elif isinstance(target, BollardSim) and action in _BOLLARD_ACTIONS:
+            _BOLLARD_ACTIONS[action](target, step)
         else:
             raise ScenarioError(f"step at {step.at_s:g} s: {target.model} {step.target!r} cannot {action!r}")
 
@@ -143,3 +156,46 @@ class SimulatedSite:
             self.apply(step)
             if on_step is not None:
                 on_step(step)
+
+
+def _fault(sim: BollardSim, step: Step) -> None:
+    """The model is brought up to now first, so the fault starts at the step's time, and acts at once after."""
+    name, value = fault_setting(step)
+    sim.tick()
+    setattr(sim.mech, name, value)
+    sim.tick()
+
+
+def _power_loss(sim: BollardSim, step: Step) -> None:
+    """Holding register 107 is read-only over Modbus: it reflects how the hydraulics are built."""
+    sim.holding[107] = power_loss_behaviour(step)
+
+
+def _power_off(sim: BollardSim, step: Step) -> None:
+    no_value(step)
+    sim.power_off()
+
+
+def _power_on(sim: BollardSim, step: Step) -> None:
+    no_value(step)
+    sim.power_on()
+
+
+def _efo_key(sim: BollardSim, step: Step) -> None:
+    sim.set_efo_key(flag(step))
+
+
+def _reset_fault(sim: BollardSim, step: Step) -> None:
+    """The technician's reset at the controller: a local command, refused (see `refusals`) while the cause stays."""
+    no_value(step)
+    sim.command("cmd_reset_fault", Source.LOCAL_BUTTON)
+
+
+_BOLLARD_ACTIONS: dict[str, Callable[[BollardSim, Step], None]] = {
+    "fault": _fault,
+    "power_loss": _power_loss,
+    "power_off": _power_off,
+    "power_on": _power_on,
+    "efo_key": _efo_key,
+    "reset_fault": _reset_fault,
+}

@@ -138,6 +138,68 @@ def test_bollard_stuck_limit_is_a_timeout(sim: BollardSim, clock: FakeClock) -> 
     assert sim.fault_code == Fault.RISE_TIMEOUT
 
 
+def test_bollard_drift_down_while_up_is_a_fault(sim: BollardSim, clock: FakeClock) -> None:
+    """A leaking valve after a completed rise: the upper limit opens without a command (fault 4, drift down),
+    and the bollard keeps sinking, faulted, until it rests on its lower limit; a reset then finds it DOWN."""
+    sim.command("cmd_raise")
+    clock.advance(4.5, sim)
+    assert state(sim) is BollardState.UP
+    sim.mech.drift_down_pct_per_s = 2.0
+    clock.advance(1.0, sim)
+    assert state(sim) is BollardState.FAULT
+    assert sim.fault_code == Fault.DRIFT_DOWN
+    assert not sim.inputs["limit_up"]
+    assert 97 <= sim.position < 100
+    clock.advance(50.0, sim)
+    assert sim.position == 0
+    assert sim.inputs["limit_down"]
+    assert sim.command("cmd_reset_fault")
+    assert state(sim) is BollardState.DOWN
+
+
+def test_bollard_up_limit_opening_while_up_is_drift(sim: BollardSim, clock: FakeClock) -> None:
+    """A bouncing (or newly stuck) upper limit switch while UP looks like drift to the controller: fault 4."""
+    sim.set_state(BollardState.UP)
+    sim.mech.limit_up_stuck_open = True
+    clock.advance(0.1, sim)
+    assert state(sim) is BollardState.FAULT
+    assert sim.fault_code == Fault.DRIFT_DOWN
+    assert sim.position == 100
+
+
+def test_bollard_failed_lamps_read_zero(sim: BollardSim, clock: FakeClock) -> None:
+    """Dead red lamp and buzzer (fault 15): the controller drives them, register 14 reads them 0, the rest as
+    driven; the rise itself goes on."""
+    sim.mech.lamps_failed = 0b1001
+    sim.command("cmd_raise")
+    clock.advance(0.5, sim)
+    assert sim.lights == 0b1101
+    assert sim.table(4)[14] == 0b0100
+    clock.advance(4.0, sim)
+    assert state(sim) is BollardState.UP
+    assert sim.table(4)[14] == 0
+
+
+@pytest.mark.parametrize("trip", [Fault.MOTOR_THERMAL, Fault.HYDRAULIC_PRESSURE_LOW, Fault.LOOP_DETECTOR_FAULT])
+def test_bollard_trip_stops_and_holds_until_cleared(sim: BollardSim, clock: FakeClock, trip: Fault) -> None:
+    """A condition the controller detects itself, mid-rise: motor off, FAULT with its code; a reset is refused
+    while the cause is there and accepted once it is gone."""
+    sim.command("cmd_raise")
+    clock.advance(2.0, sim)
+    sim.mech.trip = trip
+    clock.advance(0.1, sim)
+    assert (state(sim), sim.fault_code) == (BollardState.FAULT, trip)
+    held = sim.position
+    clock.advance(2.0, sim)
+    assert sim.position == held
+    assert not sim.command("cmd_raise")
+    assert not sim.command("cmd_reset_fault")
+    assert sim.refusals[-1] == "reset: the cause is still there"
+    sim.mech.trip = Fault.NONE
+    assert sim.command("cmd_reset_fault")
+    assert state(sim) is BollardState.STOPPED_MID
+
+
 def test_bollard_estop_mid_rise_stops_then_lowers(sim: BollardSim, clock: FakeClock) -> None:
     """E-stop during a rise: stopped mid-way; after release, lower brings it down."""
     sim.command("cmd_raise")
