@@ -31,6 +31,7 @@ HOLDING: dict[int, tuple[str, int, bool]] = {
     108: ("comms_watchdog_s", 0, True),
     109: ("map_lock", 0, True),
 }
+RIDE_THROUGH_S = 0.5  # hold-up capacitors bridge dips up to this long (devices.md 3.4: 250-500 ms)
 COILS = ("cmd_raise", "cmd_lower", "cmd_stop", "cmd_reset_fault", "cmd_efo")
 
 
@@ -155,6 +156,7 @@ class BollardSim(SimDevice):
         self._prewarn_until: float | None = None
         self._loop_cleared_at: float | None = None
         self._seek_limit = False  # after power returns: UNKNOWN until a limit switch is seen
+        self._mains_lost_at: float | None = None
 
     # -- setting things from tests and scenarios -----------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class BollardSim(SimDevice):
         if self.inputs["efo_local_button"] and self.state is BollardState.DOWN:
             self.inputs["efo_local_button"] = False  # a push button: one press, one command
             self.command("cmd_efo", Source.EFO)
+        self._mains()
         if self.mech.both_limits and self.state is not BollardState.FAULT:
             self._halt(BollardState.FAULT, Fault.BOTH_LIMITS)
         if self.mech.trip is not Fault.NONE and self.state is not BollardState.FAULT:
@@ -350,6 +353,22 @@ class BollardSim(SimDevice):
         self._limits()
         if held_up and not self.inputs["limit_up"]:
             self._halt(BollardState.FAULT, Fault.DRIFT_DOWN)
+
+    def _mains(self) -> None:
+        """Mains lost longer than the ride-through: fault code 11 while on the UPS (motion goes on, raises are
+        refused as for any fault code); it clears by itself when the mains return. Dips shorter than the
+        ride-through are bridged and not reported (devices.md 3.4)."""
+        if self.inputs["mains_ok"]:
+            self._mains_lost_at = None
+            if self.fault_code == Fault.MAINS_FAIL:
+                self.fault_code = 0
+                self._changed()
+            return
+        if self._mains_lost_at is None:
+            self._mains_lost_at = self._now
+        if self._now - self._mains_lost_at >= RIDE_THROUGH_S and self.fault_code == 0:
+            self.fault_code = int(Fault.MAINS_FAIL)
+            self._changed()
 
     def _rising(self, dt: float) -> None:
         assert self._motion_started is not None

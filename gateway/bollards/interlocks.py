@@ -79,6 +79,7 @@ class LaneView:
     fire_hold_down: bool
     limit_up: bool | None = None
     limit_down: bool | None = None
+    lights: int | None = None  # the controller's lights register (None: it has none, e.g. dry contacts)
 
 
 def raise_inhibits(view: LaneView, now: float, settings: InterlockSettings) -> list[Inhibit]:
@@ -163,6 +164,7 @@ class LaneSensors:
             fire_hold_down=fire_hold_down,
             limit_up=_any_active(self._values, "limit_up"),
             limit_down=_any_active(self._values, "limit_down"),
+            lights=_number(self._values.get("lights")),
         )
 
 
@@ -185,6 +187,12 @@ def _any_active(values: dict[str, PointValue], *names: str) -> bool | None:
             return None
         seen.append(pv.value)
     return any(bool(v) for v in seen)
+
+
+def _number(pv: PointValue | None) -> int | None:
+    if pv is None or pv.quality is not Quality.GOOD or not isinstance(pv.value, int):
+        return None
+    return pv.value
 
 
 def _text(pv: PointValue | None) -> str | None:

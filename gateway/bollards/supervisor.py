@@ -15,11 +15,12 @@ from enum import IntEnum, StrEnum
 from typing import Protocol
 
 from drivers.profile import PointValue
-from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
+from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, LaneView, raise_inhibits, reason
 
 # A controller that has not left DOWN this long after a raise request refused it: longer than its pre-warning
 # (1 s) and the longest a raise may wait for the bus before the actuator drops it (about 2 s).
 START_GRACE_S = 3.5
+WARNING_LIGHTS = 0b1100  # flasher and buzzer bits of the controller's lights register (devices.md 3.7)
 FIRE_RESEND_S = 1.0
 INTENT_RETRY_S = 10.0  # a mode's raise that did not happen is tried again at most this often
 
@@ -60,6 +61,10 @@ class Rule(StrEnum):
     FIRE_LANE_NOT_DOWN = "fire_lane_not_down"
     MODE_HOLDS_UP = "mode_holds_up"
     NOT_DELIVERED = "not_delivered"
+    WARNING_FAILED = "warning_failed"
+    CONTROLLER_FAULT = "controller_fault"
+    CONTROLLER_STOPPED = "controller_stopped"
+    CONTROLLER_LOCAL = "controller_local"
 
 
 class Actuator(Protocol):
@@ -123,6 +128,10 @@ _ZH_RULES = {
     Rule.NOT_FROM_STATE: "当前状态不能升起 (须先降到底或停止)",
     Rule.FIRE_LANE_NOT_DOWN: "火警时消防通道未降下, 正在重发降下命令",
     Rule.NOT_DELIVERED: "命令未能送达控制器",
+    Rule.WARNING_FAILED: "警示灯或蜂鸣器未工作, 已降下",
+    Rule.CONTROLLER_FAULT: "控制器故障, 升起中止",
+    Rule.CONTROLLER_STOPPED: "控制器停止了升起 (急停或本地停止)",
+    Rule.CONTROLLER_LOCAL: "控制器处于本地模式, 不接受远程命令",
     Rule.MODE_HOLDS_UP: "封闭管理或上课时段要求保持升起, 须由更高权限 (门卫) 降下",
     Rule.EXPIRED: "命令已过期",
     Rule.OUTRANKED: "火警期间只接受门卫命令",
@@ -158,6 +167,7 @@ class LaneSupervisor:
         self._fire_lower_sent = -1e9
         self._fire_lane_warned = False
         self.intents: dict[str, Intent] = {}
+        self._rise_seen = False  # the rise being watched was seen moving (so a stop mid-way is the controller's)
         self._intent_next_try = 0.0
 
     # -- inputs ----------------------------------------------------------------------------------------------------
@@ -170,6 +180,9 @@ class LaneSupervisor:
             # A rise the gateway did not start (the controller's own button, an auto re-rise, a late command):
             # supervised all the same.
             self._raising_since = now
+            self._rise_seen = False
+        if self._raising_since is not None and view.state in ("rising", "efo_rising"):
+            self._rise_seen = True
         if self._raising_since is not None:
             presence = [
                 i
@@ -183,6 +196,22 @@ class LaneSupervisor:
                 self._decide("lower", None, True, Rule.PRESENCE_DURING_RISE, presence, now)
             elif view.state == "up":
                 self._raising_since = None
+            elif view.state == "rising" and view.lights is not None and view.lights & WARNING_LIGHTS != WARNING_LIGHTS:
+                # Rising (or about to) without the flasher and buzzer (R13): a dead lamp, a broken output. Down,
+                # the safe direction, before anyone is surprised by it.
+                self._raising_since = None
+                self.actuator.send("cmd_lower")
+                self._decide("lower", None, True, Rule.WARNING_FAILED, (), now)
+            elif view.state in ("fault", "manual"):
+                # The controller stopped the motion itself (a trip, a limit fault, the manual release): the rise is
+                # over, the fault is its to report and the operator's to clear; nothing is retried.
+                self._raising_since = None
+                self.actuator.send("cmd_stop")
+                self._decide("raise", None, False, Rule.CONTROLLER_FAULT, _stopping(view), now)
+            elif view.state == "stopped_mid" and self._rise_seen:
+                # It was rising and stopped by itself: the e-stop, a stop at the controller.
+                self._raising_since = None
+                self._decide("raise", None, False, Rule.CONTROLLER_STOPPED, _stopping(view), now)
             elif view.state in ("down", "stopped_mid") and now - self._raising_since > self.settings.start_grace_s:
                 # Asked to rise and did not start: the controller's own interlocks said no (layer 1). A stop
                 # cancels the request, so it cannot start later.
@@ -327,6 +356,9 @@ class LaneSupervisor:
             self._lowering_since = None
             self.actuator.send("cmd_stop")
             return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
+        if command is Command.LOWER and self.sensors.view(self.fire_hold).local_mode:
+            # The controller takes no remote command in LOCAL: said now, not as a timeout later.
+            return self._decide(command.value, source, False, Rule.CONTROLLER_LOCAL, (Inhibit.LOCAL_MODE,), now)
         if command is Command.LOWER:
             self._raising_since = None
             self._lowering_since = now
@@ -344,6 +376,7 @@ class LaneSupervisor:
             return self._decide(command.value, source, False, Rule.NOT_FROM_STATE, (), now)
         self._lowering_since = None
         self._raising_since = now
+        self._rise_seen = False
         self.actuator.send("cmd_raise")
         return self._decide(command.value, source, True, Rule.ACCEPTED, (), now)
 
@@ -358,6 +391,7 @@ class LaneSupervisor:
             return self._decide("efo", Authority.GUARD, False, Rule.INTERLOCK, inhibits, now)
         self._lowering_since = None
         self._raising_since = now
+        self._rise_seen = False
         self.actuator.send("cmd_efo")
         return self._decide("efo", Authority.GUARD, True, Rule.ACCEPTED, (), now)
 
@@ -375,3 +409,15 @@ class LaneSupervisor:
         for listener in self.decisions:
             listener(decision)
         return decision
+
+
+def _stopping(view: LaneView) -> list[Inhibit]:
+    """What the controller shows that explains a rise it ended itself."""
+    found = []
+    if view.estop:
+        found.append(Inhibit.ESTOP)
+    if view.manual_release or view.state == "manual":
+        found.append(Inhibit.MANUAL_RELEASE)
+    if view.state == "fault" or view.fault_code not in (None, "none"):
+        found.append(Inhibit.CONTROLLER_FAULT)
+    return found
