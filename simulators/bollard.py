@@ -219,6 +219,8 @@ class BollardSim(SimDevice):
     def command(self, name: str, source: Source = Source.MODBUS) -> bool:
         """Carry out a command as the controller would; False (reason in `refusals`) when it refuses."""
         self.tick()
+        if not self.powered:
+            return self._refuse(f"{name}: no power")
         self.last_source = source
         ok = {
             "cmd_raise": self._raise,
@@ -324,8 +326,10 @@ class BollardSim(SimDevice):
             self._halt(BollardState.FAULT, Fault.BOTH_LIMITS)
         if self.mech.trip is not Fault.NONE and self.state is not BollardState.FAULT:
             self._halt(BollardState.FAULT, self.mech.trip)
-        if self.inputs["manual_release_engaged"] and self.state is not BollardState.MANUAL:
-            self._halt(BollardState.MANUAL)
+        if self.inputs["manual_release_engaged"] and self.state not in (BollardState.MANUAL, BollardState.FAULT):
+            self._halt(BollardState.MANUAL)  # a fault stays a fault until reset, released or not
+        if self.state is BollardState.FAULT and self.inputs["manual_release_engaged"]:
+            self.position = max(0.0, self.position - 100 * dt / (self.lower_s * 2))  # the valve is open: it sinks
         if self.state is BollardState.MANUAL:
             self.position = max(0.0, self.position - 100 * dt / (self.lower_s * 2))
             if not self.inputs["manual_release_engaged"] and self.position <= 0:
