@@ -1,0 +1,1 @@
+"""Signed commands from the platform and guard stations: envelope, keys, verification, dispatch and replies."""

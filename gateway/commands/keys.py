@@ -1,0 +1,71 @@
+"""Ed25519 key files: made for integrators (`campus-edge keys new`), read by the gateway and by signers.
+
+A private key is a PKCS#8 PEM file readable by its owner alone (0600): one that others can read is refused, as
+a secret that may have leaked. A public key is a SubjectPublicKeyInfo PEM file, safe to hand around.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be used; the message names the file and why."""
+
+
+def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write `name.key` (private, 0600, never over an existing file) and `name.pub` in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    private_path = directory / f"{name}.key"
+    public_path = directory / f"{name}.pub"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{private_path}: exists already; not overwritten") from exc
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    public_path.write_bytes(public_pem)
+    return private_path, public_path
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a secret that group or others can read (KeyFileError naming the file and its mode)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise KeyFileError(f"{path}: mode {mode:04o} lets others read it; expected 0600 (chmod 600 {path})")
+
+
+def load_private(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a file only its owner can read."""
+    check_private_file(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a readable PEM private key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"{path}: not a readable PEM public key: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 key")
+    return key
