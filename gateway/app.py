@@ -14,6 +14,7 @@ from gateway.bollards.control import ControlSocket
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority
 from gateway.clock import Clock
+from gateway.commands.service import CommandService
 from gateway.config import Config, RtuBusConfig
 from gateway.contract import Topics
 from gateway.doors import DoorAlarms
@@ -88,6 +89,19 @@ class Gateway:
         self.inputs.on_door = self.doors.changed
         self.inputs.on_rex = self.doors.rex
         self.inputs.on_lockdown = self._lockdown_key
+        self.commands: CommandService | None = None
+        if cfg.commands is not None:
+            self.commands = CommandService(
+                cfg.commands,
+                cfg.site.id,
+                cfg.gateway.id,
+                self.bollards,
+                self.clock,
+                cfg.gateway.state_dir / "commands.db",
+                self.topics.reply,
+            )
+            self.uplink.on_command = self.commands.handle
+            self.commands.publish = self.uplink.publish_reply
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)
@@ -148,6 +162,8 @@ class Gateway:
                 self.inputs.start()
                 self.started.set()
         finally:
+            if self.commands is not None:
+                self.commands.close()
             self.doors.close()
             self.inputs.close()
             self.bollards.close()

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drivers.errors import ProfileError
 from drivers.profile import load_profile
+from gateway.commands.envelope import ACTIONS
+from gateway.commands.keys import KeyFileError, load_public
 from gateway.errors import ConfigError
 from gateway.schedule import DAYS, Period, Schedule
 
@@ -287,6 +289,25 @@ class LaneConfig(_Frozen):
     command_timeout_ms: int = Field(default=500, ge=10, le=10000)
 
 
+class CommandKeyConfig(_Frozen):
+    """A public key the gateway accepts signed commands from (issue 7): whose it is and what its roles allow."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    issuer: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    public_key_file: Path
+    roles: tuple[Literal["guard", "operator", "admin"], ...] = Field(min_length=1)
+    revoked: bool = False
+
+
+class CommandsConfig(_Frozen):
+    """Signed commands from the platform and guard stations, on `campus/v1/{site}/{gateway}/cmd/{target}`.
+    `roles` may narrow what each role may do (action names as in the contract)."""
+
+    keys: tuple[CommandKeyConfig, ...] = Field(min_length=1)
+    skew_s: float = Field(default=2.0, ge=0, le=30)
+    roles: dict[Literal["guard", "operator", "admin"], tuple[str, ...]] = Field(default_factory=dict)
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -299,6 +320,7 @@ class Config(_Frozen):
     gpio: GpioConfig = GpioConfig()
     lanes: tuple[LaneConfig, ...] = ()
     schedule: ScheduleConfig | None = None
+    commands: CommandsConfig | None = None
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 
@@ -380,6 +402,35 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], lis
     if mqtt.key_file is not None and mqtt.cert_file is None:
         problems.append((("mqtt", "key_file"), "a key_file needs its cert_file"))
     return resolved, problems
+
+
+def _check_command_keys(
+    commands: CommandsConfig | None, base_dir: Path
+) -> tuple[CommandsConfig | None, list[tuple[tuple[str | int, ...], str]]]:
+    """Command keys resolved against the config's folder; each that is not an Ed25519 public key, or whose id
+    is used twice, or a role that names an action that does not exist."""
+    if commands is None:
+        return None, []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    keys = []
+    seen: set[str] = set()
+    for i, key in enumerate(commands.keys):
+        path = key.public_key_file if key.public_key_file.is_absolute() else base_dir / key.public_key_file
+        if key.id in seen:
+            problems.append((("commands", "keys", i, "id"), f"key id {key.id!r} is used twice"))
+        seen.add(key.id)
+        try:
+            load_public(path)
+        except KeyFileError as exc:
+            problems.append((("commands", "keys", i, "public_key_file"), str(exc)))
+        keys.append(key.model_copy(update={"public_key_file": path}))
+    for role, actions in commands.roles.items():
+        unknown = sorted(set(actions) - set(ACTIONS))
+        if unknown:
+            problems.append(
+                (("commands", "roles", role), f"no action {unknown[0]!r}; expected some of {list(ACTIONS)}")
+            )
+    return commands.model_copy(update={"keys": tuple(keys)}), problems
 
 
 def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
@@ -491,6 +542,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     problems = _cross_check(cfg)
     files, file_problems = _check_files(cfg.mqtt, base_dir or Path.cwd())
     problems += file_problems
+    commands, command_problems = _check_command_keys(cfg.commands, base_dir or Path.cwd())
+    problems += command_problems
     if problems:
         loc, msg = problems[0]
         line, key = _where(lines, loc)
@@ -512,6 +565,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             "digest": digest,
             "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir, "control_socket": control}),
             "mqtt": cfg.mqtt.model_copy(update=files),
+            "commands": commands,
         }
     )
 

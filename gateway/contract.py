@@ -23,6 +23,9 @@ class Topics:
         self.status = f"{self.prefix}/status"
         self.telemetry = f"{self.prefix}/telemetry"
         self.ack = f"{self.prefix}/ack"
+        self.command_prefix = f"{self.prefix}/cmd/"
+        self.commands = f"{self.prefix}/cmd/+"
+        self.reply = f"{self.prefix}/reply"
 
     def event(self, cls: str) -> str:
         """Topic of one event class."""

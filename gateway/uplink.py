@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from drivers.aio import reraise_if_cancelling
 from gateway.clock import Clock, rfc3339_ms
@@ -82,6 +84,10 @@ class Uplink:
         self.on_link_change: list[Callable[[], None]] = []
         self.acked_seq = 0
         self.refused_messages = 0
+        # Commands from the platform: (target, payload, response topic, correlation data); see gateway/commands.
+        self.on_command: Callable[[str, bytes, str | None, bytes | None], object] | None = None
+        self._live: Client | None = None
+        self.listening = asyncio.Event()  # subscribed to commands on the current connection
         self._refusals_seen: set[tuple[str, int]] = set()
         # Rows of refused messages, by seq, and when they may be offered again. Some brokers drop the connection
         # after a refusal: without the hold, a refused alarm at the head of every new session would starve the rest.
@@ -186,7 +192,12 @@ class Uplink:
                 async with asyncio.TaskGroup() as tg:
                     if self.cfg.delivery == "platform":
                         await client.subscribe(self.topics.ack, qos=1, timeout=self.cfg.publish_timeout_s)
-                        tg.create_task(self._acks(client), name="uplink-acks")
+                    if self.on_command is not None:
+                        await client.subscribe(self.topics.commands, qos=1, timeout=self.cfg.publish_timeout_s)
+                        self._live = client
+                        self.listening.set()
+                    if self.cfg.delivery == "platform" or self.on_command is not None:
+                        tg.create_task(self._inbound(client), name="uplink-inbound")
                     tg.create_task(self._states(client), name="uplink-state")
                     await self._drain(client)
             except* (aiomqtt.MqttError, TimeoutError, _LinkDown) as group:
@@ -200,7 +211,24 @@ class Uplink:
                 pass
             raise
         finally:
+            self._live = None
+            self.listening.clear()
             self.connected.clear()
+
+    async def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """A reply to a command, on its response topic with its correlation data (MQTT 5). Not kept if the link
+        is down: the command's audit event, which is, tells the platform the same."""
+        client = self._live
+        if client is None:
+            return
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        try:
+            await client.publish(topic, payload, qos=1, properties=properties, timeout=self.cfg.publish_timeout_s)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            reraise_if_cancelling(exc)
+            log.info("reply to %s not sent: %s", topic, exc)
 
     async def _publish(self, client: Client, topic: str, payload: bytes, retain: bool = False) -> bool:
         """True once the broker has taken the message; False if it refused it (the caller keeps it to retry)."""
@@ -229,10 +257,18 @@ class Uplink:
                 await self._publish(client, topic, payload, retain=True)
             await asyncio.sleep(0.2)  # coalesce bursts: retained state is last-value-wins
 
-    async def _acks(self, client: Client) -> None:
-        """Platform acknowledgements: every row up to the acknowledged seq is stored at the platform."""
+    async def _inbound(self, client: Client) -> None:
+        """What the platform sends: acknowledgements, and commands (handed over as they are, verified there)."""
         async for msg in client.messages:
-            if str(msg.topic) != self.topics.ack:
+            topic = str(msg.topic)
+            if topic.startswith(self.topics.command_prefix) and self.on_command is not None:
+                payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                props = msg.properties
+                response = getattr(props, "ResponseTopic", None) if props is not None else None
+                correlation = getattr(props, "CorrelationData", None) if props is not None else None
+                self.on_command(topic.removeprefix(self.topics.command_prefix), payload, response, correlation)
+                continue
+            if topic != self.topics.ack:
                 continue
             seq = parse_ack(self.topics, msg.payload, self.outbox.last_seq())
             if seq is None or seq <= self.acked_seq:

@@ -1,0 +1,152 @@
+"""Signed commands through a real broker to a running gateway and a simulated bollard controller (issue 7): a
+valid raise is replied accepted, in progress and done with the limit switches read; a redelivery returns the
+stored result and moves nothing; forged and expired commands move nothing and are audited as such."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.commands.envelope import sign
+from gateway.commands.keys import load_private, new_keypair
+from gateway.contract_check import validate_message
+from simulators.bollard import BollardSim, BollardState
+from simulators.broker import PrivateBroker
+from tests.conftest import open_sim_bus
+from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
+
+PREFIX = "campus/v1/test-school/gw-1"
+LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\npower_loss = "stay"\nloop_clear_delay_s = 0.2\n'
+
+
+def commands_toml(public: Path) -> str:
+    return (
+        f'\n[commands]\n[[commands.keys]]\nid = "platform-1"\nissuer = "platform"\npublic_key_file = "{public}"\n'
+        'roles = ["operator"]\n'
+    )
+
+
+class Platform:
+    """The platform's side: publishes commands with a response topic and correlation data, collects replies."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.replies: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.arrived = asyncio.Event()
+
+    async def listen(self) -> None:
+        async for msg in self.client.messages:
+            corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+            assert isinstance(msg.payload, bytes)
+            self.replies.append((corr, json.loads(msg.payload)))
+            self.arrived.set()
+
+    async def send(self, target: str, payload: bytes, correlation: bytes) -> None:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = "platform/replies"
+        props.CorrelationData = correlation
+        await self.client.publish(f"{PREFIX}/cmd/{target}", payload, qos=1, properties=props)
+
+    async def until(self, correlation: bytes, status: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for corr, reply in self.replies:
+                    if corr == correlation and reply["status"] == status:
+                        return reply
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    def statuses(self, correlation: bytes) -> list[str]:
+        return [r["status"] for c, r in self.replies if c == correlation]
+
+
+async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
+    private, public = new_keypair(tmp_path / "keys", "platform-1")
+    key = load_private(private)
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[102] = 100
+    sim.holding[103] = 200  # the controller's own loop clear delay, as the lane's
+    events = await subscriber_factory(broker.url, f"{PREFIX}/event/command")
+    host, port = broker.url.removeprefix("mqtt://").split(":")
+
+    def cmd(seq: int, action: str = "bollard.raise", **kw: Any) -> bytes:
+        args: dict[str, Any] = {"kid": "platform-1", "issuer": "platform", "audience": "test-school/gw-1",
+                                "target": "lane-east", "action": action, "seq": seq, "operator": "ops.li"}  # fmt: skip
+        args.update(kw)
+        return sign(kw.pop("key", key), **{k: v for k, v in args.items() if k != "key"})
+
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "gate", **endpoint}],
+            [{"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+              "poll_interval_s": 0.1}],
+        ) + LANE + commands_toml(public)  # fmt: skip
+        client = await stack.enter_async_context(
+            aiomqtt.Client(host, int(port), identifier="platform-test", protocol=aiomqtt.ProtocolVersion.V5)
+        )
+        await client.subscribe("platform/replies", qos=1)
+        platform = Platform(client)
+        listener = asyncio.create_task(platform.listen())
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            lane = gw.bollards.supervisors["lane-east"]
+            await signal.until(lambda: lane.sensors.view(False).state == "down")
+            async with asyncio.timeout(10):
+                await gw.uplink.listening.wait()
+
+            raise_cmd = cmd(1)
+            await platform.send("lane-east", raise_cmd, b"c-1")
+            done = await platform.until(b"c-1", "done")
+            assert (done["state"], done["limit_up"], done["limit_down"]) == ("up", True, False)
+            assert platform.statuses(b"c-1")[:2] == ["accepted", "in_progress"]
+            assert sim.table(4)[1] == BollardState.UP
+
+            # Lowered at the gate; the same raise redelivered: its stored result, and nothing moves.
+            sim.command("cmd_lower")
+            await signal.until(lambda: sim.state is BollardState.DOWN)
+            await platform.send("lane-east", raise_cmd, b"c-1-again")
+            again = await platform.until(b"c-1-again", "done")
+            assert again["duplicate"] is True
+            await asyncio.sleep(0.5)
+            assert sim.state is BollardState.DOWN
+
+            # Forged: signed by a key the gateway does not know under a known id.
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+            await platform.send("lane-east", cmd(2, key=Ed25519PrivateKey.generate()), b"c-forged")
+            forged = await platform.until(b"c-forged", "rejected")
+            assert forged["reason"] == "bad_signature"
+            assert "签名验证失败" in forged["text_zh"]
+
+            # A raise into a car: valid, accepted by the pipeline, refused by the interlock.
+            sim.set_input("loop_a_occupied", True)
+            await signal.until(lambda: lane.sensors.view(False).loop_occupied is True)
+            await platform.send("lane-east", cmd(3), b"c-car")
+            car = await platform.until(b"c-car", "rejected")
+            assert (car["reason"], car["reasons"]) == ("interlock", ["loop_occupied"])
+
+            # Lockdown from the platform, with the operator role.
+            sim.set_input("loop_a_occupied", False)
+            await platform.send("gw-1", cmd(4, "site.lockdown", target="gw-1", params={"on": True}), b"c-lock")
+            await platform.until(b"c-lock", "done")
+            assert gw.bollards.lockdown is not None
+            await signal.until(lambda: sim.state is BollardState.UP, 10)
+
+            _, audit = await events.wait_for(lambda _t, p: p["detail"].get("reason") == "bad_signature")
+            assert audit["detail"]["security"] is True
+            assert audit["class"] == "command"
+            assert sim.requests > 0
+        listener.cancel()
+    for topic, payload in events.messages:
+        validate_message(topic, payload)
