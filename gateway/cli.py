@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__, bollard_cli
+from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from simulators.scenario import ScenarioError
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--log", type=Path, metavar="FILE", help="append every arrival (gateway seq kind) to FILE")
 
     bollard_cli.add_parser(sub)
+    command_cli.add_parsers(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             return _watch(args)
         if args.command == "bollard":
             return bollard_cli.run(args)
+        if args.command == "keys":
+            return command_cli.run_keys(args)
+        if args.command == "command":
+            return command_cli.run_command(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.app import Gateway  # noqa: PLC0415

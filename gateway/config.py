@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.errors import ProfileError
 from drivers.profile import load_profile
 from gateway.commands.envelope import ACTIONS
-from gateway.commands.keys import KeyFileError, load_public
+from gateway.commands.keys import KeyFileError, check_private_file, load_public
 from gateway.errors import ConfigError
 from gateway.schedule import DAYS, Period, Schedule
 
@@ -378,6 +378,9 @@ _DRY_PINS = (
     "raise_relay", "lower_relay", "stop_relay", "warning_relay", "efo_relay", "limit_up", "limit_down", "loop_a",
     "loop_b", "photocell", "pressure_edge", "estop", "local_mode", "manual_release",
 )  # fmt: skip
+_DEFAULT_PASSWORDS = frozenset(
+    {b"", b"password", b"passw0rd", b"admin", b"public", b"changeme", b"123456", b"12345678", b"mosquitto", b"guest"}
+)  # fmt: skip
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
 
 
@@ -393,12 +396,19 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], lis
         resolved[name] = full
         try:
             with open(full, "rb") as f:
-                empty = not f.read(1)
+                content = f.read(256)
         except OSError as exc:
             problems.append((("mqtt", name), f"cannot read {full}: {exc.strerror}"))
             continue
-        if empty:
+        if not content:
             problems.append((("mqtt", name), f"{full} is empty"))
+        elif name in ("key_file", "password_file"):
+            try:
+                check_private_file(full)
+            except KeyFileError as exc:
+                problems.append((("mqtt", name), str(exc)))
+            if name == "password_file" and content.strip().lower() in _DEFAULT_PASSWORDS:
+                problems.append((("mqtt", name), f"{full} holds a default password; set a real one"))
     if mqtt.key_file is not None and mqtt.cert_file is None:
         problems.append((("mqtt", "key_file"), "a key_file needs its cert_file"))
     return resolved, problems

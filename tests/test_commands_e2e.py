@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.commands.envelope import sign
-from gateway.commands.keys import load_private, new_keypair
-from gateway.contract_check import validate_message
+from gateway.commands.envelope import b64decode, sign
+from gateway.commands.keys import load_private
+from gateway.contract_check import validate_message, validator
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker
 from tests.conftest import open_sim_bus
@@ -31,6 +34,16 @@ def commands_toml(public: Path) -> str:
         f'\n[commands]\n[[commands.keys]]\nid = "platform-1"\nissuer = "platform"\npublic_key_file = "{public}"\n'
         'roles = ["operator"]\n'
     )
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    """`campus-edge ...` in a process of its own, as an integrator runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
 
 
 class Platform:
@@ -68,7 +81,11 @@ class Platform:
 
 
 async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
-    private, public = new_keypair(tmp_path / "keys", "platform-1")
+    code, out = await cli("keys", "new", "platform-1", "--dir", str(tmp_path / "keys"))
+    assert code == 0, out
+    private, public = tmp_path / "keys" / "platform-1.key", tmp_path / "keys" / "platform-1.pub"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert 'id = "platform-1"' in out
     key = load_private(private)
     sim = BollardSim(rise_s=0.3, lower_s=0.3)
     sim.holding[102] = 100
@@ -143,6 +160,23 @@ async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscr
             assert gw.bollards.lockdown is not None
             await signal.until(lambda: sim.state is BollardState.UP, 10)
 
+            # The integrator's command line: sign and send, print the replies, exit 0 when done.
+            code, out = await cli(
+                "command", "send", "bollard.lower", "lane-east", "--key", str(private), "--issuer", "platform",
+                "--site", "test-school", "--gateway", "gw-1", "--operator", "ops.li", "--broker", broker.url,
+                "--seq", "10",
+            )  # fmt: skip
+            assert code == 0, out  # the platform declared the lockdown: the platform may lower the lane
+            assert '"status": "done"' in out
+            assert sim.table(4)[1] == BollardState.DOWN
+            code, out = await cli(
+                "command", "send", "site.lockdown", "gw-1", "--on", "false", "--key", str(private), "--issuer",
+                "platform", "--site", "test-school", "--gateway", "gw-1", "--operator", "ops.li", "--broker",
+                broker.url,
+            )  # fmt: skip
+            assert code == 0, out
+            assert gw.bollards.lockdown is None
+
             _, audit = await events.wait_for(lambda _t, p: p["detail"].get("reason") == "bad_signature")
             assert audit["detail"]["security"] is True
             assert audit["class"] == "command"
@@ -150,3 +184,11 @@ async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscr
         listener.cancel()
     for topic, payload in events.messages:
         validate_message(topic, payload)
+    # What the platform sent and received is what the contract documents.
+    replies = validator("reply")
+    for _corr, reply in platform.replies:
+        replies.validate(reply)
+    envelope, body = validator("command"), validator("command-body")
+    for payload in (raise_cmd, cmd(9, "site.lockdown", target="gw-1", params={"on": False})):
+        envelope.validate(json.loads(payload))
+        body.validate(json.loads(b64decode(json.loads(payload)["body"])))

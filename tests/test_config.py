@@ -162,9 +162,12 @@ def test_config_credential_files_are_checked_at_load(tmp_path: Path) -> None:
     assert load_config(site).mqtt.ca_file == tmp_path / "certs" / "ca.pem"  # relative to the file, resolved
 
 
-def test_config_key_without_certificate() -> None:
+def test_config_key_without_certificate(tmp_path: Path) -> None:
     """A client key alone is a mistake, not a silent plain connection."""
-    text = MINIMAL.replace("[mqtt]\n", f'[mqtt]\nkey_file = "{__file__}"\n')
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    text = MINIMAL.replace("[mqtt]\n", f'[mqtt]\nkey_file = "{key}"\n')
     with pytest.raises(ConfigError) as err:
         parse_config(text, "g.toml")
     assert str(err.value) == "g.toml:8: mqtt.key_file: a key_file needs its cert_file"
@@ -256,3 +259,28 @@ def test_config_dry_contact_lane_errors(change: tuple[str, str], message: str) -
         text += '\n[[gpio.inputs]]\nid = "door-1"\npin = 17\nkind = "door"\n'
     with pytest.raises(ConfigError, match=message):
         parse_config(text, "g.toml")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "mode", "message"),
+    [
+        ("key_file", "-----BEGIN PRIVATE KEY-----\n", 0o644, r"mode 0644 lets others read it; expected 0600"),
+        ("password_file", "s3cret-for-gw1\n", 0o640, r"mode 0640 lets others read it"),
+        ("password_file", "changeme\n", 0o600, r"holds a default password"),
+        ("password_file", "", 0o600, r"is empty"),
+    ],
+)
+def test_config_secrets_must_be_private_and_real(
+    tmp_path: Path, name: str, content: str, mode: int, message: str
+) -> None:
+    """The gateway refuses to start on a secret others can read, or an empty or default password."""
+    secret = tmp_path / "secret"
+    secret.write_text(content)
+    secret.chmod(mode)
+    extra = f'{name} = "{secret}"\n'
+    if name == "key_file":
+        extra += f'cert_file = "{__file__}"\n'
+    else:
+        extra += 'username = "gw1"\n'
+    with pytest.raises(ConfigError, match=rf"g\.toml:\d+: mqtt\.{name}: .*{message}"):
+        parse_config(MINIMAL.replace("[mqtt]\n", "[mqtt]\n" + extra), "g.toml")
