@@ -35,8 +35,11 @@ class PrivateBroker:
         netns: str | None = None,
         bind: str = "127.0.0.1",
         acl: str | None = None,
+        require_client_cert: bool = False,
     ) -> None:
-        """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only.
+        """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only. With
+        `require_client_cert` it also asks every client for a certificate signed by that CA (mutual TLS), and the
+        certificate's common name is the client's user name for the ACL.
 
         `netns` runs the broker in a network namespace of the caller's making, listening on `bind` there (and on
         that namespace's loopback); only addresses of such test namespaces are ever used besides loopback.
@@ -49,6 +52,7 @@ class PrivateBroker:
         self.netns = netns
         self.bind = bind
         self.acl = acl
+        self.require_client_cert = require_client_cert
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,6 +80,7 @@ class PrivateBroker:
             "max_queued_messages 0\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
             + (f"cafile {self.tls[0]}\ncertfile {self.tls[1]}\nkeyfile {self.tls[2]}\n" if self.tls else "")
+            + ("require_certificate true\nuse_identity_as_username true\n" if self.require_client_cert else "")
             + (f"acl_file {self.workdir / 'acl'}\n" if self.acl is not None else "")
         )
         if self.acl is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import stat
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.conftest import open_sim_bus
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
 
 PREFIX = "campus/v1/test-school/gw-1"
+EXAMPLE_ACL = (Path(__file__).resolve().parent.parent / "docs" / "examples" / "mosquitto-acl.conf").read_text()
 LANE = '\n[[lanes]]\nid = "lane-east"\ncontroller = "bollard-east"\npower_loss = "stay"\nloop_clear_delay_s = 0.2\n'
 
 
@@ -49,8 +51,9 @@ async def cli(*args: str) -> tuple[int, str]:
 class Platform:
     """The platform's side: publishes commands with a response topic and correlation data, collects replies."""
 
-    def __init__(self, client: aiomqtt.Client) -> None:
+    def __init__(self, client: aiomqtt.Client, reply_topic: str = "platform/replies") -> None:
         self.client = client
+        self.reply_topic = reply_topic
         self.replies: list[tuple[bytes | None, dict[str, Any]]] = []
         self.arrived = asyncio.Event()
 
@@ -63,7 +66,7 @@ class Platform:
 
     async def send(self, target: str, payload: bytes, correlation: bytes) -> None:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = "platform/replies"
+        props.ResponseTopic = self.reply_topic
         props.CorrelationData = correlation
         await self.client.publish(f"{PREFIX}/cmd/{target}", payload, qos=1, properties=props)
 
@@ -192,3 +195,72 @@ async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscr
     for payload in (raise_cmd, cmd(9, "site.lockdown", target="gw-1", params={"on": False})):
         envelope.validate(json.loads(payload))
         body.validate(json.loads(b64decode(json.loads(payload)["body"])))
+
+
+async def test_commands_over_mutual_tls_with_the_example_acl(tmp_path: Path) -> None:
+    """The gateway and the platform each prove themselves to the broker with a certificate (mutual TLS); the
+    broker's ACL is docs/examples/mosquitto-acl.conf for this site. A signed command goes through and is replied;
+    a gateway without a client certificate is not let in at all."""
+    import trustme  # noqa: PLC0415
+
+    from tests.test_uplink import tls_files  # noqa: PLC0415
+
+    ca = trustme.CA()
+    ca_file, server_chain, server_key = tls_files(tmp_path, ca, "broker")
+    acl = EXAMPLE_ACL.replace("demo-school", "test-school").replace("gw-east-gate", "gw-1")
+
+    def client_cert(name: str) -> tuple[Path, Path]:
+        cert = ca.issue_cert(common_name=name)
+        chain, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        cert.cert_chain_pems[0].write_to_path(str(chain))
+        cert.private_key_pem.write_to_path(str(key))
+        key.chmod(0o600)
+        return chain, key
+
+    gw_chain, gw_key = client_cert("gw-1.test-school")
+    pf_chain, pf_key = client_cert("platform")
+    private, public = tmp_path / "platform-1.key", tmp_path / "platform-1.pub"
+    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+
+    new_keypair(tmp_path, "platform-1")
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[102] = 100
+    with PrivateBroker(tmp_path / "mtls", tls=(ca_file, server_chain, server_key), acl=acl,
+                       require_client_cert=True) as broker:  # fmt: skip
+        host, port = broker.url.removeprefix("mqtts://").split(":")
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            base = config_text(
+                tmp_path / "state", broker.url, [{"id": "gate", **endpoint}],
+                [{"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+                  "poll_interval_s": 0.1}],
+                mqtt_extra=f'ca_file = "{ca_file}"\n',
+            ) + LANE + commands_toml(public)  # fmt: skip
+            text = base.replace("allow_plaintext = true\n", f'allow_plaintext = true\ncert_file = "{gw_chain}"\n'
+                                f'key_file = "{gw_key}"\n')  # fmt: skip
+            tls = ssl.create_default_context(cafile=str(ca_file))
+            tls.load_cert_chain(str(pf_chain), str(pf_key))
+            client = await stack.enter_async_context(
+                aiomqtt.Client(
+                    host, int(port), identifier="platform-mtls", protocol=aiomqtt.ProtocolVersion.V5, tls_context=tls
+                )
+            )
+            await client.subscribe(f"{PREFIX}/reply/#", qos=1)
+            platform = Platform(client, reply_topic=f"{PREFIX}/reply/platform")
+            listener = asyncio.create_task(platform.listen())
+            async with running_gateway(make_config(text)) as gw:
+                async with asyncio.timeout(10):
+                    await gw.uplink.listening.wait()
+                payload = sign(load_private(private), kid="platform-1", issuer="platform",
+                               audience="test-school/gw-1", target="lane-east", action="bollard.raise", seq=1,
+                               operator="ops.li")  # fmt: skip
+                await platform.send("lane-east", payload, b"m-1")
+                done = await platform.until(b"m-1", "done")
+                assert done["state"] == "up"
+            listener.cancel()
+
+            # The same gateway without its client certificate: the broker does not let it in.
+            async with running_gateway(make_config(base)) as gw:
+                await watch_gateway(gw).until(lambda: gw.uplink.failures >= 2)
+                assert gw.uplink.connections == 0
