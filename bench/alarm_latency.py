@@ -20,6 +20,7 @@ from bench import rig
 from bench.stats import percentile
 from gateway.app import Gateway
 from gateway.clock import Clock
+from gateway.commands.keys import new_keypair
 from gateway.config import parse_config
 from gateway.outbox import PRIORITY_TELEMETRY, Entry, Limits, Outbox
 from simulators.contacts import SimContact, contact_pin_factory
@@ -57,18 +58,30 @@ async def _edges(gw: Gateway, relay: SimContact, count: int, gap_s: tuple[float,
     return edges
 
 
-def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str, Any]:
-    """`edges` relay changes, 40-120 ms apart (5-15 ms while a backlog drains, for enough samples in the drain)."""
+def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: float = 0.0) -> dict[str, Any]:
+    """`edges` relay changes, 40-120 ms apart (5-15 ms while a backlog drains, for enough samples in the drain).
+    With `flood_rate`, another process floods the gateway's command topic meanwhile (bench/flood.py)."""
     random.seed(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     state = workdir / "state"
     if backlog:
         prefill(state, backlog)
-    with rig.broker(workdir) as broker, rig.listener(workdir, broker.url, events_only=True) as listener:
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(rig.broker(workdir))
+        listener = stack.enter_context(rig.listener(workdir, broker.url, events_only=True))
         inputs = [f'[[gpio.inputs]]\nid = "{RELAY_ID}"\npin = {RELAY_PIN}\nkind = "fire_relay"\ncontact = "NO"\n'
                   "debounce_ms = 0\n"]  # fmt: skip
         text = rig.site_config(state, broker.url, [], [], inputs)
         text += "\n[outbox]\nmax_disk_share = 0.9\nmax_bytes = 4294967296\n"
+        if flood_rate:
+            private, public = new_keypair(workdir / "keys", "platform-1")
+            text += (
+                f'\n[commands]\n[[commands.keys]]\nid = "platform-1"\nissuer = "platform"\n'
+                f'public_key_file = "{public}"\nroles = ["operator"]\n'
+            )
+            flood_cmd = rig.python("-m", "bench.flood", "--broker", broker.url, "--key", str(private), "--site",
+                                   rig.SITE, "--gateway", rig.GATEWAY, "--target", rig.GATEWAY, "--rate",
+                                   str(flood_rate))  # fmt: skip
         factory = contact_pin_factory()
         relay = SimContact(factory, RELAY_PIN, "NO")
         gap = (0.005, 0.015) if backlog else (0.04, 0.12)
@@ -79,6 +92,10 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str,
             try:
                 await gw.started.wait()
                 await gw.uplink.connected.wait()
+                if flood_rate:
+                    await gw.uplink.listening.wait()
+                    stack.enter_context(rig.process(flood_cmd, workdir / "flood.log"))
+                    await asyncio.sleep(2.0)  # the flood at full rate before the first edge
                 began = time.monotonic()
                 emptied_at: list[float] = []
                 empty = asyncio.Event()
@@ -96,12 +113,16 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str,
                         async with asyncio.timeout(120):
                             await empty.wait()
                 await asyncio.sleep(0.5)
+                if gw.commands is not None:
+                    flood_seen.update(refused=gw.commands.refused, accepted=gw.commands.accepted,
+                                      seconds=time.monotonic() - began + 2.0)  # fmt: skip
                 return done, (emptied_at[0] if emptied_at else None), began
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+        flood_seen: dict[str, float] = {}
         done, emptied, began = asyncio.run(main())
         heard = listener.finish()
     arrivals = [e for e in heard["events"] if e["class"] == "fire" and e["device"] == RELAY_ID]
@@ -130,5 +151,12 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1) -> dict[str,
         if backlog
         else None,
         "drain_s": round(emptied - began, 2) if emptied is not None else None,
+        "flood": {
+            "rate_per_s": flood_rate,
+            "handled_per_s": round((flood_seen["refused"] + flood_seen["accepted"]) / flood_seen["seconds"], 1),
+            "accepted": flood_seen["accepted"],
+        }
+        if flood_seen
+        else None,
         "unmatched_edges": missing,
     }

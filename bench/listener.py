@@ -110,7 +110,7 @@ def expand(ranges: list[list[int]]) -> set[int]:
     return {s for first, last in ranges for s in range(first, last + 1)}
 
 
-async def listen(url: str, topic_filter: str, ready: Path, out: Path, events_only: bool = False) -> None:
+async def listen(url: str, topic_filters: list[str], ready: Path, out: Path, events_only: bool = False) -> None:
     host, _, port = url.removeprefix("mqtt://").partition(":")
     tally = Tally(events_only)
     stop = asyncio.Event()
@@ -122,7 +122,8 @@ async def listen(url: str, topic_filter: str, ready: Path, out: Path, events_onl
         while True:
             try:
                 async with Client(host, int(port), max_queued_incoming_messages=0) as client:
-                    await client.subscribe(topic_filter, qos=1)
+                    for topic_filter in topic_filters:
+                        await client.subscribe(topic_filter, qos=1)
                     ready.touch()  # noqa: ASYNC240 - once, before anything arrives
                     async for msg in client.messages:
                         assert isinstance(msg.payload, bytes | bytearray)
@@ -141,7 +142,7 @@ async def listen(url: str, topic_filter: str, ready: Path, out: Path, events_onl
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.listener", description=__doc__)
     p.add_argument("--broker", required=True)
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, action="append", help="a topic filter (again for more)")
     p.add_argument("--ready", type=Path, required=True, help="touched once subscribed")
     p.add_argument("--out", type=Path, required=True, help="the JSON summary, written on SIGTERM")
     p.add_argument("--events-only", action="store_true", help="count telemetry messages without parsing them")

@@ -305,6 +305,10 @@ class CommandsConfig(_Frozen):
 
     keys: tuple[CommandKeyConfig, ...] = Field(min_length=1)
     skew_s: float = Field(default=2.0, ge=0, le=30)
+    # Commands looked at, at most, a second (burst: at once); beyond, dropped unread and counted: a flood must
+    # not take the CPU the fire alarms need.
+    max_per_s: float = Field(default=20.0, gt=0, le=1000)
+    burst: int = Field(default=40, ge=1, le=10000)
     roles: dict[Literal["guard", "operator", "admin"], tuple[str, ...]] = Field(default_factory=dict)
 
 

@@ -256,3 +256,59 @@ def test_commands_property_delivered_k_times_acts_once(
         assert accepted[i] == (1 if i + 1 > last else 0)
         last = max(last, i + 1)
     store.close()
+
+
+def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> None:
+    """Beyond max_per_s (burst 40 at once, then 20 a second) commands are not even verified: counted, and audited
+    once a second as one event, so a flood cannot take the CPU the alarms need (bench b3 measures that)."""
+    from gateway.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.commands.service import CommandService  # noqa: PLC0415
+    from gateway.config import CommandKeyConfig, CommandsConfig  # noqa: PLC0415
+    from gateway.contract import Topics  # noqa: PLC0415
+    from gateway.outbox import Outbox  # noqa: PLC0415
+    from gateway.recorder import Recorder  # noqa: PLC0415
+    from gateway.stateboard import StateBoard  # noqa: PLC0415
+
+    class StoppedClock(Clock):
+        """Time moves only when the test says."""
+
+        now = 100.0
+
+        @staticmethod
+        def mono() -> float:
+            return StoppedClock.now
+
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    public = tmp_path / "k.pub"
+    public.write_bytes(
+        OPERATOR_KEY.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    cfg = CommandsConfig(keys=(CommandKeyConfig(id="platform-1", issuer="platform", public_key_file=public,
+                                                roles=("operator",)),))  # fmt: skip
+    topics = Topics("s1", "g1")
+    outbox = Outbox(tmp_path / "o.db")
+    recorder = Recorder(outbox, topics, StateBoard(topics))
+    clock = StoppedClock(assume_synced=True)
+    bollards = BollardService((), {}, recorder, clock, gateway_id="g1")
+    service = CommandService(cfg, "s1", "g1", bollards, clock, tmp_path / "c.db", topics.reply)
+    looked_at = [service.handle("g1", b"garbage", None, None) for _ in range(100)]
+    assert sum(v is not None for v in looked_at) == 40
+    assert service.dropped == 60
+    StoppedClock.now += 1.0
+    looked_at = [service.handle("g1", b"garbage", None, None) for _ in range(100)]
+    assert sum(v is not None for v in looked_at) == 20
+    StoppedClock.now += 1.0
+    service.handle("g1", b"garbage", None, None)
+    recorder.flush()
+    from gateway.outbox import PRIORITY_EVENT  # noqa: PLC0415
+
+    events = [json.loads(row.body) for row in outbox.fetch(PRIORITY_EVENT, 0, 1000)]
+    floods = [e for e in events if e["point"] == "flood"]
+    assert [f["value"] for f in floods] == [1, 59, 80], "the first at once, then one a second, with the count"
+    assert all(f["detail"]["security"] for f in floods)
+    service.close()
+    outbox.close()

@@ -11,6 +11,7 @@ accepted -> in_progress -> done (with the end position read from the limit switc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -79,13 +80,43 @@ class CommandService:
         self.publish: Publisher | None = None  # set by the uplink while it is connected
         self.refused = 0
         self.accepted = 0
+        self.dropped = 0  # not looked at: beyond the rate
+        self._rate = cfg.max_per_s
+        self._burst = float(cfg.burst)
+        self._tokens = self._burst
+        self._tokens_at = clock.mono()
+        self._dropped_unreported = 0
+        self._flood_reported_at = -1e9
+        self._flood_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def handle(self, target: str, payload: bytes, response_topic: str | None, correlation: bytes | None) -> Verdict:
-        """One message from `.../cmd/{target}`: verified, and if it passes, carried out. Never raises."""
+    def handle(
+        self, target: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> Verdict | None:
+        """One message from `.../cmd/{target}`: verified, and if it passes, carried out. Never raises.
+
+        None: not even looked at, because commands arrive faster than `max_per_s` (a flood). Verifying costs
+        CPU the fire alarms need: beyond the rate, commands are dropped unread and counted, and the count is
+        audited once a second. A platform sends a few commands a second at most; a flood is an attack or a fault.
+        """
+        now = self.clock.mono()
+        self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            self.dropped += 1
+            self._dropped_unreported += 1
+            if now - self._flood_reported_at >= 1.0:
+                self._report_flood(now)  # the first of a flood at once, then at most one a second
+            elif self._flood_timer is None:
+                with contextlib.suppress(RuntimeError):  # no loop (a synchronous caller): the next call reports
+                    self._flood_timer = asyncio.get_running_loop().call_later(1.0, self._flush_flood)
+            return None
+        self._tokens -= 1.0
         verdict = self.verifier.check(target, payload, datetime.now(UTC), self.clock.synced())
         reply_to = response_topic or self.reply_topic
         body = verdict.body
+        if self._dropped_unreported and now - self._flood_reported_at >= 1.0:
+            self._report_flood(now)
         if verdict.duplicate and body is not None:
             # The same command again (a redelivery, a retry): its result, and nothing done.
             self._reply(reply_to, correlation, verdict.stored | {"cmd_id": body.cmd_id, "duplicate": True})
@@ -96,10 +127,10 @@ class CommandService:
             en, zh = REASONS.get(verdict.reason, (verdict.message, verdict.message))
             result = {"status": status, "reason": verdict.reason, "text_en": en, "text_zh": zh}
             self._audit(target, body, result, verdict.message)
-            if body is not None:
-                self._reply(reply_to, correlation, result | {"cmd_id": body.cmd_id})
-            elif response_topic is not None:
-                self._reply(reply_to, correlation, result | {"cmd_id": None})
+            if response_topic is not None:
+                # Only to a sender that asked for replies: answering every forged message on the default topic
+                # would double what a flood costs.
+                self._reply(reply_to, correlation, result | {"cmd_id": body.cmd_id if body else None})
             log.warning("command on %s refused: %s: %s", target, verdict.reason, verdict.message)
             return verdict
         assert body is not None
@@ -157,6 +188,21 @@ class CommandService:
 
     # -- replies and audit ---------------------------------------------------------------------------------------
 
+    def _flush_flood(self) -> None:
+        self._flood_timer = None
+        if self._dropped_unreported:
+            self._report_flood(self.clock.mono())
+
+    def _report_flood(self, now: float) -> None:
+        """One audit event for the commands dropped unread since the last one."""
+        count, self._dropped_unreported = self._dropped_unreported, 0
+        self._flood_reported_at = now
+        log.warning("commands arriving faster than %g/s: %d dropped unread", self._rate, count)
+        detail: Detail = {"dropped": count, "total_dropped": self.dropped, "max_per_s": self._rate, "security": True}
+        stamp = Stamp(self.clock.wall_ms(), now, self.clock.synced())
+        event = Event("command", "warning", "changed", self.gateway, "flood", count, Quality.GOOD, stamp, detail)
+        self.bollards.recorder.record([], [event])
+
     def _progress(self, body: CommandBody, reply_to: str, correlation: bytes | None, result: dict[str, Any]) -> None:
         self.store.set_result(body.cmd_id, result)
         self._reply(reply_to, correlation, result | {"cmd_id": body.cmd_id})
@@ -198,6 +244,8 @@ class CommandService:
         """Stop following commands; close the store."""
         for task in self._tasks:
             task.cancel()
+        if self._flood_timer is not None:
+            self._flood_timer.cancel()
         self.store.close()
 
 
