@@ -332,15 +332,51 @@ def test_supervisor_lockdown_is_not_lowered_by_the_platform_but_by_the_guard() -
     assert lane.sup.intents == {}
 
 
-def test_supervisor_stop_ends_the_modes_on_that_lane() -> None:
-    """Whoever stops a rise saw something: no mode raises that lane again until it begins anew."""
+def test_supervisor_stop_ends_the_modes_of_no_higher_authority() -> None:
+    """The guard's stop ends the guard's lockdown on that lane; the platform's stop is carried out but does not end
+    it (the platform cannot undo the guard's lockdown by a stop and a lower)."""
     lane = Lane()
     lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
     lane.run(1.5)
     assert lane.sup.request(Command.STOP, Authority.PLATFORM, lane.now).accepted
+    assert lane.sup.intents, "still the guard's"
+    refused = lane.sup.request(Command.LOWER, Authority.PLATFORM, lane.now)
+    assert refused.rule is Rule.MODE_HOLDS_UP
+    lane.run(15.0)
+    assert lane.state() is BollardState.UP, "raised again by the lockdown"
+    lane.sup.request(Command.LOWER, Authority.GUARD, lane.now)
+    lane.run(4.0)
+    lane.sup.hold_up("lockdown", Authority.GUARD, lane.now)
+    lane.run(1.5)
+    assert lane.sup.request(Command.STOP, Authority.GUARD, lane.now).accepted
     lane.run(30.0)
     assert lane.state() is BollardState.STOPPED_MID
-    assert lane.actuator.sent == ["cmd_raise", "cmd_stop"]
+    assert lane.sup.intents == {}
+
+
+@pytest.mark.parametrize("what", ["lamps", "estop", "presence", "slow"])
+def test_supervisor_a_failed_rise_is_not_retried_by_a_mode(what: str) -> None:
+    """R13-R15 under lockdown or school hours: a rise ended for a safety reason (no warning, the controller's
+    e-stop, presence, a timeout) is not tried again when the cause is gone; the lane waits for the guard."""
+    lane = Lane(LaneSettings(rise_timeout_s=6.0))
+    if what == "lamps":
+        lane.sim.mech.lamps_failed = 0b1100
+    if what == "slow":
+        lane.sim.holding[100] = 60_000
+        lane.sim.mech.slow_factor = 5
+    lane.sup.hold_up("schedule", Authority.SCHEDULE, lane.now)
+    lane.run(2.0)
+    if what == "estop":
+        lane.sim.set_input("estop_pressed", True)
+        lane.run(1.0)
+        lane.sim.set_input("estop_pressed", False)
+    if what == "presence":
+        lane.sim.set_input("pressure_edge_active", True)
+        lane.run(1.0)
+        lane.sim.set_input("pressure_edge_active", False)
+    lane.run(60.0)
+    assert lane.actuator.sent.count("cmd_raise") == 1, lane.actuator.sent
+    assert lane.sup.intents == {}
 
 
 def test_supervisor_schedule_lowest_priority() -> None:

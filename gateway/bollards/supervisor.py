@@ -67,6 +67,15 @@ class Rule(StrEnum):
     CONTROLLER_LOCAL = "controller_local"
 
 
+# A rise the supervisor or the controller ended for a safety reason: no mode tries it again.
+RISE_FAILED = frozenset(
+    {
+        Rule.PRESENCE_DURING_RISE, Rule.MOTION_TIMEOUT, Rule.STALE_DURING_RISE, Rule.CONTROLLER_REFUSED,
+        Rule.NOT_DELIVERED, Rule.WARNING_FAILED, Rule.CONTROLLER_FAULT, Rule.CONTROLLER_STOPPED,
+    }
+)  # fmt: skip
+
+
 class Actuator(Protocol):
     """Sends a request to the controller (Modbus coils, or GPIO relays on a dry-contact controller)."""
 
@@ -167,6 +176,7 @@ class LaneSupervisor:
         self._fire_lower_sent = -1e9
         self._fire_lane_warned = False
         self.intents: dict[str, Intent] = {}
+        self.on_intents: list[Callable[[], None]] = []  # the modes wanting this lane up changed
         self._rise_seen = False  # the rise being watched was seen moving (so a stop mid-way is the controller's)
         self._intent_next_try = 0.0
 
@@ -289,6 +299,8 @@ class LaneSupervisor:
         """A mode begins that wants this lane up. The first try is decided and published now (a refusal names its
         reasons); later tries, once the reasons are gone, come from the status reads."""
         self.intents[mode] = Intent(mode, source)
+        for listener in self.on_intents:
+            listener()
         if self.sensors.view(self.fire_hold).state in ("up", "rising", "efo_rising") or self._raising_since is not None:
             return None
         decision = self.request(Command.RAISE, source, now)
@@ -301,9 +313,19 @@ class LaneSupervisor:
         """A mode ends. With `lower` (the end of school hours) the lane is lowered by that mode, unless another
         mode still wants it up; the end of a lockdown leaves the lane where it is, for the guard to decide."""
         ended = self.intents.pop(mode, None)
+        if ended is not None:
+            for listener in self.on_intents:
+                listener()
         if ended is None or not lower or self.intents:
             return None
         return self.request(Command.LOWER, ended.source, now)
+
+    def _drop_intents(self, modes: list[str]) -> None:
+        for mode in modes:
+            del self.intents[mode]
+        if modes:
+            for listener in self.on_intents:
+                listener()
 
     def retry_intent_at(self, when: float) -> None:
         """Try the intent again from `when` (a restored lockdown: at the first status read)."""
@@ -347,10 +369,10 @@ class LaneSupervisor:
             # A lockdown set by the guard is not undone by the platform, nor the school day by anything lower.
             return self._decide(command.value, source, False, Rule.MODE_HOLDS_UP, (), now)
         if command in (Command.LOWER, Command.STOP) and intent is not None:
-            # Someone at least as high wants it down, or stopped (a person saw something): the modes give up on
-            # this lane until they begin again, so nothing raises it behind the guard's back.
-            for mode in [m for m, i in self.intents.items() if command is Command.STOP or i.source >= source]:
-                del self.intents[mode]
+            # Someone at least as high wants it down or stopped it: those modes give up on this lane until they
+            # begin again, so nothing raises it behind the guard's back. A stop from lower down is carried out (a
+            # stop is always safe), but does not end a higher authority's mode.
+            self._drop_intents([m for m, i in self.intents.items() if i.source >= source])
         if command is Command.STOP:
             self._raising_since = None
             self._lowering_since = None
@@ -406,6 +428,10 @@ class LaneSupervisor:
     ) -> Decision:
         decision = Decision(self.lane, command, source, accepted, rule, tuple(reasons), now)
         self.last_decision = decision
+        if rule in RISE_FAILED and self.intents:
+            # A rise that ended for a safety reason is not tried again by a mode (R14, R15): the lane stays as it
+            # is until a guard raises it or the mode begins anew.
+            self._drop_intents(list(self.intents))
         for listener in self.decisions:
             listener(decision)
         return decision

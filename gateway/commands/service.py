@@ -22,7 +22,7 @@ from typing import Any
 
 from drivers.profile import Quality
 from gateway.bollards.service import BollardService
-from gateway.bollards.supervisor import Authority, Command, Decision, Rule
+from gateway.bollards.supervisor import RISE_FAILED, Authority, Command, Decision, Rule
 from gateway.clock import Clock, rfc3339_ms
 from gateway.commands.envelope import CommandBody
 from gateway.commands.keys import load_public
@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 REPLY_SCHEMA = "campus-edge/reply/1"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _BOLLARD = {"bollard.raise": Command.RAISE, "bollard.lower": Command.LOWER, "bollard.stop": Command.STOP}
-_FAILED_RULES = frozenset(
-    {
-        Rule.PRESENCE_DURING_RISE, Rule.MOTION_TIMEOUT, Rule.STALE_DURING_RISE, Rule.CONTROLLER_REFUSED,
-        Rule.NOT_DELIVERED, Rule.WARNING_FAILED, Rule.CONTROLLER_FAULT, Rule.CONTROLLER_STOPPED,
-    }
-)  # fmt: skip
 # Refusals that say someone is forging or replaying, not just a stale or clumsy sender.
 SECURITY_REASONS = frozenset(
     {"bad_signature", "unknown_key", "revoked_key", "forbidden", "replayed", "stale_seq", "wrong_audience"}
@@ -172,7 +166,7 @@ class CommandService:
             start = self.clock.mono()
             while self.clock.mono() - start < limit_s:
                 view = sup.sensors.view(sup.fire_hold)
-                ended = [d for d in outcome if d.rule in _FAILED_RULES or (d.source is not None and d is not decision)]
+                ended = [d for d in outcome if d.rule in RISE_FAILED or (d.source is not None and d is not decision)]
                 if ended:
                     self._finish(body, reply_to, correlation, _decided("failed", ended[0], view.state))
                     return
