@@ -4,6 +4,7 @@ controller wired to the same pins: the gateway's own pre-warning (R13), state fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +60,7 @@ class DryLane:
 
     def step(self) -> None:
         self.rig.step()
-        self.lane.step(self.now)
+        self.values = self.lane.step(self.now)
         closed = [r for r in ("raise", "lower", "stop") if self.rig.relay_on(r)]
         self.two_at_once += len(closed) > 1
 
@@ -73,7 +74,8 @@ class DryLane:
         return self.sim.state
 
     def state(self) -> str:
-        return str(self.lane.step(self.now)["state"].value)
+        """The state the lane last reported (reading it again would feed the supervisor an extra status)."""
+        return str(self.values["state"].value)
 
 
 def test_dry_contact_raise_is_warned_by_the_gateway_then_rises() -> None:
@@ -241,8 +243,10 @@ def test_dry_contact_a_stop_during_the_raise_pulse_opens_the_raise_relay_first()
     lane.run(TIMING.pre_warn_s + 2 * STEP_S)
     assert lane.rig.relay_on("raise")
     assert lane.sup.request(Command.STOP, Authority.GUARD, lane.now).accepted
+    assert not lane.rig.relay_on("raise"), "opened at once"
+    assert not lane.rig.relay_on("stop"), "closed a step later: the dead time between two relays"
+    lane.run(STEP_S)
     assert lane.rig.relay_on("stop")
-    assert not lane.rig.relay_on("raise")
     lane.run(1.0)
     assert lane.two_at_once == 0
     assert lane.sim_state() is BollardState.STOPPED_MID
@@ -306,3 +310,65 @@ async def test_dry_contact_lane_in_a_running_gateway(
     assert not any(rig.relay_on(r) for r in RELAYS), "every relay released when the gateway stops"
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_dry_contact_a_restarted_task_never_pulses_a_raise_it_did_not_warn_for() -> None:
+    """The lane's task dies during the pre-warning (everything released) and is started again: the raise is gone,
+    not pulsed without its warning."""
+    lane = DryLane()
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    task = asyncio.create_task(lane.lane.run())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not lane.rig.relay_on("warning")
+    lane.run(3.0)
+    assert "raise" not in [t for _, t in lane.rig.terminals]
+    assert lane.sim_state() is BollardState.DOWN
+
+
+def test_dry_contact_last_look_includes_the_estop() -> None:
+    lane = DryLane(wire={**CONTACTS, "estop_pressed": (7, "NC")})
+    lane.lane.on_status = None
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(0.9)
+    lane.sim.set_input("estop_pressed", True)
+    lane.rig.write_inputs()
+    lane.run(0.3)
+    assert lane.lane.withheld == 1
+    assert "raise" not in [t for _, t in lane.rig.terminals]
+
+
+def test_dry_contact_drift_stays_a_fault_until_a_command() -> None:
+    """A bollard that sank by itself from the top reads as a fault even once it is down: the leak is not healed;
+    a guard's lower (the safe direction) clears it."""
+    lane = DryLane()
+    lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    lane.run(5.0)
+    lane.sim.mech.drift_down_pct_per_s = 50
+    lane.run(4.0)
+    assert lane.sim.position == 0
+    assert lane.values["fault_code"].value == "drift_down"
+    refused = lane.sup.request(Command.RAISE, Authority.GUARD, lane.now)
+    assert Inhibit.CONTROLLER_FAULT in refused.reasons
+    lane.sim.mech.drift_down_pct_per_s = 0
+    lane.sim.command("cmd_reset_fault")
+    assert lane.sup.request(Command.LOWER, Authority.GUARD, lane.now).accepted
+    lane.run(1.0)
+    assert lane.state() == "down"
+
+
+def test_dry_contact_a_rise_the_controller_reverses_ends_at_rest() -> None:
+    """The controller's own reversal brings the bollard back down: the lane is down, the buzzer off."""
+    lane = DryLane()
+    lane.lane.on_status = None  # the gateway's supervisor out of the way: only the controller reverses
+    lane.lane.send("cmd_raise")
+    lane.run(2.0)
+    lane.sim.set_input("photocell_blocked", True)
+    lane.run(0.2)
+    lane.sim.set_input("photocell_blocked", False)
+    lane.run(4.0)
+    assert lane.sim_state() is BollardState.DOWN
+    assert lane.state() == "down"
+    assert not lane.rig.relay_on("warning")
