@@ -112,6 +112,9 @@ class FirePanelSim(SimDevice):
         self.event_counter = 0
         self.map_version = 0x0100
         self._reset_flag = False
+        # Some panels pulse their reset bit too briefly for a poll to see: then only the first-alarm point
+        # going back to "none" tells of the reset.
+        self.shows_reset_bit = True
 
     def _changed(self) -> None:
         self.event_counter = (self.event_counter + 1) & 0xFFFF
@@ -163,7 +166,7 @@ class FirePanelSim(SimDevice):
             backup=(9, s.backup_power_fault),
             bus=(10, s.bus_fault),
             manual=(11, s.manual_mode),
-            reset=(13, self._reset_flag),
+            reset=(13, self._reset_flag and self.shows_reset_bit),
         )
 
     def table(self, function: int) -> dict[int, int]:

@@ -201,3 +201,53 @@ async def test_bollard_fire_hold_needs_the_panel_reset_and_the_guard(
             assert released.accepted
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_bollard_fire_stands_across_a_restart_until_the_panel_is_reset(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """R2, R17: the panel drops its fire bit without a reset and the gateway restarts: the fire still stands, and
+    the fire lane cannot be released. The panel's reset, seen by its first-alarm point clearing (this panel's
+    reset bit is too short to see), ends the fire and clears the inconsistency."""
+    panel = FirePanelSim()
+    panel.shows_reset_bit = False
+    sim = BollardSim(rise_s=0.3, lower_s=0.3)
+    sim.holding[107] = 1
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/fire")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "gate", **endpoint}],
+            [
+                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+                 "poll_interval_s": 0.1},
+            ],
+        ) + LANE  # fmt: skip
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            panel.alarm_point(3)
+            await signal.until(lambda: gw.bollards.fire)
+            panel.clear_point(3)
+            panel.state.fire = False  # no reset
+            await sub.wait_for(lambda _t, p: p["point"] == "inconsistent" and p["state"] == "raised")
+        async with running_gateway(make_config(text)) as gw:
+            assert gw.bollards.fire, "restored: the panel was never reset"
+            signal = watch_gateway(gw)
+            await signal.until(lambda: gw.bollards.supervisors["lane-east"].sensors.view(False).state == "down")
+            early = gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD)
+            assert early.rule is Rule.FIRE_NOT_RESET
+            async with asyncio.timeout(10):  # said again by the new process, like any standing condition
+                while sum(p["point"] == "inconsistent" for _t, p in sub.messages) < 2:
+                    await sub.wait_for(lambda _t, p: p["point"] == "inconsistent", timeout_s=10)
+                    await asyncio.sleep(0.05)
+            panel.state.fire = True  # the reset below needs the latched fire the panel still owes
+            assert panel.reset()
+            await signal.until(lambda: not gw.bollards.fire)
+            await sub.wait_for(lambda _t, p: p["point"] == "inconsistent" and p["state"] == "cleared")
+            assert gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD).accepted
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)

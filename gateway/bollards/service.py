@@ -34,7 +34,7 @@ from gateway.clock import Clock
 from gateway.config import LaneConfig
 from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
-from gateway.records import Event, Stamp
+from gateway.records import Event, EventState, Stamp
 from gateway.schedule import Schedule
 from gateway.tracking import DeviceTracker
 
@@ -156,6 +156,7 @@ class BollardService:
         self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
         self._detector_fires: set[str] = set()
         self._awaiting_reset: dict[str, int] = {}  # panels whose fire bit dropped -> polls since, not yet reset
+        self._inconsistent: set[str] = set()  # panels reported as cleared without a reset
         self._panels = frozenset(panels)
         self.fire = False
         try:
@@ -172,6 +173,8 @@ class BollardService:
                 self.supervisors[lane_id].fire_hold = True
                 log.warning("lane %s: fire hold-down restored from %s", lane_id, self.hold_file)
         self._saved_holds = self._holds()
+        self.sources_file = hold_file.with_name("fire-sources.json") if hold_file is not None else None
+        self._restore_sources()
         self._restore_lockdown()
 
     def _add_lane(
@@ -289,20 +292,33 @@ class BollardService:
             self.supervisors[lane].check_staleness(self.clock.mono())
 
     def _panel_polled(self, entry: PolledDevice) -> None:
+        """A panel in fire ends its fire here, on a poll that shows the fire bit clear *and* a reset: the reset bit,
+        or no first-alarm point any more (a level the reset leaves, for panels whose reset bit is a short pulse).
+        A fire bit clear without either, two polls running, is reported as inconsistent, and the fire stands."""
         name = entry.device.name
         values = entry.last_values
-        if name not in self._awaiting_reset or values is None:
+        if not self._fires.get(name) or values is None:
             return
-        fire, reset = values.get("fire"), values.get("reset")
-        if fire is not None and fire.value is False and reset is not None and reset.value is True:
-            del self._awaiting_reset[name]
+        fire = values.get("fire")
+        if fire is None or fire.quality is not Quality.GOOD or fire.value is not False:
+            self._awaiting_reset.pop(name, None)  # in fire (again), or not readable: the fire stands, consistently
+            return
+        reset, first = values.get("reset"), values.get("first_alarm_point")
+        cleared_first = first is not None and first.quality is Quality.GOOD and first.value is None
+        if (reset is not None and reset.value is True) or cleared_first:
             log.warning("fire linkage: panel %s reset", name)
+            self._awaiting_reset.pop(name, None)
+            if name in self._inconsistent:
+                self._inconsistent.discard(name)
+                self._inconsistency(name, False)
             self._fires[name] = False
+            self._save_sources()
             self._update_fire()
             return
-        self._awaiting_reset[name] += 1
-        if self._awaiting_reset[name] == 2:  # not the poll that carried the clear: the panel has not been reset
-            self._report_inconsistent(name)
+        self._awaiting_reset[name] = self._awaiting_reset.get(name, 0) + 1
+        if self._awaiting_reset[name] == 2 and name not in self._inconsistent:
+            self._inconsistent.add(name)
+            self._inconsistency(name, True)
 
     def request(self, lane: str, command: Command, source: Authority, issued: float | None = None) -> Decision:
         """A command for a lane, decided now (raises KeyError for a lane that does not exist)."""
@@ -502,13 +518,12 @@ class BollardService:
                 (self._detector_fires.add if active else self._detector_fires.discard)(ev.device)
                 changed |= before != self._detector_fires
             elif ev.point == "fire" and not active and ev.device in self._panels:
-                if self._fires.get(ev.device):
-                    self._awaiting_reset[ev.device] = 0  # _panel_polled ends it once the reset bit is seen
+                pass  # a panel's fire ends in _panel_polled, with its reset
             elif self._fires.get(ev.device) != active:
                 self._fires[ev.device] = active
-                self._awaiting_reset.pop(ev.device, None)
                 changed = True
         if changed:
+            self._save_sources()
             self._update_fire()
 
     def _update_fire(self) -> None:
@@ -523,17 +538,58 @@ class BollardService:
             for sup in self.supervisors.values():
                 sup.set_fire(fire, now)
 
-    def _report_inconsistent(self, panel: str) -> None:
-        """The panel's fire bit dropped; until its reset bit is seen the fire stands. Said once per fire, as a
-        warning the platform can act on (a panel that clears without reset is misconfigured or faulty)."""
-        log.warning("fire linkage: panel %s cleared its fire bit without a reset: fire kept", panel)
-        detail: dict[str, str | int | float | bool | None] = {
-            "text_en": "the panel cleared its fire without a reset; fire linkage stays on until the panel is reset",
-            "text_zh": "火灾报警控制器未复位即清除火警; 联动保持, 直到控制器复位",
-        }
+    def _inconsistency(self, panel: str, raised: bool) -> None:
+        """The panel's fire bit dropped without a reset: the fire stands until it is reset. Raised once per fire and
+        cleared at the reset, as a warning the platform can act on (such a panel is misconfigured or faulty)."""
+        if raised:
+            log.warning("fire linkage: panel %s cleared its fire bit without a reset: fire kept", panel)
+            en = "the panel cleared its fire without a reset; fire linkage stays on until the panel is reset"
+            zh = "火灾报警控制器未复位即清除火警; 联动保持, 直到控制器复位"
+        else:
+            en, zh = "the panel was reset; fire linkage ended", "火灾报警控制器已复位; 联动解除"
+        detail: dict[str, str | int | float | bool | None] = {"text_en": en, "text_zh": zh}
         stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
-        event = Event("fire", "warning", "raised", panel, "inconsistent", True, Quality.GOOD, stamp, detail)
+        state: EventState = "raised" if raised else "cleared"
+        event = Event("fire", "warning", state, panel, "inconsistent", raised, Quality.GOOD, stamp, detail)
         self.recorder.record([], [event])
+
+    def _save_sources(self) -> None:
+        """The fire sources in fire, so that a restart does not end a fire the panel never reset (R2, R17)."""
+        if self.sources_file is None:
+            return
+        sources = sorted(name for name, active in self._fires.items() if active)
+        tmp = self.sources_file.with_name(self.sources_file.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(sources, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.sources_file)
+        except OSError as exc:
+            log.error("%s: cannot save the fire sources: %s", self.sources_file, exc)
+
+    def _restore_sources(self) -> None:
+        if self.sources_file is None:
+            return
+        try:
+            data = json.loads(self.sources_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("%s: unreadable (%s): the fire sources start clear", self.sources_file, exc)
+            return
+        if not isinstance(data, list):
+            return
+        for name in data:
+            if isinstance(name, str) and name in self._panels:
+                # A relay's fire is its contact's level, read again at start; a panel's waits for its reset.
+                self._fires[name] = True
+        if any(self._fires.values()):
+            log.warning("fire linkage: panels still in fire (not reset) before the restart: %s", sorted(self._fires))
+            self.fire = True
+            now = self.clock.mono()
+            for sup in self.supervisors.values():
+                sup.set_fire(True, now)
 
     def _publish(self, d: Decision) -> None:
         self._save_holds()
