@@ -143,6 +143,7 @@ class BollardService:
         self.modes_file = modes_file
         self.lockdown: Authority | None = None  # who declared the lockdown in force; None: none
         self.closed_campus: bool | None = None  # None: not known (no schedule, or the clock is not synchronised)
+        self._last_known: bool | None = None  # the schedule's last known verdict, kept across restarts
         self.on_closed_campus: list[Callable[[bool | None], None]] = []
         self._scheduled = {lane.id for lane in lanes if lane.scheduled}
         self.clock = clock
@@ -175,7 +176,9 @@ class BollardService:
         self._saved_holds = self._holds()
         self.sources_file = hold_file.with_name("fire-sources.json") if hold_file is not None else None
         self._restore_sources()
-        self._restore_lockdown()
+        self._restore_modes()
+        for sup in self.supervisors.values():
+            sup.on_intents.append(self._save_modes)
 
     def _add_lane(
         self, lane: LaneConfig, controllers: dict[str, tuple[ModbusBus, int]], pin_factory: Any
@@ -401,7 +404,6 @@ class BollardService:
             return True, []  # already in force, declared at least as high
         was = self.lockdown
         self.lockdown = source if on else None
-        self._save_lockdown()
         decisions: list[Decision] = []
         for sup in self.supervisors.values():
             if sup.settings.fire_lane:
@@ -409,6 +411,7 @@ class BollardService:
             d = sup.hold_up("lockdown", source, now) if on else sup.end_mode("lockdown", now)
             if d is not None:
                 decisions.append(d)
+        self._save_modes()
         if (was is None) == on:
             log.warning("lockdown %s by %s", "declared" if on else "ended", source.name.lower())
             detail: dict[str, str | int | float | bool | None] = {
@@ -419,59 +422,81 @@ class BollardService:
             self._site_event("lockdown", on, "warning" if on else "info", detail)
         return True, decisions
 
-    def _restore_lockdown(self) -> None:
+    def _restore_modes(self) -> None:
+        """The lockdown, the last known state of the schedule, and which lanes each mode still wants up, as they
+        were before a restart (state_dir/modes.json): a lane the guard lowered during a lockdown stays lowered."""
         if self.modes_file is None:
             return
         try:
-            data = json.loads(self.modes_file.read_text(encoding="utf-8"))
-            source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
+            source, last, intents = _parse_modes(self.modes_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Unreadable: a lockdown may have been in force. Declared again, by the guard, to be safe: the gate
             # stays closed until a guard ends it.
             log.error("%s: unreadable (%s): lockdown assumed in force", self.modes_file, exc)
-            source = Authority.GUARD
+            source, last, intents = Authority.GUARD, None, None
+        self.lockdown = source
+        self._last_known = last
+        now = self.clock.mono()
+        for lane, sup in self.supervisors.items():
+            if intents is None:  # a file without them (or none readable): the lockdown wants every lane it covers
+                wanted = [("lockdown", source)] if source is not None and not sup.settings.fire_lane else []
+            else:
+                wanted = intents.get(lane, [])
+            for mode, authority in wanted:
+                sup.intents[mode] = Intent(mode, authority)  # pursued from the first status read
+                sup.retry_intent_at(now)
         if source is not None:
             log.warning("lockdown restored from %s", self.modes_file)
-            self.lockdown = source
-            now = self.clock.mono()
-            for sup in self.supervisors.values():
-                if not sup.settings.fire_lane:
-                    sup.intents["lockdown"] = Intent("lockdown", source)  # pursued from the first status read
-                    sup.retry_intent_at(now)
 
-    def _save_lockdown(self) -> None:
+    def _save_modes(self) -> None:
         if self.modes_file is None:
             return
+        data = {
+            "lockdown": self.lockdown.name.lower() if self.lockdown else None,
+            "closed_campus_last": self._last_known,
+            "intents": {
+                lane: [[i.mode, i.source.name.lower()] for i in sup.intents.values()]
+                for lane, sup in self.supervisors.items()
+                if sup.intents
+            },
+        }
         tmp = self.modes_file.with_name(self.modes_file.name + ".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"lockdown": self.lockdown.name.lower() if self.lockdown else None}, f)
+                json.dump(data, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.modes_file)
         except OSError as exc:
-            log.error("%s: cannot save the lockdown: %s", self.modes_file, exc)
+            log.error("%s: cannot save the modes: %s", self.modes_file, exc)
 
     def apply_schedule(self, closed: bool | None) -> None:
         """The closed-campus schedule says the campus is now closed (True), open (False) or unknown (None: the
-        clock is not synchronised; nothing moves and doors armed by the schedule are not)."""
+        clock is not synchronised; nothing moves, the school day's wishes wait, and doors armed by the schedule
+        are not). The day begins and ends on changes of the last *known* state, kept across restarts: a gateway
+        that was off, or unsynchronised, at the end of the day still lowers the lanes when it knows the time."""
         if closed == self.closed_campus:
             return
         was = self.closed_campus
         self.closed_campus = closed
         now = self.clock.mono()
-        if closed is True:
+        for lane in self._scheduled:
+            if closed is None:
+                self.supervisors[lane].paused.add("schedule")
+            else:
+                self.supervisors[lane].paused.discard("schedule")
+        if closed is True and self._last_known is not True:
             for lane in sorted(self._scheduled):
                 self.supervisors[lane].hold_up("schedule", Authority.SCHEDULE, now)
-        elif closed is False:
+        elif closed is False and self._last_known is True:
+            # Lanes the guard took over during the day (lowered, stopped) are not the schedule's any more.
             for lane in sorted(self._scheduled):
                 self.supervisors[lane].end_mode("schedule", now, lower=True)
-        else:
-            # Not knowing the time is not the end of the school day: the lanes stay as they are, no longer pursued.
-            for lane in sorted(self._scheduled):
-                self.supervisors[lane].end_mode("schedule", now)
+        if closed is not None:
+            self._last_known = closed
+        self._save_modes()
         log.warning("closed-campus schedule: %s", {True: "closed", False: "open", None: "unknown"}[closed])
         if closed is not None or was is not None:
             detail: dict[str, str | int | float | bool | None] = {
@@ -610,3 +635,17 @@ class BollardService:
 
 def _text(pv: PointValue | None) -> str | None:
     return None if pv is None or pv.value is None else str(pv.value)
+
+
+def _parse_modes(text: str) -> tuple[Authority | None, bool | None, dict[str, list[tuple[str, Authority]]] | None]:
+    """modes.json: (the lockdown's authority, the schedule's last known verdict, lane -> [(mode, authority)])."""
+    data = json.loads(text)
+    source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
+    last = data.get("closed_campus_last")
+    if not (last is None or isinstance(last, bool)):
+        raise ValueError(f"closed_campus_last: expected true, false or null, got {last!r}")
+    raw = data.get("intents")
+    if raw is None:
+        return source, last, None
+    intents = {str(lane): [(str(m), Authority[str(a).upper()]) for m, a in wanted] for lane, wanted in raw.items()}
+    return source, last, intents

@@ -177,6 +177,7 @@ class LaneSupervisor:
         self._fire_lane_warned = False
         self.intents: dict[str, Intent] = {}
         self.on_intents: list[Callable[[], None]] = []  # the modes wanting this lane up changed
+        self.paused: set[str] = set()
         self._rise_seen = False  # the rise being watched was seen moving (so a stop mid-way is the controller's)
         self._intent_next_try = 0.0
 
@@ -292,8 +293,10 @@ class LaneSupervisor:
     # -- modes -----------------------------------------------------------------------------------------------------
 
     def intent(self) -> Intent | None:
-        """The mode that wants this lane up, of the highest authority; None when none does."""
-        return min(self.intents.values(), key=lambda i: i.source, default=None)
+        """The mode that wants this lane up, of the highest authority; None when none does (paused modes, such as
+        school hours on a clock that lost its synchronisation, wait)."""
+        active = [i for i in self.intents.values() if i.mode not in self.paused]
+        return min(active, key=lambda i: i.source, default=None)
 
     def hold_up(self, mode: str, source: Authority, now: float) -> Decision | None:
         """A mode begins that wants this lane up. The first try is decided and published now (a refusal names its
