@@ -85,6 +85,7 @@ class Gateway:
             modes_file=cfg.gateway.state_dir / "modes.json",
         )
         self.doors = DoorAlarms(cfg.gpio.inputs, self.recorder, self.clock, lambda: self.bollards.closed_campus)
+        self.doors.warn_unarmed(cfg.schedule is not None)
         self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
         self.inputs.on_door = self.doors.changed
         self.inputs.on_rex = self.doors.rex

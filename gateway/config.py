@@ -170,12 +170,20 @@ class PeriodConfig(_Frozen):
     end: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
 
+class ExtraDayConfig(_Frozen):
+    """A make-up school day (调休): on `date`, the periods of the weekday `as` apply."""
+
+    date: date
+    as_: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(alias="as")
+
+
 class ScheduleConfig(_Frozen):
     """The closed-campus schedule: scheduled lanes up and doors armed while the school is in session."""
 
     timezone: str = "Asia/Shanghai"
     periods: tuple[PeriodConfig, ...] = Field(min_length=1)
     holidays: tuple[date, ...] = ()
+    extra_days: tuple[ExtraDayConfig, ...] = ()
 
     @field_validator("timezone")
     @classmethod
@@ -192,7 +200,8 @@ class ScheduleConfig(_Frozen):
             Period(frozenset(DAYS.index(d) for d in p.days), time.fromisoformat(p.start), time.fromisoformat(p.end))
             for p in self.periods
         ]
-        return Schedule(self.timezone, periods, frozenset(self.holidays))
+        extra = {d.date: DAYS.index(d.as_) for d in self.extra_days}
+        return Schedule(self.timezone, periods, frozenset(self.holidays), extra)
 
 
 class GpioConfig(_Frozen):
@@ -514,6 +523,8 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             problems.append((("gpio", "inputs", i, "door"), f"a rex input needs door = one of {doors}"))
         if g.kind != "rex" and g.door is not None:
             problems.append((("gpio", "inputs", i, "door"), f"a {g.kind} input has no door"))
+        if g.kind == "door" and g.armed == "schedule" and "armed" in g.model_fields_set and cfg.schedule is None:
+            problems.append((("gpio", "inputs", i, "armed"), 'armed = "schedule" needs a [schedule]; or "always"'))
         if g.held_prewarn_s is not None and g.held_prewarn_s >= g.held_open_s:
             problems.append((("gpio", "inputs", i, "held_prewarn_s"), "expected less than held_open_s"))
     return problems

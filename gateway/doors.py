@@ -57,6 +57,18 @@ class DoorAlarms:
         self.closed_campus = closed_campus
         self.doors = {d.id: _Door(d) for d in doors if d.kind == "door"}
 
+    def warn_unarmed(self, has_schedule: bool) -> None:
+        """Doors armed by the schedule on a site without one never alarm: said once, at start."""
+        if has_schedule:
+            return
+        idle = sorted(d for d, door in self.doors.items() if door.cfg.armed == "schedule")
+        if idle:
+            log.warning(
+                "doors %s are armed by the closed-campus schedule and there is none: no forced-open or held-open "
+                'alarms from them (add a [schedule], or armed = "always")',
+                ", ".join(idle),
+            )
+
     def armed(self, door: str) -> bool:
         """Whether the door's alarms are armed now."""
         mode = self.doors[door].cfg.armed

@@ -27,10 +27,18 @@ class Period:
 class Schedule:
     """When the campus is closed."""
 
-    def __init__(self, zone: str, periods: list[Period], holidays: frozenset[date] = frozenset()) -> None:
+    def __init__(
+        self,
+        zone: str,
+        periods: list[Period],
+        holidays: frozenset[date] = frozenset(),
+        extra_days: dict[date, int] | None = None,
+    ) -> None:
+        """`extra_days`: make-up school days (调休) and the weekday whose periods they follow (0 = Monday)."""
         self.zone = ZoneInfo(zone)
         self.periods = periods
         self.holidays = holidays
+        self.extra_days = extra_days or {}
 
     def closed(self, at: datetime) -> bool:
         """Whether the campus is closed at `at` (an aware datetime)."""
@@ -38,7 +46,8 @@ class Schedule:
         for period in self.periods:
             for days_back in (0, 1):  # today's periods, and yesterday's that run past midnight
                 day = local.date() - timedelta(days=days_back)
-                if day.weekday() not in period.days or day in self.holidays:
+                weekday = self.extra_days.get(day, day.weekday())
+                if weekday not in period.days or (day in self.holidays and day not in self.extra_days):
                     continue
                 start = datetime.combine(day, period.start, self.zone)
                 end = datetime.combine(day, period.end, self.zone)

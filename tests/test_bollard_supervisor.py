@@ -279,11 +279,15 @@ def test_settings_findings_name_each_contradiction() -> None:
     from gateway.bollards.service import settings_findings  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
 
-    def settings(power: str | None, pre_warn: int, efo: int = 0) -> dict[str, PointValue]:
+    def settings(
+        power: str | None, pre_warn: int, efo: int = 0, rerise: int = 0, clear: int = 1000
+    ) -> dict[str, PointValue]:
         return {
             "power_loss_behaviour": PointValue(power, Quality.GOOD if power else Quality.BAD),
             "pre_warn_ms": PointValue(pre_warn, Quality.GOOD),
             "efo_remote_enable": PointValue(efo, Quality.GOOD),
+            "auto_rerise_s": PointValue(rerise, Quality.GOOD),
+            "loop_clear_delay_ms": PointValue(clear, Quality.GOOD),
         }
 
     fire = LaneConfig(id="l1", controller="b1", power_loss="auto_lower", fire_lane=True)
@@ -296,6 +300,11 @@ def test_settings_findings_name_each_contradiction() -> None:
     assert "fire lane" in settings_findings(stay_fire, settings("stay", 1000))["power_loss"]
     gate = LaneConfig(id="l1", controller="b1", power_loss="stay")
     assert settings_findings(gate, settings("stay", 2000)) == {}
+    assert set(settings_findings(gate, settings("stay", 2000, rerise=30))) == {"auto_rerise_s"}
+    assert set(settings_findings(gate, settings("stay", 2000, clear=500))) == {"loop_clear_delay_ms"}
+    unreadable = settings("stay", 2000)
+    unreadable["efo_remote_enable"] = PointValue(None, Quality.BAD)
+    assert "cannot be read" in settings_findings(gate, unreadable)["efo_remote_enable"]
 
 
 def test_supervisor_lockdown_waits_for_the_loop_then_raises() -> None:

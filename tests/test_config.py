@@ -284,3 +284,11 @@ def test_config_secrets_must_be_private_and_real(
         extra += 'username = "gw1"\n'
     with pytest.raises(ConfigError, match=rf"g\.toml:\d+: mqtt\.{name}: .*{message}"):
         parse_config(MINIMAL.replace("[mqtt]\n", "[mqtt]\n" + extra), "g.toml")
+
+
+def test_config_a_door_armed_by_a_schedule_that_does_not_exist(tmp_path: Path) -> None:
+    """Said explicitly, it is an error at its line; left to the default, the gateway warns at start."""
+    door = '\n[[gpio.inputs]]\nid = "door-1"\npin = 17\nkind = "door"\narmed = "schedule"\n'
+    with pytest.raises(ConfigError, match=r'g\.toml:\d+: gpio\.inputs\[0\]\.armed: armed = "schedule" needs a'):
+        parse_config(MINIMAL + door, "g.toml")
+    assert parse_config(MINIMAL + door.replace('armed = "schedule"\n', ""), "g.toml").gpio.inputs[0].armed == "schedule"

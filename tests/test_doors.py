@@ -16,8 +16,10 @@ PREFIX = "campus/v1/test-school/gw-1"
 
 
 def door_site(tmp_path: Path, broker_url: str, armed: str) -> str:
-    door = {"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 10, "armed": armed,
+    door = {"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 10,
             "held_open_s": 0.6, "held_prewarn_s": 0.3, "rex_window_s": 1.0}  # fmt: skip
+    if armed != "schedule":
+        door["armed"] = armed  # "schedule" is the default; said explicitly it needs a [schedule] table
     rex = {"id": "rex-main", "pin": 18, "kind": "rex", "door": "door-main", "contact": "NO", "debounce_ms": 10}
     return config_text(tmp_path / "state", broker_url, [], [], [door, rex])
 

@@ -14,6 +14,7 @@ SCHEDULE = """
 [schedule]
 timezone = "Asia/Shanghai"
 holidays = [2026-10-01]
+extra_days = [{ date = 2026-10-11, as = "mon" }]
 [[schedule.periods]]
 days = ["mon", "tue", "wed", "thu", "fri"]
 start = "07:30"
@@ -39,6 +40,8 @@ def at(text: str) -> datetime:
         ("2026-11-30T09:30:00", False),  # Monday 17:30: the end does not
         ("2026-11-29T02:00:00", False),  # Sunday 10:00
         ("2026-10-01T02:00:00", False),  # Thursday, but a holiday
+        ("2026-10-11T02:00:00", True),  # Sunday, but a make-up school day (调休) on Monday's hours
+        ("2026-10-18T02:00:00", False),  # an ordinary Sunday
         ("2026-11-28T15:00:00", True),  # Saturday 23:00: the night period
         ("2026-11-28T21:00:00", True),  # Sunday 05:00: Saturday's period past midnight
         ("2026-11-28T22:00:00", False),  # Sunday 06:00

@@ -96,7 +96,9 @@ def settings_findings(lane: LaneConfig, values: dict[str, PointValue]) -> dict[s
 
     The power-loss behaviour is the hardware's (R18): configured and built must agree. The controller gives the
     pre-warning of a Modbus lane itself, so it must last at least the lane's `pre_warn_ms` (R13). A controller
-    whose EFO coil is enabled for remote use can be raised fast by anyone on its network (R16).
+    whose EFO coil is enabled for remote use can be raised fast by anyone on its network (R16); one that re-raises
+    by itself after a lowering does so without the gateway's decision (on a fire lane, against the hold-down); one
+    whose own loop clear delay is shorter than the lane's is a weaker first layer than the site was designed for.
     """
     found: dict[str, str] = {}
     hardware = values.get("power_loss_behaviour")
@@ -114,8 +116,22 @@ def settings_findings(lane: LaneConfig, values: dict[str, PointValue]) -> dict[s
             f"the controller warns {pre_warn.value} ms before a rise, the lane needs {lane.pre_warn_ms}"
         )
     efo = values.get("efo_remote_enable")
-    if efo is None or efo.value != 0:
+    if efo is None or not isinstance(efo.value, int):
+        found["efo_remote_enable"] = "the controller's remote EFO setting cannot be read"
+    elif efo.value != 0:
         found["efo_remote_enable"] = "the controller accepts EFO over Modbus (the local key is in the remote position)"
+    rerise = values.get("auto_rerise_s")
+    if rerise is None or not isinstance(rerise.value, int):
+        found["auto_rerise_s"] = "the controller's automatic re-rise setting cannot be read"
+    elif rerise.value != 0:
+        # The controller would raise by itself after a lowering: on a fire lane, against the fire hold-down.
+        found["auto_rerise_s"] = f"the controller raises by itself {rerise.value} s after a lowering; expected 0"
+    clear = values.get("loop_clear_delay_ms")
+    if clear is not None and isinstance(clear.value, int) and clear.value < lane.loop_clear_delay_s * 1000:
+        found["loop_clear_delay_ms"] = (
+            f"the controller's own loop clear delay is {clear.value} ms, shorter than the lane's "
+            f"{lane.loop_clear_delay_s * 1000:g} ms"
+        )
     return found
 
 
