@@ -28,6 +28,10 @@ class Faults:
     `silent`: the device does not answer at all (absent or dead on an RS-485 bus).
     `drop_next_replies`: the next N requests get no reply. `corrupt_next_crc`: the next N replies carry a wrong CRC.
     `stall_s`: every reply is delayed by this long. `exception_next`: the next request gets this exception code.
+    `wrong_unit_next`: the next N replies carry another unit id, with a good CRC (a second device answering, or
+    a misconfigured one). `truncate_next`: the next N replies lose their last bytes. Both on RTU only.
+    `frozen`: the device answers, but always with the values it had when this was set (its I/O board is dead,
+    its event counter does not move).
     """
 
     silent: bool = False
@@ -35,6 +39,9 @@ class Faults:
     corrupt_next_crc: int = 0
     stall_s: float = 0.0
     exception_next: int | None = None
+    wrong_unit_next: int = 0
+    truncate_next: int = 0
+    frozen: bool = False
 
 
 class SimDevice:
@@ -45,6 +52,7 @@ class SimDevice:
     def __init__(self) -> None:
         self.faults = Faults()
         self.requests = 0
+        self._frozen: dict[int, dict[int, int]] = {}
 
     def table(self, function: int) -> dict[int, int]:
         """Return the values this device answers for a read function (1-4), address -> value."""
@@ -56,7 +64,13 @@ class SimDevice:
 
     def read(self, function: int, address: int, count: int) -> list[int] | ModbusExceptionCode:
         """Answer a read request, or an exception code for addresses the map does not have."""
-        table = self.table(function)
+        if self.faults.frozen:
+            if function not in self._frozen:
+                self._frozen[function] = dict(self.table(function))
+            table = self._frozen[function]
+        else:
+            self._frozen.clear()
+            table = self.table(function)
         if not table:
             return ModbusExceptionCode.ILLEGAL_FUNCTION
         values = []

@@ -80,6 +80,16 @@ class _SimContext:
         return None if result is None else ExcCodes(int(result))
 
 
+def crc16(frame: bytes) -> int:
+    """The Modbus RTU CRC (polynomial 0xA001, initial 0xFFFF), sent low byte first."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
 class SimServer:
     """One Modbus server answering for several simulated units: a TCP endpoint or one serial bus."""
 
@@ -110,9 +120,18 @@ class SimServer:
             if not sending or not data or not self_ref:
                 return data
             dev = self_ref[0].devices.get(data[0])
-            if dev is not None and dev.faults.corrupt_next_crc > 0:
+            if dev is None:
+                return data
+            if dev.faults.corrupt_next_crc > 0:
                 dev.faults.corrupt_next_crc -= 1
                 return data[:-1] + bytes([data[-1] ^ 0xFF])
+            if dev.faults.wrong_unit_next > 0:
+                dev.faults.wrong_unit_next -= 1
+                frame = bytes([(data[0] % 247) + 1]) + data[1:-2]
+                return frame + crc16(frame).to_bytes(2, "little")
+            if dev.faults.truncate_next > 0:
+                dev.faults.truncate_next -= 1
+                return data[: max(1, len(data) - 3)]
             return data
 
         server = ModbusSerialServer(

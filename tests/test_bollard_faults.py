@@ -93,6 +93,9 @@ MODBUS_FAULTS = [
     ("corrupt_next_crc=3", 3),
     ("stall_s=0.4", 0.4),
     ("exception_next=4", 4),
+    ("wrong_unit_next=2", 2),
+    ("truncate_next=2", 2),
+    ("frozen=true", True),
 ]
 
 
@@ -278,6 +281,10 @@ class BusLane(Lane):
         if f.corrupt_next_crc > 0:
             f.corrupt_next_crc -= 1
             return True, False
+        if f.wrong_unit_next > 0 or f.truncate_next > 0:
+            f.wrong_unit_next = max(0, f.wrong_unit_next - 1)
+            f.truncate_next = max(0, f.truncate_next - 1)
+            return True, False
         return True, f.stall_s < REPLY_TIMEOUT_S
 
     def poll(self) -> None:
@@ -414,6 +421,12 @@ CASES = [
          rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
     Case(13, "crc-errors-mid-rise", RAISE + step(2, "modbus_fault", "corrupt_next_crc=30"), 7,
          rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "wrong-unit-replies-mid-rise", RAISE + step(2, "modbus_fault", "wrong_unit_next=30"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "truncated-replies-mid-rise", RAISE + step(2, "modbus_fault", "truncate_next=30"), 7,
+         rule=Rule.STALE_DURING_RISE, inhibit=Inhibit.STALE_DATA),
+    Case(13, "io-board-dead-registers-frozen-mid-rise", RAISE + step(2, "modbus_fault", "frozen=true"), 12,
+         rule=Rule.MOTION_TIMEOUT),
     Case(14, "duplicate-raise-after-the-rise", RAISE + step(5, "guard_raise", target="lane-east"), 7,
          rule=Rule.NOT_FROM_STATE),
     Case(14, "raise-arriving-while-lowering",

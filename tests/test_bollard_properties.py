@@ -132,6 +132,11 @@ class LaneMachine(RuleBasedStateMachine):
         self.sim.mech.limit_up_stuck_open = stuck
         self.sim.mech.overcurrent_on_motion = overcurrent
 
+    @rule(dead=st.sampled_from([0, 0, 0, 0b0100, 0b1000, 0b1100]))
+    def lamps(self, dead: int) -> None:
+        """The flasher or the buzzer dies (or is repaired): a rise must not start unannounced (R13)."""
+        self.sim.mech.lamps_failed = dead
+
     @rule(active=st.booleans())
     def fire(self, active: bool) -> None:
         self.sup.set_fire(active, self.now)
@@ -226,6 +231,7 @@ class LaneMachine(RuleBasedStateMachine):
             self.rising_seen_at = None
         if moving_up and self.last_position == 0 and sim.state is BollardState.RISING:
             assert sim.lights & 0b1100 == 0b1100, "moving up without flasher and buzzer"
+            assert not sim.mech.lamps_failed & 0b1100, "moving up while the flasher or buzzer is dead"
             assert self.rising_seen_at is not None
             assert self.now - self.rising_seen_at >= sim.holding[102] / 1000 - POLL_S - 1e-9, "warning too short"
         # Fire lanes are down (or on their way) once the fire had time to lower them, for as long as the fire

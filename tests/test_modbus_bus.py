@@ -105,6 +105,36 @@ async def test_bus_corrupt_crc_is_discarded_and_retried(tmp_path: Path) -> None:
         assert bus.stats[5].requests == 2
 
 
+@pytest.mark.parametrize("fault", ["wrong_unit_next", "truncate_next"])
+async def test_bus_a_reply_from_the_wrong_unit_or_cut_short_is_discarded_and_retried(
+    tmp_path: Path, fault: str
+) -> None:
+    """R21: a well-formed reply carrying another unit id (a second device on the address, a misconfigured one) is
+    not taken for this unit's; nor is a frame cut short. Counted as no reply; the retry gets the right one."""
+    det = SmokeDetectorSim()
+    setattr(det.faults, fault, 1)
+    async with contextlib.AsyncExitStack() as stack:
+        bus, _ = await open_sim_bus("rtu-pty", {5: det}, tmp_path, stack)
+        values = await bus.read(5, 4, 0, 11, RequestPolicy(0.2, 1))
+        assert values[2] == 225
+        assert bus.stats[5].timeouts == 1
+        assert bus.stats[5].requests == 2
+
+
+async def test_bus_frozen_registers_answer_stale_values(tmp_path: Path) -> None:
+    """A device whose I/O board died answers on time with the values it had: nothing on the wire tells, which is
+    why the bollard supervisor watches motion against time (see test_bollard_faults)."""
+    sim = BollardSim()
+    async with contextlib.AsyncExitStack() as stack:
+        bus, _ = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        sim.faults.frozen = True
+        before = await bus.read(2, 4, 0, 15, RequestPolicy(0.5, 0))
+        sim.set_state(BollardState.UP)
+        assert await bus.read(2, 4, 0, 15, RequestPolicy(0.5, 0)) == before
+        sim.faults.frozen = False
+        assert (await bus.read(2, 4, 1, 1, RequestPolicy(0.5, 0)))[0] == BollardState.UP
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_bus_reads_bollard_inputs_and_registers(transport: str, tmp_path: Path) -> None:
     """Discrete inputs (FC02) and input registers (FC04) of the bollard controller decode together."""

@@ -337,6 +337,7 @@ class BollardService:
         self._awaiting_reset[name] = self._awaiting_reset.get(name, 0) + 1
         if self._awaiting_reset[name] == 2 and name not in self._inconsistent:
             self._inconsistent.add(name)
+            self._save_sources()
             self._inconsistency(name, True)
 
     def request(self, lane: str, command: Command, source: Authority, issued: float | None = None) -> Decision:
@@ -598,7 +599,10 @@ class BollardService:
         """The fire sources in fire, so that a restart does not end a fire the panel never reset (R2, R17)."""
         if self.sources_file is None:
             return
-        sources = sorted(name for name, active in self._fires.items() if active)
+        sources = {
+            "in_fire": sorted(name for name, active in self._fires.items() if active),
+            "inconsistent": sorted(self._inconsistent),
+        }
         tmp = self.sources_file.with_name(self.sources_file.name + ".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -619,12 +623,14 @@ class BollardService:
         except (OSError, ValueError) as exc:
             log.error("%s: unreadable (%s): the fire sources start clear", self.sources_file, exc)
             return
-        if not isinstance(data, list):
+        if not isinstance(data, dict):
             return
-        for name in data:
+        for name in data.get("in_fire", []):
             if isinstance(name, str) and name in self._panels:
                 # A relay's fire is its contact's level, read again at start; a panel's waits for its reset.
                 self._fires[name] = True
+        # Said to the platform already: cleared at the reset, not raised again.
+        self._inconsistent = {n for n in data.get("inconsistent", []) if isinstance(n, str) and self._fires.get(n)}
         if any(self._fires.values()):
             log.warning("fire linkage: panels still in fire (not reset) before the restart: %s", sorted(self._fires))
             self.fire = True
