@@ -306,6 +306,7 @@ class CommandKeyConfig(_Frozen):
     public_key_file: Path
     roles: tuple[Literal["guard", "operator", "admin"], ...] = Field(min_length=1)
     revoked: bool = False
+    targets: tuple[str, ...] | None = None  # the lanes (or the gateway id) this key may act on; default: all
 
 
 class CommandsConfig(_Frozen):
@@ -527,6 +528,14 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             problems.append((("gpio", "inputs", i, "armed"), 'armed = "schedule" needs a [schedule]; or "always"'))
         if g.held_prewarn_s is not None and g.held_prewarn_s >= g.held_open_s:
             problems.append((("gpio", "inputs", i, "held_prewarn_s"), "expected less than held_open_s"))
+    if cfg.commands is not None:
+        targets = {lane.id for lane in cfg.lanes} | {cfg.gateway.id}
+        for i, command_key in enumerate(cfg.commands.keys):
+            strangers = sorted(set(command_key.targets or ()) - targets)
+            if strangers:
+                problems.append(
+                    (("commands", "keys", i, "targets"), f"no target {strangers[0]!r}; expected of {sorted(targets)}")
+                )
     return problems
 
 

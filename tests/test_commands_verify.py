@@ -23,6 +23,7 @@ NOW = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)
 OPERATOR_KEY = Ed25519PrivateKey.generate()
 GUARD_KEY = Ed25519PrivateKey.generate()
 REVOKED_KEY = Ed25519PrivateKey.generate()
+WEST_KEY = Ed25519PrivateKey.generate()  # a guard station that may act on lane-west only
 TARGETS = {
     "bollard.raise": {"lane-east"},
     "bollard.lower": {"lane-east"},
@@ -36,6 +37,9 @@ def keys() -> dict[str, KeyEntry]:
         "platform-1": KeyEntry("platform-1", "platform", OPERATOR_KEY.public_key(), frozenset({"operator"})),
         "gatehouse-1": KeyEntry("gatehouse-1", "gatehouse", GUARD_KEY.public_key(), frozenset({"guard"})),
         "old-1": KeyEntry("old-1", "platform", REVOKED_KEY.public_key(), frozenset({"operator"}), revoked=True),
+        "west-1": KeyEntry(
+            "west-1", "west", WEST_KEY.public_key(), frozenset({"guard"}), targets=frozenset({"lane-west"})
+        ),
     }
 
 
@@ -119,6 +123,8 @@ def forged(case: str) -> bytes:
                        target="g1", params={"on": True})  # fmt: skip
     if case == "issuer_of_another_key":
         return command(issuer="gatehouse")
+    if case == "another_lane_than_the_keys":
+        return command(kid="west-1", issuer="west", key=WEST_KEY)
     raise AssertionError(case)
 
 
@@ -133,6 +139,7 @@ def forged(case: str) -> bytes:
         ("signature_of_another_command", "bad_signature"),
         ("wrong_role", "forbidden"),
         ("issuer_of_another_key", "unknown_key"),
+        ("another_lane_than_the_keys", "forbidden"),
     ],
 )
 def test_commands_forged_are_refused_and_recorded_nowhere(store: CommandStore, case: str, reason: str) -> None:

@@ -292,3 +292,38 @@ def test_config_a_door_armed_by_a_schedule_that_does_not_exist(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r'g\.toml:\d+: gpio\.inputs\[0\]\.armed: armed = "schedule" needs a'):
         parse_config(MINIMAL + door, "g.toml")
     assert parse_config(MINIMAL + door.replace('armed = "schedule"\n', ""), "g.toml").gpio.inputs[0].armed == "schedule"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('targets = ["lane-9"]\n', r"commands\.keys\[0\]\.targets: no target 'lane-9'"),
+        ("", ""),
+        ('targets = ["g1"]\n', ""),
+    ],
+)
+def test_config_command_keys(tmp_path: Path, extra: str, message: str) -> None:
+    """Keys are Ed25519 public key files; a key limited to targets names ones that exist."""
+    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+
+    _private, public = new_keypair(tmp_path, "platform-1")
+    text = MINIMAL + (
+        f'\n[commands]\n[[commands.keys]]\nid = "platform-1"\nissuer = "platform"\npublic_key_file = "{public}"\n'
+        f'roles = ["operator"]\n{extra}'
+    )
+    if message:
+        with pytest.raises(ConfigError, match=message):
+            parse_config(text, "g.toml")
+    else:
+        assert parse_config(text, "g.toml").commands is not None
+
+
+def test_config_command_key_files_are_checked(tmp_path: Path) -> None:
+    key = tmp_path / "not-a-key.pub"
+    key.write_text("hello\n")
+    text = MINIMAL + (
+        f'\n[commands]\n[[commands.keys]]\nid = "platform-1"\nissuer = "platform"\npublic_key_file = "{key}"\n'
+        'roles = ["operator"]\n[commands.roles]\nguard = ["bollard.efo"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"commands\.keys\[0\]\.public_key_file: .*not a readable PEM public key"):
+        parse_config(text, "g.toml")

@@ -63,7 +63,14 @@ class CommandService:
         self.gateway = gateway
         self.store = CommandStore(store_path)
         keys = {
-            k.id: KeyEntry(k.id, k.issuer, load_public(k.public_key_file), frozenset(k.roles), k.revoked)
+            k.id: KeyEntry(
+                k.id,
+                k.issuer,
+                load_public(k.public_key_file),
+                frozenset(k.roles),
+                k.revoked,
+                frozenset(k.targets) if k.targets is not None else None,
+            )
             for k in cfg.keys
         }
         roles = dict(DEFAULT_ROLES)

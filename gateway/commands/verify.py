@@ -59,6 +59,7 @@ class KeyEntry:
     public_key: Ed25519PublicKey
     roles: frozenset[str]
     revoked: bool = False
+    targets: frozenset[str] | None = None  # None: every target of the gateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,8 @@ class Verifier:
             return _refuse("revoked_key", f"key {body.kid!r} is revoked", body)
         if not any(body.action in self.roles.get(role, frozenset()) for role in key.roles):
             return _refuse("forbidden", f"roles {sorted(key.roles)} may not {body.action}", body)
+        if key.targets is not None and body.target not in key.targets:
+            return _refuse("forbidden", f"key {body.kid!r} may not act on {body.target!r}", body)
         try:
             key.public_key.verify(decoded.signature, body_bytes)
         except InvalidSignature:
