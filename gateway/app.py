@@ -10,12 +10,13 @@ from drivers.device import ModbusDevice
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import load_profile
 from gateway import __version__
+from gateway.alarms import AlarmBook
 from gateway.bollards.control import ControlSocket
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority
 from gateway.clock import Clock
 from gateway.commands.service import CommandService
-from gateway.config import Config, RtuBusConfig
+from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
 from gateway.contract import Topics
 from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
@@ -84,6 +85,12 @@ class Gateway:
             gateway_id=cfg.gateway.id,
             modes_file=cfg.gateway.state_dir / "modes.json",
         )
+        panels = frozenset(d.id for d in cfg.devices if d.profile == "fire_panel")
+        self.alarms = AlarmBook(
+            self.recorder, self.topics, self.clock, cfg.gateway.state_dir / "alarms.json", panels, cfg.alarms.renotify_s
+        )
+        for poller in self.pollers.values():
+            poller.on_poll.append(self._panel_polled)
         self.doors = DoorAlarms(cfg.gpio.inputs, self.recorder, self.clock, lambda: self.bollards.closed_campus)
         self.doors.warn_unarmed(cfg.schedule is not None)
         self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
@@ -100,6 +107,7 @@ class Gateway:
                 self.clock,
                 cfg.gateway.state_dir / "commands.db",
                 self.topics.reply,
+                self.alarms,
             )
             self.uplink.on_command = self.commands.handle
             self.commands.publish = self.uplink.publish_reply
@@ -108,6 +116,10 @@ class Gateway:
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
         self.recorder.declare_recovery()
+
+    def _panel_polled(self, entry: PolledDevice) -> None:
+        if entry.last_values is not None and entry.device.name in self.alarms.panels:
+            self.alarms.on_panel_poll(entry.device.name, entry.last_values)
 
     def _lockdown_key(self, on: bool) -> None:
         self.bollards.set_lockdown(on, Authority.GUARD)
@@ -154,10 +166,18 @@ class Gateway:
                 tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
                 if self.cfg.schedule is not None:
                     tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
+                tg.create_task(self.supervisor.keep("alarms", self.alarms.run), name="alarms")
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
-                    control = ControlSocket(self.bollards, self.control_path, self.cfg.gateway.control_group)
+                if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:
+                    control = ControlSocket(
+                        self.bollards, self.control_path, self.cfg.gateway.control_group, alarms=self.alarms
+                    )
                     tg.create_task(self.supervisor.keep("control", control.run), name="control")
+                else:  # a site with lanes is refused at load for this; without, the local CLI is what is lost
+                    log.error(
+                        "control socket path %s is too long: no local control (campus-edge alarm)", self.control_path
+                    )
                 for name, poller in self.pollers.items():
                     tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
                 self.inputs.start()

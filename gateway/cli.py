@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, bollard_cli
+from gateway import __version__, alarm_cli, bollard_cli
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--log", type=Path, metavar="FILE", help="append every arrival (gateway seq kind) to FILE")
 
     bollard_cli.add_parser(sub)
+    alarm_cli.add_parser(sub)
     command_cli.add_parsers(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             return _watch(args)
         if args.command == "bollard":
             return bollard_cli.run(args)
+        if args.command == "alarm":
+            return alarm_cli.run(args)
         if args.command == "keys":
             return command_cli.run_keys(args)
         if args.command == "command":

@@ -322,6 +322,12 @@ class CommandsConfig(_Frozen):
     roles: dict[Literal["guard", "operator", "admin"], tuple[str, ...]] = Field(default_factory=dict)
 
 
+class AlarmsConfig(_Frozen):
+    """The alarm book: unacknowledged alarms are announced again this often."""
+
+    renotify_s: float = Field(default=300.0, ge=10, le=86400)
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -335,6 +341,7 @@ class Config(_Frozen):
     lanes: tuple[LaneConfig, ...] = ()
     schedule: ScheduleConfig | None = None
     commands: CommandsConfig | None = None
+    alarms: AlarmsConfig = AlarmsConfig()
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 

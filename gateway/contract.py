@@ -26,6 +26,7 @@ class Topics:
         self.command_prefix = f"{self.prefix}/cmd/"
         self.commands = f"{self.prefix}/cmd/+"
         self.reply = f"{self.prefix}/reply"
+        self.alarms = f"{self.prefix}/alarms"
 
     def event(self, cls: str) -> str:
         """Topic of one event class."""

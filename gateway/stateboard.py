@@ -30,6 +30,16 @@ class StateBoard:
         self.devices: dict[str, DeviceState] = {}
         self.dirty: set[str] = set()
         self.changed = asyncio.Event()
+        self.retained: dict[str, bytes] = {}  # other retained topics (the open alarms), last value wins
+        self._retained_dirty: set[str] = set()
+
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """A retained message for a topic of the gateway's own (not a device's state)."""
+        if self.retained.get(topic) == payload:
+            return
+        self.retained[topic] = payload
+        self._retained_dirty.add(topic)
+        self.changed.set()
 
     def register(self, device: str, profile: str, wall_ms: int) -> None:
         """Declare a device; its state is published once the first poll (or the offline verdict) is in."""
@@ -57,6 +67,9 @@ class StateBoard:
         for d, st in self.devices.items():
             if st.points:
                 self._touch(d)
+        if self.retained:
+            self._retained_dirty.update(self.retained)
+            self.changed.set()
 
     def take_dirty(self) -> list[tuple[str, bytes]]:
         """Topics and payloads of the devices changed since the last call."""
@@ -75,6 +88,8 @@ class StateBoard:
             }
             payload = self.topics.head(SCHEMA_STATE) + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]
             out.append((self.topics.state(device), payload.encode()))
+        out += [(topic, self.retained[topic]) for topic in sorted(self._retained_dirty)]
+        self._retained_dirty.clear()
         self.dirty.clear()
         self.changed.clear()
         return out

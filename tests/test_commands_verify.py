@@ -29,6 +29,7 @@ TARGETS = {
     "bollard.lower": {"lane-east"},
     "bollard.stop": {"lane-east"},
     "site.lockdown": {"g1"},
+    "alarm.ack": {"facp-1.fire"},
 }
 
 

@@ -22,9 +22,11 @@ import grp
 import json
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gateway.alarms import AlarmBook
 from gateway.bollards.interlocks import raise_inhibits, reason
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority, Command
@@ -55,10 +57,13 @@ def _say(key: str, lang: str, **kw: object) -> str:
 class ControlSocket:
     """Serves the control protocol for a BollardService."""
 
-    def __init__(self, service: BollardService, path: Path, group: str | None = None) -> None:
+    def __init__(
+        self, service: BollardService, path: Path, group: str | None = None, alarms: AlarmBook | None = None
+    ) -> None:
         self.service = service
         self.path = path
         self.group = group
+        self.alarms = alarms
 
     async def run(self) -> None:
         """Listen until cancelled; the socket file is removed at the end."""
@@ -105,6 +110,8 @@ class ControlSocket:
                 "closed_campus": self.service.closed_campus,
                 "lanes": [self._status(lane, lang) for lane in self.service.supervisors],
             }
+        if cmd in ("alarms", "ack") and self.alarms is not None:
+            return self._alarms(cmd, req, lang)
         if cmd == "lockdown":
             on = req.get("on")
             if not isinstance(on, bool):
@@ -125,6 +132,21 @@ class ControlSocket:
             }
         d = self.service.request(str(lane), COMMANDS[cmd], Authority.GUARD)
         return {"ok": d.accepted, "rule": d.rule.value, "reasons": [r.value for r in d.reasons], "text": d.text(lang)}
+
+    def _alarms(self, cmd: str, req: dict[str, Any], lang: str) -> dict[str, Any]:
+        """`alarms`: the open alarms; `ack` {"alarm_id", "by"}: the guard acknowledges one (audited)."""
+        assert self.alarms is not None
+        if cmd == "alarms":
+            return {"ok": True, "alarms": [asdict(a) for a in self.alarms.alarms.values()]}
+        aid, by = req.get("alarm_id"), req.get("by") or "guard"
+        if not isinstance(aid, str) or not isinstance(by, str):
+            return {"ok": False, "text": _say("bad_request", lang, error="alarm_id and by must be strings")}
+        done, state = self.alarms.ack(aid, by, "guard")
+        zh = lang.lower().startswith("zh")
+        if not done:
+            return {"ok": False, "text": f"没有未关闭的报警 {aid!r}" if zh else f"no open alarm {aid!r}"}
+        words = {"acknowledged": "已确认", "closed": "已确认并关闭"}
+        return {"ok": True, "state": state, "text": f"{aid}: {words.get(state, state) if zh else state}"}
 
     def _status(self, lane: str, lang: str) -> dict[str, Any]:
         sup = self.service.supervisors[lane]

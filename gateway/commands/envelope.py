@@ -26,8 +26,8 @@ VERSION = 1
 MAX_BYTES = 4096
 MAX_ACTUATION_TTL_S = 10.0
 
-Action = Literal["bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown"]
-ACTIONS: tuple[str, ...] = ("bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown")
+Action = Literal["bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack"]
+ACTIONS: tuple[str, ...] = ("bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack")
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
@@ -66,7 +66,7 @@ class CommandBody(_Strict):
     issuer: Name
     kid: Name
     aud: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$")]  # site/gateway
-    target: Name  # a lane id, or the gateway id for site-wide actions
+    target: Name  # a lane id, the gateway id for site-wide actions, or an alarm id (device.point) for alarm.ack
     action: Action
     params: dict[str, Any] = Field(default_factory=dict)
     seq: StrictInt = Field(ge=1, le=2**53)

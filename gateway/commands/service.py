@@ -15,12 +15,13 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drivers.profile import Quality
+from gateway.alarms import AlarmBook
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import RISE_FAILED, Authority, Command, Decision, Rule
 from gateway.clock import Clock, rfc3339_ms
@@ -56,6 +57,7 @@ class CommandService:
         clock: Clock,
         store_path: Path,
         reply_topic: str,
+        alarms: AlarmBook | None = None,
     ) -> None:
         self.bollards = bollards
         self.clock = clock
@@ -76,7 +78,11 @@ class CommandService:
         roles = dict(DEFAULT_ROLES)
         roles.update({role: frozenset(actions) for role, actions in cfg.roles.items()})
         lanes = set(bollards.supervisors)
-        targets = dict.fromkeys(_BOLLARD, lanes) | {"site.lockdown": {gateway}}
+        self.alarms = alarms
+        targets: dict[str, Collection[str]] = dict.fromkeys(_BOLLARD, lanes)
+        targets["site.lockdown"] = {gateway}
+        if alarms is not None:
+            targets["alarm.ack"] = alarms  # the open alarms, as they are when a command arrives
         self.verifier = Verifier(site, gateway, keys, targets, self.store, roles, cfg.skew_s)
         self.publish: Publisher | None = None  # set by the uplink while it is connected
         self.refused = 0
@@ -142,6 +148,11 @@ class CommandService:
     # -- dispatch ------------------------------------------------------------------------------------------------
 
     def _dispatch(self, body: CommandBody, reply_to: str, correlation: bytes | None) -> None:
+        if body.action == "alarm.ack":
+            assert self.alarms is not None  # no alarm book, no target: refused as unknown_target before this
+            done, state = self.alarms.ack(body.target, body.operator, "platform")
+            self._finish(body, reply_to, correlation, {"status": "done" if done else "rejected", "state": state})
+            return
         if body.action == "site.lockdown":
             on = body.lockdown()
             done, decisions = self.bollards.set_lockdown(on, Authority.PLATFORM)

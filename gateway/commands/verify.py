@@ -22,9 +22,9 @@ from gateway.commands.envelope import MAX_ACTUATION_TTL_S, CommandBody, Envelope
 from gateway.commands.store import CommandStore
 
 DEFAULT_ROLES: dict[str, frozenset[str]] = {
-    "guard": frozenset({"bollard.raise", "bollard.lower", "bollard.stop"}),
-    "operator": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown"}),
-    "admin": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown"}),
+    "guard": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "alarm.ack"}),
+    "operator": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack"}),
+    "admin": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack"}),
 }
 
 REASONS = {
