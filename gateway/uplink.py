@@ -49,6 +49,7 @@ class Identity:
         return Identity(version, config_hash, uuid.uuid4().hex)
 
 
+STATE_REFUSAL_HOLD_S = 300.0  # a retained state the broker refused is not offered again sooner (an ACL to fix)
 URGENT_INFLIGHT = 8  # alarms and events on the wire at once, beside the telemetry window
 
 
@@ -88,6 +89,7 @@ class Uplink:
         self.on_command: Callable[[str, bytes, str | None, bytes | None], object] | None = None
         self._live: Client | None = None
         self.listening = asyncio.Event()  # subscribed to commands on the current connection
+        self._refused_states: dict[str, float] = {}  # retained topics the broker refused -> not again before
         self._refusals_seen: set[tuple[str, int]] = set()
         # Rows of refused messages, by seq, and when they may be offered again. Some brokers drop the connection
         # after a refusal: without the hold, a refused alarm at the head of every new session would starve the rest.
@@ -251,10 +253,16 @@ class Uplink:
         return True
 
     async def _states(self, client: Client) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self.board.changed.wait()
             for topic, payload in self.board.take_dirty():
-                await self._publish(client, topic, payload, retain=True)
+                if self._refused_states.get(topic, 0.0) > loop.time():
+                    # Refused lately: some brokers drop the link after a refusal, and a retained state offered
+                    # again at every reconnect would keep the link down for everything else.
+                    continue
+                if not await self._publish(client, topic, payload, retain=True):
+                    self._refused_states[topic] = loop.time() + STATE_REFUSAL_HOLD_S
             await asyncio.sleep(0.2)  # coalesce bursts: retained state is last-value-wins
 
     async def _inbound(self, client: Client) -> None:

@@ -119,3 +119,38 @@ async def test_uplink_keeps_what_the_broker_refuses(tmp_path: Path, subscriber_f
                 await signal.until(lambda: not gw.outbox.fetch(PRIORITY_ALARM, 0, 10))
     finally:
         own.stop()
+
+
+async def test_uplink_a_refused_retained_state_does_not_keep_the_link_down(
+    tmp_path: Path, subscriber_factory: Any
+) -> None:
+    """A broker whose ACL refuses one retained topic (here the open alarms) and drops the link after each refusal,
+    as mosquitto does: the topic is not offered again at every reconnect, so events keep flowing."""
+    own = PrivateBroker(tmp_path / "acl-broker", acl=f"topic readwrite campus/#\ntopic deny {PREFIX}/alarms\n")
+    own.start()
+    try:
+        panel = FirePanelSim()
+        sub = await subscriber_factory(own.url, f"{PREFIX}/event/#")
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            text = config_text(
+                tmp_path / "state",
+                own.url,
+                [{"id": "tcp-1", **endpoint}],
+                [{"id": "facp-1", "bus": "tcp-1", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}],
+            )
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                await signal.until(lambda: gw.uplink.refused_messages >= 1)
+                for i in range(1, 6):
+                    panel.set(supervisory=i % 2 == 1)
+                    state = "raised" if i % 2 == 1 else "cleared"
+                    await sub.wait_for(
+                        lambda t, p, state=state: t == f"{PREFIX}/event/supervisory" and p["state"] == state,
+                        timeout_s=5,
+                    )
+                    sub.messages.clear()
+                assert gw.uplink.connections <= 3, f"{gw.uplink.connections} connections for one refused topic"
+    finally:
+        own.stop()
