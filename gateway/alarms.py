@@ -31,6 +31,7 @@ from gateway.records import Detail, Event, EventState, Severity, Stamp
 log = logging.getLogger(__name__)
 
 SCHEMA_ALARMS = "campus-edge/alarms/1"
+MAX_EVIDENCE_READINGS = 12
 
 
 class AlarmClass(StrEnum):
@@ -205,7 +206,7 @@ class AlarmBook:
                 point = "offline" if ev.cls == "online" else ev.point
                 alarm = Alarm(aid, cls.value, PRIORITY[cls], ev.device, point, now, notified_ms=now)
                 self.alarms[aid] = alarm
-                self._emit(alarm, "raised", "raised")
+                self._emit(alarm, "raised", "raised", self._evidence(alarm, ev))
                 return True
             if alarm.active and not alarm.awaiting_reset:
                 return False  # the same condition said again (a restart re-raises what is active): not a new alarm
@@ -214,7 +215,7 @@ class AlarmBook:
             alarm.awaiting_reset = False
             alarm.cleared_ms = None
             alarm.count += 1
-            self._emit(alarm, "raised", "raised")
+            self._emit(alarm, "raised", "raised", self._evidence(alarm, ev))
             return True
         if alarm is None or not alarm.active:
             return False
@@ -224,13 +225,30 @@ class AlarmBook:
                 alarm.awaiting_reset = True
                 return True
             return False
-        self._cleared(alarm, now, "")
+        self._cleared(alarm, now, "", self._evidence(alarm, ev))
         return True
 
-    def _cleared(self, alarm: Alarm, now: int, why: str) -> None:
+    def _evidence(self, alarm: Alarm, ev: Event) -> Detail | None:
+        """For a risk warning (maintenance class): what the platform needs to register, assess and close it with
+        proof. What the event said (counts, times) and the device's readings at that moment."""
+        if alarm.cls != AlarmClass.MAINTENANCE:
+            return None
+        found: Detail = {
+            f"evidence_{k}": v
+            for k, v in ev.detail.items()
+            if not k.startswith("text_") and isinstance(v, int | float | str | bool)
+        }
+        found["evidence_first_ms"] = alarm.raised_ms
+        state = self.recorder.board.devices.get(alarm.device)
+        if state is not None:
+            for name, (value, quality, _ms) in sorted(state.points.items())[:MAX_EVIDENCE_READINGS]:
+                found[f"reading_{name}"] = value if quality is Quality.GOOD else None
+        return found
+
+    def _cleared(self, alarm: Alarm, now: int, why: str, evidence: Detail | None = None) -> None:
         alarm.active = False
         alarm.cleared_ms = now
-        self._emit(alarm, "cleared", "cleared", {"why": why} if why else None)
+        self._emit(alarm, "cleared", "cleared", {**({"why": why} if why else {}), **(evidence or {})})
         if alarm.acked:
             self._close(alarm)
 

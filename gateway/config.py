@@ -154,6 +154,9 @@ class GpioInputConfig(_Frozen):
     contact: Literal["NC", "NO"] = "NC"
     debounce_ms: int = Field(default=50, ge=0, le=1000)
     name: str = ""
+    # R10: more changes than this within the window is an unstable input: one warning with a count, not a flood.
+    chatter_count: int = Field(default=10, ge=2, le=1000)
+    chatter_window_s: float = Field(default=10.0, gt=0, le=3600)
     # Doors (R11): forced-open and held-open alarms, during the closed-campus schedule, always, or never.
     armed: Literal["schedule", "always", "never"] = "schedule"
     rex_window_s: float = Field(default=1.0, ge=0, le=30)

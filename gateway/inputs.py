@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,7 @@ from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.config import GUARD_KINDS, GpioInputConfig
 from gateway.recorder import Recorder
-from gateway.records import Event, Reading, Stamp
+from gateway.records import Detail, Event, EventState, Reading, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ class ContactInputs:
         self.on_rex: Callable[[str, float], None] | None = None  # (door, mono) request to exit / access grant
         self.clock = clock
         self.inputs: dict[str, DebouncedInput] = {}
+        self._changes: dict[str, deque[float]] = {}  # recent change times per input (R10)
+        self._unstable: dict[str, int] = {}  # unstable inputs -> changes counted since
+        self._quiet: dict[str, asyncio.TimerHandle] = {}
         self._configs = configs
         self._pin_factory = pin_factory
 
@@ -51,6 +56,8 @@ class ContactInputs:
             self.recorder.board.register(cfg.id, profile, self.clock.wall_ms())
 
             def changed(active: bool, mono: float, cfg: GpioInputConfig = cfg) -> None:
+                if self._chatter(cfg, mono):
+                    return
                 self._report(cfg, active, mono, initial=False)
 
             inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
@@ -83,6 +90,55 @@ class ContactInputs:
         if cfg.kind == "lockdown_key" and inp.active and self.on_lockdown is not None:
             self.on_lockdown(True)
 
+    def _chatter(self, cfg: GpioInputConfig, mono: float) -> bool:
+        """R10: an input changing more than `chatter_count` times in `chatter_window_s` is unstable (a loose
+        contact, a door banging in the wind): one maintenance warning with the count instead of a flood, and its
+        changes are not reported until it has been quiet for a window. A fire relay's changes always are: a fire is
+        never held back. True: this change is not to be reported."""
+        seen = self._changes.setdefault(cfg.id, deque())
+        seen.append(mono)
+        while seen and mono - seen[0] > cfg.chatter_window_s:
+            seen.popleft()
+        unstable = cfg.id in self._unstable
+        if not unstable and len(seen) > cfg.chatter_count:
+            self._unstable[cfg.id] = len(seen)
+            self._unstable_event(cfg, True, len(seen))
+            unstable = True
+        elif unstable:
+            self._unstable[cfg.id] += 1
+        if not unstable:
+            return False
+        timer = self._quiet.pop(cfg.id, None)
+        if timer is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._quiet[cfg.id] = loop.call_later(cfg.chatter_window_s, self._settled, cfg)
+        return cfg.kind != "fire_relay"
+
+    def _settled(self, cfg: GpioInputConfig) -> None:
+        """Quiet for a whole window: stable again. The warning clears with the count, and the level it settled on
+        is reported as a change."""
+        self._quiet.pop(cfg.id, None)
+        changes = self._unstable.pop(cfg.id, 0)
+        self._changes.pop(cfg.id, None)
+        self._unstable_event(cfg, False, changes)
+        inp = self.inputs.get(cfg.id)
+        if inp is not None and cfg.kind != "fire_relay":
+            self._report(cfg, inp.active, self.clock.mono(), initial=False)
+
+    def _unstable_event(self, cfg: GpioInputConfig, raised: bool, changes: int) -> None:
+        detail: Detail = {
+            "changes": changes,
+            "window_s": cfg.chatter_window_s,
+            "text_en": "input unstable: changing too often" if raised else "input stable again",
+            "text_zh": "输入不稳定: 变化过于频繁" if raised else "输入已恢复稳定",
+        }
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        state: EventState = "raised" if raised else "cleared"
+        event = Event("maintenance", "warning", state, cfg.id, "unstable", raised, Quality.GOOD, stamp, detail)
+        log.warning("input %s %s (%d changes)", cfg.id, "unstable" if raised else "stable again", changes)
+        self.recorder.record([], [event])
+
     def _report(self, cfg: GpioInputConfig, active: bool, mono: float, initial: bool) -> None:
         _profile, point, cls, severity = _KINDS[cfg.kind]
         # The edge happened at `mono`; wall time is taken now and moved back by the same amount.
@@ -101,5 +157,7 @@ class ContactInputs:
 
     def close(self) -> None:
         """Release the pins."""
+        for timer in self._quiet.values():
+            timer.cancel()
         for inp in self.inputs.values():
             inp.close()

@@ -268,3 +268,34 @@ async def test_alarms_end_to_end(tmp_path: Path, broker: PrivateBroker, subscrib
         listener.cancel()
     for topic, payload in [*sub.messages, *late.messages]:
         validate_message(topic, payload)
+
+
+async def test_alarms_a_chattering_door_is_one_warning_with_a_count(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """R10: a door contact banging open and shut yields one risk warning (door-main.unstable, with the count of
+    changes as evidence) instead of a flood of door events; quiet again, the warning is restored with the total."""
+    factory = contact_pin_factory()
+    door = SimContact(factory, 17, "NC")
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    text = config_text(
+        tmp_path / "state", broker.url, [], [],
+        [{"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 0, "chatter_count": 5,
+          "chatter_window_s": 0.8, "armed": "never"}],
+    )  # fmt: skip
+    async with running_gateway(make_config(text), pin_factory=factory):
+        for i in range(30):
+            door.set(i % 2 == 0)
+            await asyncio.sleep(0.02)
+        door.set(False)
+        _, warning = await sub.wait_for(lambda t, p: t.endswith("/event/alarm") and p["value"] == "raised")
+        assert warning["detail"]["alarm_id"] == "door-main.unstable"
+        assert (warning["detail"]["class"], warning["detail"]["priority"]) == ("maintenance", 4)
+        assert warning["detail"]["evidence_changes"] == 6
+        _, restored = await sub.wait_for(lambda t, p: t.endswith("/event/alarm") and p["value"] == "cleared")
+        assert restored["detail"]["evidence_changes"] >= 25, "the total of the whole unstable spell"
+    door_events = [p for t, p in sub.messages if t.endswith("/event/door")]
+    assert len(door_events) <= 6, f"{len(door_events)} door events: a flood"
+    assert [p["point"] for t, p in sub.messages if t.endswith("/event/maintenance")] == ["unstable", "unstable"]
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)
