@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -27,6 +26,7 @@ from gateway.clock import Clock, rfc3339_ms
 from gateway.contract import Topics
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Severity, Stamp
+from gateway.statefile import save_json
 
 log = logging.getLogger(__name__)
 
@@ -360,15 +360,7 @@ class AlarmBook:
     def _save(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump([asdict(a) for a in self.alarms.values()], f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.error("%s: cannot save the alarm book: %s", self.path, exc)
+        save_json(self.path, [asdict(a) for a in self.alarms.values()], "the alarm book")
 
 
 _ZH = {"raised": "报警", "acknowledged": "已确认", "cleared": "已恢复", "closed": "已关闭", "renotified": "再次提醒"}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from drivers.profile import Value
 from gateway.records import Event
+from gateway.statefile import save_json
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,5 @@ class EventMemory:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.values, f, ensure_ascii=False, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            # A full disk must not stop the events themselves, which are already in the outbox.
-            log.error("%s: cannot save event states: %s", self.path, exc)
+        # A full disk must not stop the events themselves, which are already in the outbox.
+        save_json(self.path, self.values, "event states")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -167,15 +165,6 @@ def test_alarms_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
     again.close()
 
 
-async def cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
 async def test_alarms_end_to_end(tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any) -> None:
     """Simulated conditions raise a security, a maintenance and a fire alarm over MQTT; the guard acknowledges on
     the gateway's command line, the platform with a signed command; the fire stays until the panel's reset; a
@@ -184,7 +173,7 @@ async def test_alarms_end_to_end(tmp_path: Path, broker: PrivateBroker, subscrib
 
     from gateway.commands.envelope import sign  # noqa: PLC0415
     from gateway.commands.keys import load_private, new_keypair  # noqa: PLC0415
-    from tests.test_commands_e2e import Platform  # noqa: PLC0415
+    from tests.test_commands_e2e import Platform, cli  # noqa: PLC0415
 
     panel, detector = FirePanelSim(), SmokeDetectorSim()
     factory = contact_pin_factory()

@@ -24,6 +24,28 @@ LANE = (
 )
 
 
+def panel_and_lane(tmp_path: Path, broker_url: str, endpoint: dict[str, Any]) -> str:
+    """A fire panel (unit 1) and a fire lane's controller (unit 2) on one simulated bus."""
+    return (
+        config_text(
+            tmp_path / "state",
+            broker_url,
+            [{"id": "gate", **endpoint}],
+            [
+                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {
+                    "id": "bollard-east",
+                    "bus": "gate",
+                    "unit": 2,
+                    "profile": "bollard_controller",
+                    "poll_interval_s": 0.1,
+                },
+            ],
+        )
+        + LANE
+    )
+
+
 def decision(key: str, value: str) -> Any:
     """A supervisor's decision event with detail[key] == value (the controller's own state events have none)."""
 
@@ -42,16 +64,7 @@ async def test_bollard_lane_end_to_end(tmp_path: Path, broker: PrivateBroker, su
     async with contextlib.AsyncExitStack() as stack:
         bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
         await bus.__aexit__(None, None, None)
-        text = config_text(
-            tmp_path / "state",
-            broker.url,
-            [{"id": "gate", **endpoint}],
-            [
-                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
-                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
-                 "poll_interval_s": 0.1},
-            ],
-        ) + LANE  # fmt: skip
+        text = panel_and_lane(tmp_path, broker.url, endpoint)
         async with running_gateway(make_config(text)) as gw:
             signal = watch_gateway(gw)
             lane = gw.bollards.supervisors["lane-east"]
@@ -170,16 +183,7 @@ async def test_bollard_fire_hold_needs_the_panel_reset_and_the_guard(
     async with contextlib.AsyncExitStack() as stack:
         bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
         await bus.__aexit__(None, None, None)
-        text = config_text(
-            tmp_path / "state",
-            broker.url,
-            [{"id": "gate", **endpoint}],
-            [
-                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
-                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
-                 "poll_interval_s": 0.1},
-            ],
-        ) + LANE  # fmt: skip
+        text = panel_and_lane(tmp_path, broker.url, endpoint)
         async with running_gateway(make_config(text)) as gw:
             signal = watch_gateway(gw)
             panel.alarm_point(7)
@@ -217,16 +221,7 @@ async def test_bollard_fire_stands_across_a_restart_until_the_panel_is_reset(
     async with contextlib.AsyncExitStack() as stack:
         bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: sim}, tmp_path, stack)
         await bus.__aexit__(None, None, None)
-        text = config_text(
-            tmp_path / "state",
-            broker.url,
-            [{"id": "gate", **endpoint}],
-            [
-                {"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
-                {"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
-                 "poll_interval_s": 0.1},
-            ],
-        ) + LANE  # fmt: skip
+        text = panel_and_lane(tmp_path, broker.url, endpoint)
         async with running_gateway(make_config(text)) as gw:
             signal = watch_gateway(gw)
             panel.alarm_point(3)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event, EventState, Stamp
 from gateway.schedule import Schedule
+from gateway.statefile import save_json
 from gateway.tracking import DeviceTracker
 
 log = logging.getLogger(__name__)
@@ -285,16 +285,8 @@ class BollardService:
         holds = self._holds()
         if self.hold_file is None or holds == self._saved_holds:
             return
-        tmp = self.hold_file.with_name(self.hold_file.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(holds, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.hold_file)
+        if save_json(self.hold_file, holds, "the fire holds"):
             self._saved_holds = holds
-        except OSError as exc:
-            log.error("%s: cannot save the fire holds: %s", self.hold_file, exc)
 
     def on_poll(self, entry: PolledDevice) -> None:
         """A bus poller read a device: a lane's controller goes to its supervisor; a fire panel's reset bit may end
@@ -479,15 +471,7 @@ class BollardService:
                 if sup.intents
             },
         }
-        tmp = self.modes_file.with_name(self.modes_file.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.modes_file)
-        except OSError as exc:
-            log.error("%s: cannot save the modes: %s", self.modes_file, exc)
+        save_json(self.modes_file, data, "the modes")
 
     def apply_schedule(self, closed: bool | None) -> None:
         """The closed-campus schedule says the campus is now closed (True), open (False) or unknown (None: the
@@ -603,15 +587,7 @@ class BollardService:
             "in_fire": sorted(name for name, active in self._fires.items() if active),
             "inconsistent": sorted(self._inconsistent),
         }
-        tmp = self.sources_file.with_name(self.sources_file.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(sources, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.sources_file)
-        except OSError as exc:
-            log.error("%s: cannot save the fire sources: %s", self.sources_file, exc)
+        save_json(self.sources_file, sources, "the fire sources")
 
     def _restore_sources(self) -> None:
         if self.sources_file is None:
