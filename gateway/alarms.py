@@ -95,6 +95,8 @@ class Alarm:
     count: int = 1  # times the condition came back while the alarm was open
     awaiting_reset: bool = False  # a panel's fire whose fire bit dropped: cleared only by the panel's reset
     notified_ms: int = 0
+    announced_ms: int = 0  # the last raised or cleared event
+    quiet_changes: int = 0  # changes of a chattering warning not announced yet
 
 
 def classify(ev: Event) -> tuple[AlarmClass, bool] | None:
@@ -148,6 +150,7 @@ class AlarmBook:
         path: Path | None,
         panels: frozenset[str] = frozenset(),
         renotify_s: float = 300.0,
+        chatter_s: float = 60.0,
     ) -> None:
         self.recorder = recorder
         self.topics = topics
@@ -155,6 +158,7 @@ class AlarmBook:
         self.path = path
         self.panels = panels
         self.renotify_s = renotify_s
+        self.chatter_s = chatter_s
         self.alarms: dict[str, Alarm] = {}
         self._load()
         recorder.on_events.append(self.on_events)
@@ -215,6 +219,8 @@ class AlarmBook:
             alarm.awaiting_reset = False
             alarm.cleared_ms = None
             alarm.count += 1
+            if self._chattering(alarm, now):
+                return True
             self._emit(alarm, "raised", "raised", self._evidence(alarm, ev))
             return True
         if alarm is None or not alarm.active:
@@ -225,8 +231,38 @@ class AlarmBook:
                 alarm.awaiting_reset = True
                 return True
             return False
+        if self._chattering(alarm, now):
+            alarm.active = False
+            alarm.cleared_ms = now
+            return True
         self._cleared(alarm, now, "", self._evidence(alarm, ev))
         return True
+
+    def _chattering(self, alarm: Alarm, now: int) -> bool:
+        """A risk warning whose condition comes and goes within `chatter_s` of its last announcement: counted, not
+        announced; `flush_chatter` says where it ended up once it has been quiet. Fire, security and faults are
+        always announced."""
+        if alarm.cls != AlarmClass.MAINTENANCE or now - alarm.announced_ms >= self.chatter_s * 1000:
+            return False
+        alarm.quiet_changes += 1
+        return True
+
+    def flush_chatter(self) -> int:
+        """Announce where each chattering warning ended up, once `chatter_s` has passed since its last announcement:
+        one event with the count of changes not announced."""
+        now = self.clock.wall_ms()
+        due = [a for a in self.alarms.values() if a.quiet_changes and now - a.announced_ms >= self.chatter_s * 1000]
+        for alarm in due:
+            extra: Detail = {"unannounced_changes": alarm.quiet_changes}
+            alarm.quiet_changes = 0
+            if alarm.active:
+                self._emit(alarm, "raised", "raised", extra)
+            else:
+                self._cleared(alarm, alarm.cleared_ms or now, "", extra)
+        if due:
+            self._save()
+            self._publish_list()
+        return len(due)
 
     def _evidence(self, alarm: Alarm, ev: Event) -> Detail | None:
         """For a risk warning (maintenance class): what the platform needs to register, assess and close it with
@@ -291,15 +327,18 @@ class AlarmBook:
         return len(due)
 
     async def run(self) -> None:
-        """Re-notify until cancelled."""
+        """Re-notify, and settle chattering warnings, until cancelled."""
         while True:
-            await asyncio.sleep(min(10.0, self.renotify_s / 10))
+            await asyncio.sleep(min(5.0, self.renotify_s / 10, self.chatter_s / 4))
+            self.flush_chatter()
             self.renotify()
 
     # -- output ------------------------------------------------------------------------------------------------
 
     def _emit(self, alarm: Alarm, state: EventState, what: str, extra: Detail | None = None) -> None:
         alarm.notified_ms = self.clock.wall_ms()
+        if what in ("raised", "cleared"):
+            alarm.announced_ms = alarm.notified_ms
         en, zh = _TEXT[AlarmClass(alarm.cls)]
         severity: Severity = "alarm" if alarm.priority == 1 and what in ("raised", "renotified") else "warning"
         if what in ("closed", "cleared", "acknowledged"):

@@ -87,7 +87,13 @@ class Gateway:
         )
         panels = frozenset(d.id for d in cfg.devices if d.profile == "fire_panel")
         self.alarms = AlarmBook(
-            self.recorder, self.topics, self.clock, cfg.gateway.state_dir / "alarms.json", panels, cfg.alarms.renotify_s
+            self.recorder,
+            self.topics,
+            self.clock,
+            cfg.gateway.state_dir / "alarms.json",
+            panels,
+            cfg.alarms.renotify_s,
+            cfg.alarms.chatter_s,
         )
         for poller in self.pollers.values():
             poller.on_poll.append(self._panel_polled)

@@ -329,6 +329,8 @@ class AlarmsConfig(_Frozen):
     """The alarm book: unacknowledged alarms are announced again this often."""
 
     renotify_s: float = Field(default=300.0, ge=10, le=86400)
+    # A risk warning coming and going faster than this is counted, and announced once it settles.
+    chatter_s: float = Field(default=60.0, ge=1, le=86400)
 
 
 class Config(_Frozen):

@@ -143,6 +143,28 @@ def test_alarms_renotified_while_unacknowledged(tmp_path: Path) -> None:
     b.close()
 
 
+def test_alarms_a_chattering_warning_is_announced_once_with_a_count(tmp_path: Path) -> None:
+    """A detector's low-battery flag flickering: one warning, then, once it has settled, one event saying where it
+    ended with the count of changes not announced. A fire flickering is announced every time."""
+    b = Book(tmp_path)
+    for _ in range(10):
+        b.event("maintenance", "raised", "smoke-1", "low_battery")
+        WallClock.wall += 1_000
+        b.event("maintenance", "cleared", "smoke-1", "low_battery", False)
+        WallClock.wall += 1_000
+    assert b.lifecycle() == [("smoke-1.low_battery", "raised")]
+    assert b.book.flush_chatter() == 0, "not settled yet"
+    WallClock.wall += 60_000
+    assert b.book.flush_chatter() == 1
+    assert b.lifecycle() == [("smoke-1.low_battery", "raised"), ("smoke-1.low_battery", "cleared")]
+    assert b.book.alarms["smoke-1.low_battery"].count == 10
+    for _ in range(3):
+        b.event("fire", "raised", "smoke-2", "fire_alarm", severity="alarm")
+        b.event("fire", "cleared", "smoke-2", "fire_alarm", False, severity="alarm")
+    assert [w for a, w in b.lifecycle() if a == "smoke-2.fire_alarm"] == ["raised", "cleared"] * 3
+    b.close()
+
+
 def test_alarms_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
     """Rebuilt from state_dir/alarms.json; the devices raising their active conditions again at start (as the
     gateway's event memory does) add nothing; what is open is published retained at once."""
@@ -271,7 +293,7 @@ async def test_alarms_a_chattering_door_is_one_warning_with_a_count(
         tmp_path / "state", broker.url, [], [],
         [{"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 0, "chatter_count": 5,
           "chatter_window_s": 0.8, "armed": "never"}],
-    )  # fmt: skip
+    ) + "\n[alarms]\nchatter_s = 1\n"  # fmt: skip
     async with running_gateway(make_config(text), pin_factory=factory):
         for i in range(30):
             door.set(i % 2 == 0)
