@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import time
 from typing import Any
 
 from drivers.device import ModbusDevice
@@ -20,10 +21,12 @@ from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
 from gateway.contract import Topics
 from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
+from gateway.hazards import Inspector, ReportClock, run_reports
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
+from gateway.schedule import DAYS
 from gateway.stateboard import StateBoard
 from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
@@ -97,6 +100,16 @@ class Gateway:
         )
         for poller in self.pollers.values():
             poller.on_poll.append(self._panel_polled)
+        self.inspector = Inspector(self.board, self.alarms, self.outbox, self.clock)
+        self.recorder.on_events.append(self.inspector.on_events)
+        rc = cfg.reports
+        self.report_clock = ReportClock(
+            rc.timezone,
+            time.fromisoformat(rc.at),
+            DAYS.index(rc.weekday),
+            rc.day,
+            cfg.gateway.state_dir / "reports.json",
+        )
         self.doors = DoorAlarms(cfg.gpio.inputs, self.recorder, self.clock, lambda: self.bollards.closed_campus)
         self.doors.warn_unarmed(cfg.schedule is not None)
         self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
@@ -122,6 +135,9 @@ class Gateway:
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
         self.recorder.declare_recovery()
+
+    async def _reports(self) -> None:
+        await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock)
 
     def _panel_polled(self, entry: PolledDevice) -> None:
         if entry.last_values is not None and entry.device.name in self.alarms.panels:
@@ -173,6 +189,13 @@ class Gateway:
                 if self.cfg.schedule is not None:
                     tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
                 tg.create_task(self.supervisor.keep("alarms", self.alarms.run), name="alarms")
+                tg.create_task(
+                    self.supervisor.keep(
+                        "reports",
+                        lambda: run_reports(self.inspector, self.report_clock, self.topics.report, self.clock),
+                    ),
+                    name="reports",
+                )
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
                 if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:

@@ -333,6 +333,24 @@ class AlarmsConfig(_Frozen):
     chatter_s: float = Field(default=60.0, ge=1, le=86400)
 
 
+class ReportsConfig(_Frozen):
+    """Hazard-check reports: daily at `at` (local time), weekly on `weekday`, monthly on `day` of the month."""
+
+    timezone: str = "Asia/Shanghai"
+    at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "07:00"
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    day: int = Field(default=1, ge=1, le=28)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
+        return value
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -347,6 +365,7 @@ class Config(_Frozen):
     schedule: ScheduleConfig | None = None
     commands: CommandsConfig | None = None
     alarms: AlarmsConfig = AlarmsConfig()
+    reports: ReportsConfig = ReportsConfig()
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 

@@ -9,6 +9,7 @@ from gateway.outbox import Row
 SCHEMA_STATUS = "campus-edge/status/1"
 SCHEMA_TELEMETRY = "campus-edge/telemetry/1"
 SCHEMA_EVENT = "campus-edge/event/1"
+SCHEMA_REPORT = "campus-edge/report/1"
 SCHEMA_STATE = "campus-edge/state/1"
 SCHEMA_ACK = "campus-edge/ack/1"
 
@@ -27,6 +28,10 @@ class Topics:
         self.commands = f"{self.prefix}/cmd/+"
         self.reply = f"{self.prefix}/reply"
         self.alarms = f"{self.prefix}/alarms"
+
+    def report(self, period: str) -> str:
+        """Where the hazard-check report of a period goes."""
+        return f"{self.prefix}/report/{period}"
 
     def event(self, cls: str) -> str:
         """Topic of one event class."""
@@ -60,5 +65,6 @@ def telemetry_payload(topics: Topics, rows: list[Row]) -> bytes:
 
 
 def event_payload(topics: Topics, row: Row) -> bytes:
-    """One event message."""
-    return (topics.head(SCHEMA_EVENT) + '"seq":' + str(row.seq) + "," + row.body[1:]).encode()
+    """One event message, or a hazard-check report (a row on a report topic)."""
+    schema = SCHEMA_REPORT if row.topic is not None and "/report/" in row.topic else SCHEMA_EVENT
+    return (topics.head(schema) + '"seq":' + str(row.seq) + "," + row.body[1:]).encode()

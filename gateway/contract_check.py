@@ -38,6 +38,7 @@ _KINDS = {
     "ack": "ack",
     "alarms": "alarms",
     "reply": "reply",
+    "report": "report",
 }
 
 

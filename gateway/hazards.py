@@ -1,0 +1,240 @@
+"""Hazard checks (隐患排查): the gateway's self-inspection report of its site, daily, weekly and monthly (issue 6).
+
+What the period held, from the events the gateway recorded: devices offline or flapping, alarms by class, risk
+warnings still open (dirty detectors, low batteries, shielded points, unstable inputs), doors held open (count,
+longest), bollard cycles, faults and reversals, outbox health and declared gaps. Published durably on
+`{prefix}/report/{period}` (JSON per the contract), with a readable rendering in zh-CN and English for the school's
+safety officer. The history is kept in memory: after a restart a report covers the time since the start, and says
+so (`history_from`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.alarms import AlarmBook
+from gateway.clock import Clock, rfc3339_ms
+from gateway.outbox import PRIORITY_EVENT, Entry, Outbox
+from gateway.records import Event
+from gateway.stateboard import StateBoard
+from gateway.statefile import save_json
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("daily", "weekly", "monthly")
+FLAPPING_AFTER = 3  # offline this many times in a period: flapping
+
+
+@dataclass(slots=True)
+class History:
+    """What one period held."""
+
+    since_ms: int
+    offline: Counter[str] = field(default_factory=Counter)
+    alarms: Counter[str] = field(default_factory=Counter)
+    door_opens: Counter[str] = field(default_factory=Counter)
+    held_open: Counter[str] = field(default_factory=Counter)
+    longest_open_s: dict[str, float] = field(default_factory=dict)
+    bollard_cycles: Counter[str] = field(default_factory=Counter)
+    bollard_faults: Counter[str] = field(default_factory=Counter)
+    reversals: Counter[str] = field(default_factory=Counter)
+    gap_messages: int = 0
+
+
+class Inspector:
+    """Keeps each period's history from the recorder's events, and writes the reports."""
+
+    def __init__(self, board: StateBoard, alarms: AlarmBook, outbox: Outbox, clock: Clock) -> None:
+        self.board = board
+        self.alarms = alarms
+        self.outbox = outbox
+        self.clock = clock
+        now = clock.wall_ms()
+        self.started_ms = now
+        self.history = {period: History(now) for period in PERIODS}
+        self._opened: dict[str, int] = {}  # door -> wall ms it opened
+
+    def on_events(self, events: list[Event]) -> None:
+        """Count what a report needs (a recorder listener)."""
+        for ev in events:
+            for h in self.history.values():
+                self._count(h, ev)
+            if ev.cls == "door" and ev.point == "open":
+                if ev.value is True:
+                    self._opened[ev.device] = ev.at.wall_ms
+                elif ev.device in self._opened:
+                    seconds = (ev.at.wall_ms - self._opened.pop(ev.device)) / 1000
+                    for h in self.history.values():
+                        h.longest_open_s[ev.device] = max(h.longest_open_s.get(ev.device, 0.0), seconds)
+
+    @staticmethod
+    def _count(h: History, ev: Event) -> None:
+        if ev.cls == "offline" and ev.state == "raised":
+            h.offline[ev.device] += 1
+        elif ev.cls == "alarm" and ev.value == "raised":
+            h.alarms[str(ev.detail.get("class"))] += 1
+        elif ev.cls == "door" and ev.point == "open" and ev.value is True:
+            h.door_opens[ev.device] += 1
+        elif ev.cls == "door" and ev.point == "held_open" and ev.state == "raised":
+            h.held_open[ev.device] += 1
+        elif ev.cls == "bollard" and ev.point == "state" and ev.value == "up":
+            h.bollard_cycles[ev.device] += 1
+        elif ev.cls == "bollard" and ev.point in ("state", "fault_code") and ev.severity == "alarm":
+            h.bollard_faults[ev.device] += 1
+        elif ev.cls == "bollard" and ev.point == "command" and ev.detail.get("rule") == "presence_during_rise":
+            h.reversals[ev.device] += 1
+        elif ev.cls == "gap":
+            count = ev.detail.get("count")
+            h.gap_messages += count if isinstance(count, int) else 0
+
+    def report(self, period: str) -> dict[str, Any]:
+        """The report of `period` up to now; its history starts again."""
+        now = self.clock.wall_ms()
+        h = self.history[period]
+        self.history[period] = History(now)
+        for door, opened in self._opened.items():  # still open: counted up to now
+            h.longest_open_s[door] = max(h.longest_open_s.get(door, 0.0), (now - opened) / 1000)
+        offline_now = sorted(d for d, st in self.board.devices.items() if not st.online and st.points)
+        warnings = [
+            {"alarm_id": a.id, "active": a.active, "acked": a.acked, "count": a.count, "since": rfc3339_ms(a.raised_ms)}
+            for a in sorted(self.alarms.alarms.values(), key=lambda a: a.raised_ms)
+            if a.cls == "maintenance"
+        ]
+        open_alarms = [a.id for a in self.alarms.alarms.values() if a.cls != "maintenance"]
+        body: dict[str, Any] = {
+            "period": period,
+            "from": rfc3339_ms(h.since_ms),
+            "to": rfc3339_ms(now),
+            "history_from": rfc3339_ms(max(h.since_ms, self.started_ms)),
+            "devices": {
+                "offline_now": offline_now,
+                "went_offline": dict(sorted(h.offline.items())),
+                "flapping": sorted(d for d, n in h.offline.items() if n >= FLAPPING_AFTER),
+            },
+            "alarms_raised": dict(sorted(h.alarms.items())),
+            "open_alarms": sorted(open_alarms),
+            "open_warnings": warnings,
+            "doors": {
+                "opened": dict(sorted(h.door_opens.items())),
+                "held_open": dict(sorted(h.held_open.items())),
+                "longest_open_s": {d: round(s, 1) for d, s in sorted(h.longest_open_s.items())},
+            },
+            "bollards": {
+                "cycles": dict(sorted(h.bollard_cycles.items())),
+                "faults": dict(sorted(h.bollard_faults.items())),
+                "reversals": dict(sorted(h.reversals.items())),
+            },
+            "outbox": {
+                "waiting": self.outbox.depth(),
+                "bytes": self.outbox.bytes,
+                "usage_pct": round(self.outbox.usage() * 100, 1),
+                "gap_messages": h.gap_messages,
+            },
+        }
+        body["readable"] = {"en": render(body, "en"), "zh-CN": render(body, "zh")}
+        return body
+
+    def publish(self, period: str, topic: str) -> dict[str, Any]:
+        """Write the report of `period` to the outbox (durable, delivered like an event) and return it."""
+        body = self.report(period)
+        self.outbox.put([Entry(PRIORITY_EVENT, topic, json.dumps(body, ensure_ascii=False, separators=(",", ":")))])
+        log.info("%s hazard report written", period)
+        return body
+
+
+def render(r: dict[str, Any], lang: str) -> str:
+    """The report as the school's safety officer reads it."""
+    zh = lang == "zh"
+    names = {"daily": ("daily", "每日"), "weekly": ("weekly", "每周"), "monthly": ("monthly", "每月")}
+    title = names[r["period"]][1 if zh else 0]
+    lines = [
+        f"{title}隐患排查报告 {r['from']} 至 {r['to']}" if zh else f"{title} hazard check {r['from']} to {r['to']}",
+    ]
+
+    def item(en: str, cn: str, value: object) -> None:
+        lines.append(f"- {cn if zh else en}: {value if value not in ({}, [], None) else ('无' if zh else 'none')}")
+
+    item("devices offline now", "当前离线设备", ", ".join(r["devices"]["offline_now"]))
+    item("devices flapping (offline 3 times or more)", "频繁掉线设备", ", ".join(r["devices"]["flapping"]))
+    item("alarms raised, by class", "报警次数 (按类别)", _pairs(r["alarms_raised"]))
+    item("alarms still open", "未关闭报警", ", ".join(r["open_alarms"]))
+    item("risk warnings open", "未关闭风险预警", ", ".join(w["alarm_id"] for w in r["open_warnings"]))
+    item("doors held open", "门长时间未关", _pairs(r["doors"]["held_open"]))
+    item("longest a door was open (s)", "门最长开启时间 (秒)", _pairs(r["doors"]["longest_open_s"]))
+    item("bollard cycles", "升降柱升起次数", _pairs(r["bollards"]["cycles"]))
+    item("bollard faults", "升降柱故障", _pairs(r["bollards"]["faults"]))
+    item("bollard reversals (presence during a rise)", "升降柱防夹回落", _pairs(r["bollards"]["reversals"]))
+    ob = r["outbox"]
+    lines.append(
+        f"- 本地缓存: 待发 {ob['waiting']} 条, 占用 {ob['usage_pct']}%, 丢失 (已申报) {ob['gap_messages']} 条"
+        if zh
+        else f"- local store: {ob['waiting']} waiting, {ob['usage_pct']}% used, {ob['gap_messages']} declared lost"
+    )
+    if r["history_from"] != r["from"]:
+        lines.append(
+            f"(网关重启: 记录自 {r['history_from']})"
+            if zh
+            else f"(gateway restarted: history from {r['history_from']})"
+        )
+    return "\n".join(lines)
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items())
+
+
+class ReportClock:
+    """When each report is due: daily at `at` (local), weekly on `weekday` at `at`, monthly on `day` at `at`.
+    The dates reports were last written are kept in a file, so a restart neither repeats nor skips one."""
+
+    def __init__(self, zone: str, at: time, weekday: int, day: int, path: Path | None) -> None:
+        self.zone = ZoneInfo(zone)
+        self.at = at
+        self.weekday = weekday
+        self.day = day
+        self.path = path
+        self.last: dict[str, str] = {}
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                self.last = {k: str(v) for k, v in loaded.items() if k in PERIODS}
+            except (OSError, ValueError, AttributeError):
+                self.last = {}
+
+    def due(self, now: datetime) -> list[str]:
+        """The periods whose report is due at `now` (aware), and not yet written today."""
+        local = now.astimezone(self.zone)
+        if local.time() < self.at:
+            return []
+        today = local.date()
+        wanted = ["daily"]
+        if today.weekday() == self.weekday:
+            wanted.append("weekly")
+        if today.day == self.day:
+            wanted.append("monthly")
+        return [p for p in wanted if self.last.get(p) != today.isoformat()]
+
+    def written(self, period: str, day: date) -> None:
+        self.last[period] = day.isoformat()
+        if self.path is not None:
+            save_json(self.path, self.last, "the report dates")
+
+
+async def run_reports(inspector: Inspector, when: ReportClock, topic: Callable[[str], str], clock: Clock) -> None:
+    """Write reports when they are due, on a synchronised clock only (a report dated by a wrong clock misleads)."""
+    while True:
+        if clock.synced():
+            now = datetime.now(when.zone)
+            for period in when.due(now):
+                inspector.publish(period, topic(period))
+                when.written(period, now.date())
+        await asyncio.sleep(30.0)

@@ -1,0 +1,113 @@
+"""Hazard-check reports (issue 6, point 3): what a day of the site's events adds up to, on an injected clock; when
+reports are due; and a report as the platform receives it, checked against the contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from drivers.profile import Quality
+from gateway.alarms import AlarmBook
+from gateway.clock import Clock
+from gateway.contract import Topics, event_payload
+from gateway.contract_check import validate_message
+from gateway.hazards import Inspector, ReportClock
+from gateway.outbox import PRIORITY_EVENT, Outbox
+from gateway.recorder import Recorder
+from gateway.records import Event, EventState, Severity, Stamp
+from gateway.stateboard import StateBoard
+
+START = 1_796_000_000_000  # a wall time in ms
+
+
+class DayClock(Clock):
+    """Wall time moved by the test."""
+
+    wall: ClassVar[int] = START
+
+    @staticmethod
+    def wall_ms() -> int:
+        return DayClock.wall
+
+
+class Site:
+    def __init__(self, state: Path) -> None:
+        self.topics = Topics("demo-school", "gw-1")
+        self.outbox = Outbox(state / "outbox.db")
+        self.board = StateBoard(self.topics)
+        clock = DayClock(assume_synced=True)
+        self.recorder = Recorder(self.outbox, self.topics, self.board, clock)
+        self.alarms = AlarmBook(self.recorder, self.topics, clock, state / "alarms.json")
+        self.inspector = Inspector(self.board, self.alarms, self.outbox, clock)
+        self.recorder.on_events.append(self.inspector.on_events)
+
+    def at(self, minutes: float, cls: str, state: EventState, device: str, point: str, value: Any = True,
+           severity: Severity = "warning", **detail: Any) -> None:  # fmt: skip
+        DayClock.wall = START + int(minutes * 60_000)
+        ev = Event(cls, severity, state, device, point, value, Quality.GOOD, Stamp(DayClock.wall, 0.0, True), detail)
+        self.recorder.record([], [ev])
+        self.recorder.flush()
+
+
+def test_hazards_a_day_adds_up(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    for i in range(4):  # a detector dropping off the bus four times: flapping
+        site.at(10 + i, "offline", "raised", "smoke-104", "offline")
+        site.at(10.5 + i, "online", "cleared", "smoke-104", "online")
+    site.at(30, "door", "raised", "door-main", "open")
+    site.at(31.5, "door", "cleared", "door-main", "open", False)
+    site.at(40, "door", "raised", "door-main", "open")
+    site.at(41, "door", "raised", "door-main", "held_open")
+    site.at(44, "door", "cleared", "door-main", "open", False)
+    site.at(50, "bollard", "changed", "bollard-east", "state", "up", "info")
+    site.at(60, "bollard", "changed", "bollard-east", "state", "up", "info")
+    site.at(61, "bollard", "changed", "lane-east", "command", "lower", rule="presence_during_rise")
+    site.at(70, "maintenance", "raised", "smoke-102", "low_battery")
+    site.at(80, "gap", "raised", "gw-1", "outbox", count=12)
+    DayClock.wall = START + 24 * 3_600_000
+    report = site.inspector.report("daily")
+    assert report["devices"]["went_offline"] == {"smoke-104": 4}
+    assert report["devices"]["flapping"] == ["smoke-104"]
+    assert report["doors"]["opened"] == {"door-main": 2}
+    assert report["doors"]["held_open"] == {"door-main": 1}
+    assert report["doors"]["longest_open_s"] == {"door-main": 240.0}
+    assert report["bollards"] == {"cycles": {"bollard-east": 2}, "faults": {}, "reversals": {"lane-east": 1}}
+    assert report["alarms_raised"] == {"maintenance": 5, "security": 1}
+    assert [w["alarm_id"] for w in report["open_warnings"]] == ["smoke-104.offline", "smoke-102.low_battery"]
+    assert report["outbox"]["gap_messages"] == 12
+    assert "smoke-104" in report["readable"]["en"]
+    assert "频繁掉线设备: smoke-104" in report["readable"]["zh-CN"]
+    again = site.inspector.report("daily")
+    assert again["devices"]["went_offline"] == {}, "the next day starts afresh"
+    assert report["from"] != again["from"]
+
+
+def test_hazards_a_published_report_matches_the_contract(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.at(5, "door", "raised", "door-main", "open")
+    body = site.inspector.publish("weekly", site.topics.report("weekly"))
+    assert body["doors"]["opened"] == {"door-main": 1}
+    (row,) = [r for r in site.outbox.fetch(PRIORITY_EVENT, 0, 100) if r.topic == site.topics.report("weekly")]
+    payload = json.loads(event_payload(site.topics, row))
+    assert payload["schema"] == "campus-edge/report/1"
+    assert payload["seq"] == row.seq
+    validate_message(site.topics.report("weekly"), payload)
+
+
+def test_hazards_reports_fall_due_once_a_day_week_and_month(tmp_path: Path) -> None:
+    clock = ReportClock("Asia/Shanghai", time(7, 0), weekday=0, day=1, path=tmp_path / "reports.json")
+    first_of_month = datetime(2026, 12, 1, 6, 59, tzinfo=UTC)  # Tuesday 14:59 in Shanghai
+    assert clock.due(datetime(2026, 11, 29, 22, 59, tzinfo=UTC)) == [], "Monday 06:59 local: not yet"
+    assert clock.due(datetime(2026, 11, 29, 23, 0, tzinfo=UTC)) == ["daily", "weekly"], "Monday 07:00 local"
+    clock.written("daily", date(2026, 11, 30))
+    clock.written("weekly", date(2026, 11, 30))
+    assert clock.due(datetime(2026, 11, 30, 3, 0, tzinfo=UTC)) == [], "written today"
+    assert (
+        ReportClock("Asia/Shanghai", time(7, 0), 0, 1, tmp_path / "reports.json").due(
+            datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+        )
+        == []
+    ), "kept across a restart"
+    assert clock.due(first_of_month) == ["daily", "monthly"], "the first of the month"
