@@ -161,7 +161,8 @@ def render(r: dict[str, Any], lang: str) -> str:
     ]
 
     def item(en: str, cn: str, value: object) -> None:
-        lines.append(f"- {cn if zh else en}: {value if value not in ({}, [], None) else ('无' if zh else 'none')}")
+        empty = value in ({}, [], None, "")
+        lines.append(f"- {cn if zh else en}: {('无' if zh else 'none') if empty else value}")
 
     item("devices offline now", "当前离线设备", ", ".join(r["devices"]["offline_now"]))
     item("devices flapping (offline 3 times or more)", "频繁掉线设备", ", ".join(r["devices"]["flapping"]))

@@ -68,6 +68,8 @@ ACTIONS = {
     "clear_point": "the condition at panel point `value` goes away (fire stays latched until reset)",
     "state": "a bollard controller moves to state `value` (down, rising, up, lowering, fault, ...)",
     "position": "a bollard controller reports position `value` %",
+    "flag": 'a smoke detector\'s status flag changes: `value` = "low_battery=true" (dirty_chamber, tamper, ...)',
+    "report": "the gateway writes its daily hazard-check report now (target: the gateway id; the demo)",
     "silent": "a Modbus device stops answering (`value` true) or answers again (false)",
     "input": 'a bollard controller\'s field input changes: `value` = "loop_a_occupied=true" (loops, photocell, ...)',
     "guard_raise": "the guard presses RAISE for the lane `target` (as the gate-house button does)",

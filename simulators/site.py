@@ -123,6 +123,11 @@ class SimulatedSite:
         elif action == "modbus_fault":
             name, value = modbus_fault_setting(step)
             setattr(target.faults, name, value)
+        elif isinstance(target, SmokeDetectorSim) and action == "flag":
+            name, _, level = str(step.value).partition("=")
+            if name not in target.flags or level not in ("true", "false"):
+                raise ScenarioError(f'step at {step.at_s:g} s: expected value = "FLAG=true|false", got {step.value!r}')
+            target.set(**{name: level == "true"})
         elif isinstance(target, SmokeDetectorSim) and action == "smoke":
             target.set_smoke(float(step.value or 0))
         elif isinstance(target, SmokeDetectorSim | FirePanelSim) and action == "reset":

@@ -137,3 +137,19 @@ async def test_cli_demo_shows_bollard_blocked_then_lowered_by_fire(tmp_path: Pat
     assert "lane-east: 升起 已拒绝 (地感线圈有车)  /  lane-east: raise refused (a vehicle is on the loop)" in text
     assert "lane-east: 降下 已执行  /  lane-east: lower done" in text
     assert 'bollard-east.state = "lowering"' in text
+
+
+async def test_cli_demo_shows_a_warning_opened_and_restored_and_a_daily_report(tmp_path: Path) -> None:
+    """Issue 6's demo story in short: a detector's battery runs low and is replaced; the daily report follows."""
+    scenario = tmp_path / "warning.toml"
+    scenario.write_text(
+        '[[step]]\nat_s = 0.5\ntarget = "smoke-103"\naction = "flag"\nvalue = "low_battery=true"\n'
+        '[[step]]\nat_s = 1.5\ntarget = "smoke-103"\naction = "flag"\nvalue = "low_battery=false"\n'
+        '[[step]]\nat_s = 3.0\ntarget = "gw-east-gate"\naction = "report"\n'
+    )
+    text = await run_demo(tmp_path, scenario, 5)
+    assert "维护报警 smoke-103.low_battery: 报警  /  maintenance alarm smoke-103.low_battery: raised" in text
+    assert "维护报警 smoke-103.low_battery: 已恢复  /  maintenance alarm smoke-103.low_battery: cleared" in text
+    assert "report      daily hazard check" in text
+    assert "- 未关闭风险预警: smoke-103.low_battery" in text
+    assert "- risk warnings open: smoke-103.low_battery" in text
