@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from drivers.profile import PointValue, Quality
 from gateway.alarms import AlarmBook
 from gateway.clock import Clock
@@ -308,5 +310,59 @@ async def test_alarms_a_chattering_door_is_one_warning_with_a_count(
     door_events = [p for t, p in sub.messages if t.endswith("/event/door")]
     assert len(door_events) <= 6, f"{len(door_events)} door events: a flood"
     assert [p["point"] for t, p in sub.messages if t.endswith("/event/maintenance")] == ["unstable", "unstable"]
+    for topic, payload in sub.messages:
+        validate_message(topic, payload)
+
+
+@pytest.mark.parametrize(
+    ("cls", "alarm_id", "start", "stop"),
+    [
+        ("prealarm", "smoke-1.prealarm", lambda p, d: d.set_smoke(2.5), lambda p, d: d.set_smoke(0.0)),
+        ("supervisory", "facp-1.supervisory", lambda p, d: p.set(supervisory=True),
+         lambda p, d: p.set(supervisory=False)),
+        ("fault", "smoke-1.fault", lambda p, d: d.set(fault=True), lambda p, d: d.set(fault=False)),
+        ("tamper", "smoke-1.tamper", lambda p, d: d.set(tamper=True), lambda p, d: d.set(tamper=False)),
+        ("maintenance", "smoke-1.dirty_chamber", lambda p, d: d.set(dirty_chamber=True),
+         lambda p, d: d.set(dirty_chamber=False)),
+    ],
+)  # fmt: skip
+async def test_alarms_each_class_over_mqtt(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any, cls: str, alarm_id: str, start: Any, stop: Any
+) -> None:
+    """A condition on a simulated device raises its alarm; the guard acknowledges it; the condition ends and the
+    alarm is cleared and closed; the retained list is empty again."""
+    from tests.test_commands_e2e import cli  # noqa: PLC0415
+
+    panel, detector = FirePanelSim(), SmokeDetectorSim()
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    sock = Path(f"/tmp/ce-cls-{tmp_path.name[-14:]}.sock")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {1: panel, 2: detector}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state", broker.url, [{"id": "gate", **endpoint}],
+            [{"id": "facp-1", "bus": "gate", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+             {"id": "smoke-1", "bus": "gate", "unit": 2, "profile": "smoke_detector", "poll_interval_s": 0.1}],
+        ).replace("[gateway]\n", f'[gateway]\ncontrol_socket = "{sock}"\n')  # fmt: skip
+        text += "\n[alarms]\nchatter_s = 1\n"  # a risk warning restored within a second is announced a second later
+        async with running_gateway(make_config(text)) as gw:
+            signal = watch_gateway(gw)
+            await signal.until(lambda: all(gw.board.devices[d].online for d in ("facp-1", "smoke-1")))
+            start(panel, detector)
+
+            def lifecycle(what: str) -> Any:
+                return lambda t, p: (
+                    t.endswith("/event/alarm") and p["detail"]["alarm_id"] == alarm_id and p["value"] == what
+                )
+
+            _, raised = await sub.wait_for(lifecycle("raised"))
+            assert raised["detail"]["class"] == cls
+            code, out = await cli("alarm", "ack", alarm_id, "--by", "wang", "--socket", str(sock))
+            assert code == 0, out
+            await sub.wait_for(lifecycle("acknowledged"))
+            stop(panel, detector)
+            await sub.wait_for(lifecycle("cleared"))
+            await sub.wait_for(lifecycle("closed"))
+            await sub.wait_for(lambda t, p: t.endswith("/alarms") and p["alarms"] == [])
     for topic, payload in sub.messages:
         validate_message(topic, payload)
