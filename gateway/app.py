@@ -100,7 +100,14 @@ class Gateway:
         )
         for poller in self.pollers.values():
             poller.on_poll.append(self._panel_polled)
-        self.inspector = Inspector(self.board, self.alarms, self.outbox, self.clock)
+        self.inspector = Inspector(
+            self.board,
+            self.alarms,
+            self.outbox,
+            self.clock,
+            cfg.gateway.state_dir / "detector-tests.json",
+            cfg.reports.untested_after_days,
+        )
         self.recorder.on_events.append(self.inspector.on_events)
         rc = cfg.reports
         self.report_clock = ReportClock(

@@ -340,6 +340,7 @@ class ReportsConfig(_Frozen):
     at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "07:00"
     weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     day: int = Field(default=1, ge=1, le=28)
+    untested_after_days: int = Field(default=30, ge=1, le=366)  # a detector not self-tested this long is listed
 
     @field_validator("timezone")
     @classmethod

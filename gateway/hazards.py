@@ -53,11 +53,30 @@ class History:
 class Inspector:
     """Keeps each period's history from the recorder's events, and writes the reports."""
 
-    def __init__(self, board: StateBoard, alarms: AlarmBook, outbox: Outbox, clock: Clock) -> None:
+    def __init__(
+        self,
+        board: StateBoard,
+        alarms: AlarmBook,
+        outbox: Outbox,
+        clock: Clock,
+        tests_file: Path | None = None,
+        untested_after_days: int = 30,
+    ) -> None:
         self.board = board
         self.alarms = alarms
         self.outbox = outbox
         self.clock = clock
+        self.tests_file = tests_file
+        self.untested_after_days = untested_after_days
+        # Detector -> wall ms of its last self-test, or of when it was first seen (never tested since): kept in a
+        # file, since the period that matters is a month, not the life of a process.
+        self.tested: dict[str, dict[str, int | None]] = {}
+        if tests_file is not None:
+            try:
+                loaded = json.loads(tests_file.read_text(encoding="utf-8"))
+                self.tested = {str(k): dict(v) for k, v in loaded.items()}
+            except (OSError, ValueError, AttributeError, TypeError):
+                self.tested = {}
         now = clock.wall_ms()
         self.started_ms = now
         self.history = {period: History(now) for period in PERIODS}
@@ -68,6 +87,11 @@ class Inspector:
         for ev in events:
             for h in self.history.values():
                 self._count(h, ev)
+            if ev.cls == "test" and ev.state == "raised":
+                self.tested[ev.device] = {"first_seen": self.tested.get(ev.device, {}).get("first_seen"),
+                                          "last_test": ev.at.wall_ms}  # fmt: skip
+                if self.tests_file is not None:
+                    save_json(self.tests_file, self.tested, "the detector tests")
             if ev.cls == "door" and ev.point == "open":
                 if ev.value is True:
                     self._opened[ev.device] = ev.at.wall_ms
@@ -110,6 +134,7 @@ class Inspector:
             if a.cls == "maintenance"
         ]
         open_alarms = [a.id for a in self.alarms.alarms.values() if a.cls != "maintenance"]
+        untested = self._untested(now)
         body: dict[str, Any] = {
             "period": period,
             "from": rfc3339_ms(h.since_ms),
@@ -120,6 +145,7 @@ class Inspector:
                 "went_offline": dict(sorted(h.offline.items())),
                 "flapping": sorted(d for d, n in h.offline.items() if n >= FLAPPING_AFTER),
             },
+            "detectors_untested": untested,
             "alarms_raised": dict(sorted(h.alarms.items())),
             "open_alarms": sorted(open_alarms),
             "open_warnings": warnings,
@@ -142,6 +168,25 @@ class Inspector:
         }
         body["readable"] = {"en": render(body, "en"), "zh-CN": render(body, "zh")}
         return body
+
+    def _untested(self, now: int) -> list[dict[str, Any]]:
+        """Smoke detectors whose last self-test (or first sight, never tested since) is older than the limit."""
+        changed = False
+        for device, state in self.board.devices.items():
+            if state.profile == "smoke_detector" and device not in self.tested:
+                self.tested[device] = {"first_seen": now, "last_test": None}
+                changed = True
+        if changed and self.tests_file is not None:
+            save_json(self.tests_file, self.tested, "the detector tests")
+        limit = self.untested_after_days * 86_400_000
+        out = []
+        for device, seen in sorted(self.tested.items()):
+            since = seen.get("last_test") or seen.get("first_seen") or now
+            if now - since >= limit:
+                last = seen.get("last_test")
+                out.append({"device": device, "last_test": rfc3339_ms(last) if last else None,
+                            "days": int((now - since) / 86_400_000)})  # fmt: skip
+        return out
 
     def publish(self, period: str, topic: str) -> dict[str, Any]:
         """Write the report of `period` to the outbox (durable, delivered like an event) and return it."""
@@ -166,6 +211,11 @@ def render(r: dict[str, Any], lang: str) -> str:
 
     item("devices offline now", "当前离线设备", ", ".join(r["devices"]["offline_now"]))
     item("devices flapping (offline 3 times or more)", "频繁掉线设备", ", ".join(r["devices"]["flapping"]))
+    item(
+        "detectors not tested lately (days)",
+        "长期未测试的探测器 (天)",
+        ", ".join(f"{d['device']} {d['days']}" for d in r["detectors_untested"]),
+    )
     item("alarms raised, by class", "报警次数 (按类别)", _pairs(r["alarms_raised"]))
     item("alarms still open", "未关闭报警", ", ".join(r["open_alarms"]))
     item("risk warnings open", "未关闭风险预警", ", ".join(w["alarm_id"] for w in r["open_warnings"]))

@@ -111,3 +111,24 @@ def test_hazards_reports_fall_due_once_a_day_week_and_month(tmp_path: Path) -> N
         == []
     ), "kept across a restart"
     assert clock.due(first_of_month) == ["daily", "monthly"], "the first of the month"
+
+
+def test_hazards_detectors_untested_for_too_long(tmp_path: Path) -> None:
+    """A detector tested 40 days ago and one never tested since it was first seen 31 days ago are listed; one
+    tested yesterday is not. The dates are kept across a restart."""
+    site = Site(tmp_path)
+    site.inspector.tests_file = tmp_path / "tests.json"
+    for device in ("smoke-1", "smoke-2", "smoke-3"):
+        site.board.register(device, "smoke_detector", START)
+    site.at(0, "test", "raised", "smoke-1", "self_test", severity="info")
+    site.inspector.report("monthly")  # smoke-2 and smoke-3 first seen now, never tested
+    day = 24 * 60
+    site.at(39 * day, "test", "raised", "smoke-3", "self_test", severity="info")
+    site.at(8 * day + 5, "door", "raised", "door-main", "open")
+    DayClock.wall = START + 40 * day * 60_000
+    report = site.inspector.report("monthly")
+    assert [(d["device"], d["days"]) for d in report["detectors_untested"]] == [("smoke-1", 40), ("smoke-2", 40)]
+    assert report["detectors_untested"][1]["last_test"] is None
+    assert "smoke-1 40" in report["readable"]["en"]
+    again = Inspector(site.board, site.alarms, site.outbox, DayClock(), tmp_path / "tests.json")
+    assert [d["device"] for d in again.report("monthly")["detectors_untested"]] == ["smoke-1", "smoke-2"]
