@@ -120,7 +120,7 @@ class Watcher:
                 seqs = " ".join(str(r["seq"]) for r in payload["readings"])
                 self.arrivals.write(f"{gw} telemetry {seqs}\n")
             elif "seq" in payload:
-                kind = "alarm" if payload["severity"] == "alarm" else "event"
+                kind = "alarm" if payload.get("severity") == "alarm" else "event"  # a report has no severity
                 self.arrivals.write(f"{gw} {kind} {payload['seq']}\n")
             self.arrivals.flush()
         if "readings" in payload:
@@ -130,7 +130,7 @@ class Watcher:
         elif "seq" in payload:
             if not ledger.note(payload["seq"], telemetry=False):
                 self.say(f"duplicate {gw} seq {payload['seq']}")
-            if payload["class"] == "gap":
+            if payload.get("class") == "gap":  # reports carry a seq too, and no class
                 d = payload.get("detail", {})
                 ledger.declare(int(d["first_seq"]), int(d["last_seq"]))
                 self.say(
