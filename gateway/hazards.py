@@ -261,6 +261,13 @@ class ReportClock:
             except (OSError, ValueError, AttributeError):
                 self.last = {}
 
+    def begin(self, now: datetime) -> None:
+        """A gateway with no report written yet starts counting now: its first reports come at their next time,
+        not at its first start (a report of a few seconds' history helps nobody)."""
+        today = now.astimezone(self.zone).date().isoformat()
+        for period in PERIODS:
+            self.last.setdefault(period, today)
+
     def due(self, now: datetime) -> list[str]:
         """The periods whose report is due at `now` (aware), and not yet written today."""
         local = now.astimezone(self.zone)
@@ -285,6 +292,7 @@ async def run_reports(inspector: Inspector, when: ReportClock, topic: Callable[[
     while True:
         if clock.synced():
             now = datetime.now(when.zone)
+            when.begin(now)  # the first time only: later it finds every period there
             for period in when.due(now):
                 inspector.publish(period, topic(period))
                 when.written(period, now.date())

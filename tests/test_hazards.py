@@ -111,6 +111,10 @@ def test_hazards_reports_fall_due_once_a_day_week_and_month(tmp_path: Path) -> N
         == []
     ), "kept across a restart"
     assert clock.due(first_of_month) == ["daily", "monthly"], "the first of the month"
+    fresh = ReportClock("Asia/Shanghai", time(7, 0), 0, 1, None)
+    fresh.begin(datetime(2026, 11, 30, 23, 30, tzinfo=UTC))  # first start, Tuesday 1 December 07:30 local
+    assert fresh.due(datetime(2026, 11, 30, 23, 31, tzinfo=UTC)) == [], "no report of a minute's history"
+    assert fresh.due(datetime(2026, 12, 1, 23, 0, tzinfo=UTC)) == ["daily"], "the next morning"
 
 
 def test_hazards_detectors_untested_for_too_long(tmp_path: Path) -> None:
