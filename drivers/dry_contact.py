@@ -8,6 +8,7 @@ samples contacts. What the levels mean (the lane's state, when to warn, how long
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,8 @@ class DryContactController:
         self.name = name
         self._relays: dict[str, DigitalOutputDevice] = {}
         self._inputs: dict[str, tuple[DigitalInputDevice, Contact]] = {}
-        try:
+        with contextlib.ExitStack() as claiming:
+            claiming.callback(self.close)  # a pin that cannot be had releases those already claimed
             for relay, pin in relays.items():
                 self._relays[relay] = DigitalOutputDevice(
                     pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
@@ -68,9 +70,7 @@ class DryContactController:
             for input_name, wired in inputs.items():
                 device = DigitalInputDevice(wired.pin, pull_up=True, pin_factory=pin_factory)
                 self._inputs[input_name] = (device, wired.contact)
-        except Exception:
-            self.close()
-            raise
+            claiming.pop_all()
 
     @property
     def relays(self) -> frozenset[str]:

@@ -86,19 +86,19 @@ class SimulatedSite:
         return server.address
 
     async def __aenter__(self) -> SimulatedSite:
-        try:
+        # Entered into a stack of its own first: if a bus fails to start, those started are closed on the way out;
+        # once all are up, the site's stack takes them over.
+        async with contextlib.AsyncExitStack() as starting:
             for bus in self._buses.values():
                 if bus.kind == "rtu":
                     assert bus.gateway_end is not None
                     assert bus.device_end is not None
-                    await self._stack.enter_async_context(PtyPair(bus.gateway_end, bus.device_end))
+                    await starting.enter_async_context(PtyPair(bus.gateway_end, bus.device_end))
                     server = SimServer.rtu(bus.devices, str(bus.device_end), bus.baud)
                 else:
                     server = SimServer.tcp(bus.devices)
-                bus.server = await self._stack.enter_async_context(server)
-        except BaseException:
-            await self._stack.aclose()
-            raise
+                bus.server = await starting.enter_async_context(server)
+            self._stack.push_async_exit(starting.pop_all())
         return self
 
     async def __aexit__(self, *exc: object) -> None:

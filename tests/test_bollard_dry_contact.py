@@ -372,3 +372,11 @@ def test_dry_contact_a_rise_the_controller_reverses_ends_at_rest() -> None:
     assert lane.sim_state() is BollardState.DOWN
     assert lane.state() == "down"
     assert not lane.rig.relay_on("warning")
+
+
+def test_dry_contact_a_pin_that_cannot_be_had_releases_those_claimed() -> None:
+    factory = MockFactory()
+    with pytest.raises(Exception, match="in use"):  # gpiozero's GPIOPinInUse
+        DryContactController("x", {"raise": 5, "lower": 6}, {"limit_up": InputPin(5, "NO")}, pin_factory=factory)
+    controller = DryContactController("y", {"raise": 5, "lower": 6}, {}, pin_factory=factory)
+    controller.close()

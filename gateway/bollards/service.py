@@ -5,6 +5,7 @@ the fire linkage, and every decision recorded as a `bollard` event (the audit tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -176,12 +177,11 @@ class BollardService:
         self._inconsistent: set[str] = set()  # panels reported as cleared without a reset
         self._panels = frozenset(panels)
         self.fire = False
-        try:
+        with contextlib.ExitStack() as building:
+            building.callback(self.close)  # a lane that cannot be built releases the pins of those that were
             for lane in lanes:
                 self._add_lane(lane, controllers, pin_factory)
-        except Exception:
-            self.close()
-            raise
+            building.pop_all()
         recorder.on_events.append(self._fire_linkage)
         for lane_id in self._load_holds():
             if lane_id in self.supervisors and self.supervisors[lane_id].settings.fire_lane:
