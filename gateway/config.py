@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.errors import ProfileError
 from drivers.profile import load_profile
@@ -24,6 +24,18 @@ from gateway.errors import ConfigError
 from gateway.schedule import DAYS, Period, Schedule
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
+    return value
+
+
+Zone = Annotated[str, AfterValidator(_known_zone)]
+HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]  # "HH:MM", local time
 
 
 class _Frozen(BaseModel):
@@ -169,8 +181,8 @@ class PeriodConfig(_Frozen):
     midnight)."""
 
     days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
-    start: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
-    end: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    start: HourMinute
+    end: HourMinute
 
 
 class ExtraDayConfig(_Frozen):
@@ -183,19 +195,10 @@ class ExtraDayConfig(_Frozen):
 class ScheduleConfig(_Frozen):
     """The closed-campus schedule: scheduled lanes up and doors armed while the school is in session."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: Zone = "Asia/Shanghai"
     periods: tuple[PeriodConfig, ...] = Field(min_length=1)
     holidays: tuple[date, ...] = ()
     extra_days: tuple[ExtraDayConfig, ...] = ()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
-        return value
 
     def build(self) -> Schedule:
         """The schedule to run."""
@@ -336,20 +339,11 @@ class AlarmsConfig(_Frozen):
 class ReportsConfig(_Frozen):
     """Hazard-check reports: daily at `at` (local time), weekly on `weekday`, monthly on `day` of the month."""
 
-    timezone: str = "Asia/Shanghai"
-    at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "07:00"
+    timezone: Zone = "Asia/Shanghai"
+    at: HourMinute = "07:00"
     weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     day: int = Field(default=1, ge=1, le=28)
     untested_after_days: int = Field(default=30, ge=1, le=366)  # a detector not self-tested this long is listed
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
-        return value
 
 
 class Config(_Frozen):
