@@ -24,6 +24,7 @@ from pathlib import Path
 from drivers.profile import PointValue, Quality
 from gateway.clock import Clock, rfc3339_ms
 from gateway.contract import Topics
+from gateway.fire import panel_reset_seen
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Severity, Stamp
 from gateway.statefile import save_json
@@ -127,16 +128,6 @@ def alarm_id(ev: Event) -> str:
     if ev.cls == "bollard" and ev.point in ("state", "fault_code"):
         point = "controller_fault"  # the state and its fault code are one condition of the controller
     return f"{ev.device}.{point}"
-
-
-def panel_reset_seen(values: dict[str, PointValue]) -> bool:
-    """A fire panel's poll shows a reset: its fire bit clear, and its reset bit set or its first-alarm point gone
-    (the level a reset leaves, for panels whose reset bit is too short a pulse to poll)."""
-    fire, reset, first = values.get("fire"), values.get("reset"), values.get("first_alarm_point")
-    if fire is None or fire.quality is not Quality.GOOD or fire.value is not False:
-        return False
-    cleared_first = first is not None and first.quality is Quality.GOOD and first.value is None
-    return (reset is not None and reset.value is True) or cleared_first
 
 
 class AlarmBook:

@@ -32,6 +32,7 @@ from gateway.bollards.supervisor import (
 )
 from gateway.clock import Clock
 from gateway.config import LaneConfig
+from gateway.fire import panel_reset_seen
 from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event, EventState, Stamp
@@ -314,9 +315,7 @@ class BollardService:
         if fire is None or fire.quality is not Quality.GOOD or fire.value is not False:
             self._awaiting_reset.pop(name, None)  # in fire (again), or not readable: the fire stands, consistently
             return
-        reset, first = values.get("reset"), values.get("first_alarm_point")
-        cleared_first = first is not None and first.quality is Quality.GOOD and first.value is None
-        if (reset is not None and reset.value is True) or cleared_first:
+        if panel_reset_seen(values):
             log.warning("fire linkage: panel %s reset", name)
             self._awaiting_reset.pop(name, None)
             if name in self._inconsistent:
