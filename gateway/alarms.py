@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_ALARMS = "campus-edge/alarms/1"
 MAX_EVIDENCE_READINGS = 12
+TAKE_AFTER_S = 0.01
 
 
 class AlarmClass(StrEnum):
@@ -169,7 +170,17 @@ class AlarmBook:
     # -- inputs ----------------------------------------------------------------------------------------------
 
     def on_events(self, events: list[Event]) -> None:
-        """Events as the recorder took them: open, update or clear alarms."""
+        """Events as the recorder took them, taken a moment later: the book commits lifecycle events and writes its
+        file (two fsyncs), which must not stand between a fire and its publication (the uplink sends it from a task
+        of its own, a turn or two after the commit)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._take(events)  # no loop (tools, tests): at once
+            return
+        loop.call_later(TAKE_AFTER_S, self._take, events)
+
+    def _take(self, events: list[Event]) -> None:
         changed = False
         for ev in events:
             if ev.cls == "alarm":
