@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import rig
-from drivers.modbus import RequestPolicy, rtu_frame_gap_s
+from drivers.modbus import RequestPolicy, rtu_read_s
 from gateway.app import Gateway
 from gateway.clock import Clock
 from gateway.config import parse_config
@@ -38,8 +38,7 @@ BACKOFF_MAX_S = 2.0
 
 def wire_limit_per_s(registers: int, baud: int = BAUD) -> float:
     """Transactions/s the wire allows for FC04 reads of `registers`: 8 + 5 + 2N bytes and two t3.5 gaps."""
-    seconds = (8 + 5 + 2 * registers) * BITS / baud + 2 * rtu_frame_gap_s(baud, BITS)
-    return 1 / seconds
+    return 1 / rtu_read_s(4, registers, baud, BITS)
 
 
 async def _measure(workdir: Path, window_s: float, dead: bool, broker_url: str) -> dict[str, Any]:

@@ -38,6 +38,18 @@ def rtu_frame_gap_s(baud: int, bits_per_char: int = 10) -> float:
     return 3.5 * bits_per_char / baud
 
 
+def rtu_bits_per_char(parity: str, stopbits: int) -> int:
+    """Start bit, 8 data bits, the parity bit if any, the stop bits."""
+    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
+
+
+def rtu_read_s(function: int, count: int, baud: int, bits_per_char: int = 10) -> float:
+    """Wire time of one read transaction: an 8-byte request, a reply of 5 bytes plus the data, and the t3.5 silence
+    after each; the device's own time to answer is not included (devices.md section 5 and its table)."""
+    data = 2 * count if function in (3, 4) else (count + 7) // 8
+    return (8 + 5 + data) * bits_per_char / baud + 2 * rtu_frame_gap_s(baud, bits_per_char)
+
+
 @dataclass(slots=True)
 class TransactionStats:
     """Counters per device, for health telemetry."""

@@ -15,6 +15,8 @@ from gateway.alarms import AlarmBook
 from gateway.bollards.control import ControlSocket
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority
+from gateway.bus_load import POINT as BUS_OVERLOADED
+from gateway.bus_load import LoadMonitor, estimate, estimate_event
 from gateway.clock import Clock
 from gateway.commands.service import CommandService
 from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
@@ -26,6 +28,7 @@ from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
+from gateway.records import Event
 from gateway.schedule import DAYS
 from gateway.stateboard import StateBoard
 from gateway.supervise import Supervisor
@@ -100,6 +103,7 @@ class Gateway:
         )
         for poller in self.pollers.values():
             poller.on_poll.append(self._panel_polled)
+        self._watch_bus_load()
         self.inspector = Inspector(
             self.board,
             self.alarms,
@@ -142,6 +146,26 @@ class Gateway:
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
         self.recorder.declare_recovery()
+
+    def _watch_bus_load(self) -> None:
+        """R24: a line the configuration overloads is reported at start; then each bus is judged by its polling."""
+        for b in self.cfg.buses:
+            poller = self.pollers[b.id]
+            est = None
+            if isinstance(b, RtuBusConfig):
+                est = estimate(b, [(e.device.name, e.device.profile, e.interval_s) for e in poller.devices])
+                log.info("%s", est.summary())
+            still_open = self.alarms.alarms.get(f"{b.id}.{BUS_OVERLOADED}")
+            overloaded = est is not None and est.overloaded
+            if overloaded and est is not None:
+                self.recorder.record([], [estimate_event(est, self.clock)])
+            overloaded |= still_open is not None and still_open.active
+            poller.load = LoadMonitor(
+                b.id, self.cfg.alarms.bus_window_s, self.clock, self._bus_load_changed, overloaded, est
+            )
+
+    def _bus_load_changed(self, event: Event) -> None:
+        self.recorder.record([], [event])
 
     async def _reports(self) -> None:
         await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock)

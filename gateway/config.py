@@ -118,6 +118,8 @@ class RtuBusConfig(_Frozen):
     stopbits: Literal[1, 2] = 1
     timeout_ms: int = Field(default=500, ge=10, le=10000)
     retries: int = Field(default=2, ge=0, le=5)
+    # A device's own time to answer, added to each transaction's wire time when the line's load is estimated.
+    reply_latency_ms: int = Field(default=20, ge=0, le=5000)
 
 
 class TcpBusConfig(_Frozen):
@@ -334,6 +336,8 @@ class AlarmsConfig(_Frozen):
     renotify_s: float = Field(default=300.0, ge=10, le=86400)
     # A risk warning coming and going faster than this is counted, and announced once it settles.
     chatter_s: float = Field(default=60.0, ge=1, le=86400)
+    # A bus is judged overloaded, or not, from each window this long of its polling (R24).
+    bus_window_s: float = Field(default=60.0, ge=1, le=3600)
 
 
 class ReportsConfig(_Frozen):

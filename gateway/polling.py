@@ -19,6 +19,7 @@ from drivers.device import ModbusDevice
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import RequestPolicy
 from drivers.profile import PointValue
+from gateway.bus_load import LoadMonitor
 from gateway.clock import Clock
 from gateway.recorder import Recorder
 from gateway.records import Stamp
@@ -58,6 +59,7 @@ class BusPoller:
         self.recorder = recorder
         self.clock = clock
         self.on_poll: list[Callable[[PolledDevice], None]] = []
+        self.load: LoadMonitor | None = None  # judges whether the bus meets the poll intervals (R24)
 
     def stamp(self) -> Stamp:
         """Now, on both clocks."""
@@ -75,7 +77,11 @@ class BusPoller:
                 await asyncio.sleep(delay)
             entry = self.devices[i]
             started = self.clock.mono()
+            backed_off = entry.backoff_s > 0
             await self.poll_once(entry)
+            if self.load is not None:
+                backed_off |= entry.backoff_s > 0
+                self.load.polled(entry.device.name, entry.interval_s, started, self.clock.mono(), backed_off)
             for listener in self.on_poll:
                 listener(entry)
             wait = entry.backoff_s or entry.interval_s
