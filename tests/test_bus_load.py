@@ -135,7 +135,9 @@ async def test_bus_load_an_overloading_configuration_is_reported_at_start_and_a_
             polls = watch_gateway(gw)
             started = gw.clock.mono()
             await polls.until(lambda: gw.clock.mono() - started > 2.5)  # two windows judged
-            assert gw.pollers["rs485"].load is not None and gw.pollers["rs485"].load.overloaded
+            load = gw.pollers["rs485"].load
+            assert load is not None
+            assert load.overloaded
         async with running_gateway(make_config(_site(tmp_path, broker, pair.gateway_end, 1.0, 1.0))) as gw:
             assert gw.alarms.alarms[ALARM_ID].active, "rebuilt from the book"
             _, cleared = await sub.wait_for(lambda t, p: t.endswith("/event/maintenance") and p["value"] is False)
