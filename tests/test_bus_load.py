@@ -16,7 +16,7 @@ from gateway.bus_load import estimate
 from gateway.config import RtuBusConfig
 from gateway.contract_check import validate_message
 from simulators.broker import PrivateBroker
-from simulators.devices import SmokeDetectorSim
+from simulators.devices import SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
@@ -90,7 +90,7 @@ async def test_bus_load_a_slow_device_overloads_the_line_until_it_answers_in_tim
     sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
     async with contextlib.AsyncExitStack() as stack:
         pair = await stack.enter_async_context(PtyPair(tmp_path / "gw-end", tmp_path / "dev-end"))
-        devices = {1: SmokeDetectorSim(), 2: slow}
+        devices: dict[int, SimDevice] = {1: SmokeDetectorSim(), 2: slow}
         await stack.enter_async_context(SimServer.rtu(devices, str(pair.device_end), 9600, line_timing=True))
         cfg = make_config(_site(tmp_path, broker, pair.gateway_end, 0.2, 1.5))
         async with running_gateway(cfg) as gw:
@@ -125,7 +125,7 @@ async def test_bus_load_an_overloading_configuration_is_reported_at_start_and_a_
     sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
     async with contextlib.AsyncExitStack() as stack:
         pair = await stack.enter_async_context(PtyPair(tmp_path / "gw-end", tmp_path / "dev-end"))
-        devices = {1: SmokeDetectorSim(), 2: SmokeDetectorSim()}
+        devices: dict[int, SimDevice] = {1: SmokeDetectorSim(), 2: SmokeDetectorSim()}
         await stack.enter_async_context(SimServer.rtu(devices, str(pair.device_end), 9600, line_timing=True))
         async with running_gateway(make_config(_site(tmp_path, broker, pair.gateway_end, 0.05, 1.0))) as gw:
             _, computed = await sub.wait_for(lambda t, p: t.endswith("/event/maintenance") and p["value"] is True)
