@@ -124,8 +124,9 @@ def classify(ev: Event) -> tuple[AlarmClass, bool] | None:
 
 
 def alarm_id(ev: Event) -> str:
-    """Stable per source and condition: `device.point` (a device's offline and online share `device.offline`)."""
-    point = "offline" if ev.cls == "online" else ev.point
+    """Stable per source and condition: `device.point` (a device's offline and online events, both of point
+    `online`, make `device.offline`)."""
+    point = "offline" if ev.cls in ("online", "offline") else ev.point
     if ev.cls == "bollard" and ev.point in ("state", "fault_code"):
         point = "controller_fault"  # the state and its fault code are one condition of the controller
     return f"{ev.device}.{point}"
@@ -209,7 +210,7 @@ class AlarmBook:
         now = ev.at.wall_ms
         if active:
             if alarm is None:
-                point = "offline" if ev.cls == "online" else ev.point
+                point = "offline" if ev.cls in ("online", "offline") else ev.point
                 alarm = Alarm(aid, cls.value, PRIORITY[cls], ev.device, point, now, notified_ms=now)
                 self.alarms[aid] = alarm
                 self._emit(alarm, "raised", "raised", self._evidence(alarm, ev))

@@ -97,7 +97,7 @@ def test_alarms_classes_and_ids(tmp_path: Path) -> None:
     b = Book(tmp_path)
     b.event("door", "raised", "door-main", "forced_open", severity="alarm")
     b.event("door", "raised", "door-main", "open")  # a door opening is no alarm
-    b.event("offline", "raised", "smoke-2", "offline")
+    b.event("offline", "raised", "smoke-2", "online", False)  # as the device tracker says it
     b.event("bollard", "changed", "bollard-east", "state", "fault", severity="alarm")
     b.event("bollard", "changed", "bollard-east", "fault_code", "rise_timeout", severity="alarm")
     b.event("fire", "raised", "smoke-3", "fire_alarm", severity="alarm")
