@@ -171,7 +171,11 @@ class Uplink:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def say_goodbye(self, client: Client) -> None:
-        """Publish the retained offline status on an orderly stop."""
+        """On an orderly stop, publish the retained state changed in the last moments (the list of open alarms
+        above all: a platform connecting while the gateway is down reads it), then the retained offline status."""
+        for topic, payload in self.board.take_dirty():
+            if topic not in self._refused_states:
+                await client.publish(topic, payload, qos=1, retain=True, timeout=self.cfg.publish_timeout_s)
         await client.publish(
             self.topics.status,
             self._status("offline", "shutdown", self.clock.wall_ms()),
