@@ -111,7 +111,9 @@ class Gateway:
             self.clock,
             cfg.gateway.state_dir / "detector-tests.json",
             cfg.reports.untested_after_days,
+            cfg.gateway.state_dir / "report-history.json",
         )
+        self.report_check_s = 30.0  # how often report times are checked and the history saved
         self.recorder.on_events.append(self.inspector.on_events)
         rc = cfg.reports
         self.report_clock = ReportClock(
@@ -168,7 +170,7 @@ class Gateway:
         self.recorder.record([], [event])
 
     async def _reports(self) -> None:
-        await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock)
+        await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock, self.report_check_s)
 
     def _panel_polled(self, entry: PolledDevice) -> None:
         if entry.last_values is not None and entry.device.name in self.alarms.panels:
@@ -220,13 +222,7 @@ class Gateway:
                 if self.cfg.schedule is not None:
                     tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
                 tg.create_task(self.supervisor.keep("alarms", self.alarms.run), name="alarms")
-                tg.create_task(
-                    self.supervisor.keep(
-                        "reports",
-                        lambda: run_reports(self.inspector, self.report_clock, self.topics.report, self.clock),
-                    ),
-                    name="reports",
-                )
+                tg.create_task(self.supervisor.keep("reports", self._reports), name="reports")
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
                 if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:

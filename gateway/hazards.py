@@ -4,8 +4,10 @@ What the period held, from the events the gateway recorded: devices offline or f
 warnings still open (dirty detectors, low batteries, shielded points, unstable inputs), doors held open (count,
 longest), bollard cycles, faults and reversals, outbox health and declared gaps. Published durably on
 `{prefix}/report/{period}` (JSON per the contract), with a readable rendering in zh-CN and English for the school's
-safety officer. The history is kept in memory: after a restart a report covers the time since the start, and says
-so (`history_from`).
+safety officer. Each period's history is kept in state_dir/report-history.json, written every `SAVE_EVERY_S` when it
+changed, at each report and at shutdown, so a restart keeps the day's counts (a power cut loses at most the last
+half minute of them) and the report lists the gateway's starts. Without that file a report covers the time since
+the start, and says so (`history_from`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PERIODS = ("daily", "weekly", "monthly")
 FLAPPING_AFTER = 3  # offline this many times in a period: flapping
+SAVE_EVERY_S = 30.0
 
 
 @dataclass(slots=True)
@@ -48,6 +51,30 @@ class History:
     bollard_faults: Counter[str] = field(default_factory=Counter)
     reversals: Counter[str] = field(default_factory=Counter)
     gap_messages: int = 0
+    starts: list[int] = field(default_factory=list)  # wall ms of each gateway start within the period
+
+    def to_json(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs.
+        return {f.name: dict(v) if isinstance(v := getattr(self, f.name), dict) else v for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> History:
+        """Rebuild from `asdict`'s JSON; a wrong type raises (the caller starts afresh)."""
+        h = cls(int(raw["since_ms"]))
+        for f in fields(cls):
+            value = raw.get(f.name)
+            if f.name == "since_ms" or value is None:
+                continue
+            current = getattr(h, f.name)
+            if isinstance(current, Counter):
+                setattr(h, f.name, Counter({str(k): int(v) for k, v in dict(value).items()}))
+            elif isinstance(current, dict):
+                setattr(h, f.name, {str(k): float(v) for k, v in dict(value).items()})
+            elif isinstance(current, list):
+                setattr(h, f.name, [int(v) for v in value])
+            else:
+                setattr(h, f.name, int(value))
+        return h
 
 
 class Inspector:
@@ -61,6 +88,7 @@ class Inspector:
         clock: Clock,
         tests_file: Path | None = None,
         untested_after_days: int = 30,
+        history_file: Path | None = None,
     ) -> None:
         self.board = board
         self.alarms = alarms
@@ -81,18 +109,45 @@ class Inspector:
         self.started_ms = now
         self.history = {period: History(now) for period in PERIODS}
         self._opened: dict[str, int] = {}  # door -> wall ms it opened
+        self.history_file = history_file
+        self._dirty = False
+        self._load_history()
+        for h in self.history.values():
+            h.starts.append(now)
+
+    def _load_history(self) -> None:
+        if self.history_file is None or not self.history_file.exists():
+            return
+        try:
+            raw = json.loads(self.history_file.read_text(encoding="utf-8"))
+            history = {p: History.from_json(raw["periods"][p]) for p in PERIODS}
+            opened = {str(k): int(v) for k, v in raw.get("doors_open", {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("%s: report history unreadable (%s); the reports start afresh", self.history_file, exc)
+            return
+        self.history, self._opened = history, opened
+        self.started_ms = min(h.since_ms for h in history.values())
+
+    def save_history(self) -> None:
+        """Write the periods' history if it changed since the last write."""
+        if not self._dirty or self.history_file is None:
+            return
+        self._dirty = False
+        data = {"periods": {p: h.to_json() for p, h in self.history.items()}, "doors_open": self._opened}
+        save_json(self.history_file, data, "the report history")
 
     def on_events(self, events: list[Event]) -> None:
         """Count what a report needs (a recorder listener)."""
         for ev in events:
             for h in self.history.values():
-                self._count(h, ev)
+                self._dirty |= self._count(h, ev)
             if ev.cls == "test" and ev.state == "raised":
                 self.tested[ev.device] = {"first_seen": self.tested.get(ev.device, {}).get("first_seen"),
                                           "last_test": ev.at.wall_ms}  # fmt: skip
                 if self.tests_file is not None:
                     save_json(self.tests_file, self.tested, "the detector tests")
             if ev.cls == "door" and ev.point == "open":
+                self._dirty = True
                 if ev.value is True:
                     self._opened[ev.device] = ev.at.wall_ms
                 elif ev.device in self._opened:
@@ -101,7 +156,8 @@ class Inspector:
                         h.longest_open_s[ev.device] = max(h.longest_open_s.get(ev.device, 0.0), seconds)
 
     @staticmethod
-    def _count(h: History, ev: Event) -> None:
+    def _count(h: History, ev: Event) -> bool:
+        """Count `ev` in `h`; False for an event no report counts."""
         if ev.cls == "offline" and ev.state == "raised":
             h.offline[ev.device] += 1
         elif ev.cls == "alarm" and ev.value == "raised":
@@ -119,12 +175,16 @@ class Inspector:
         elif ev.cls == "gap":
             count = ev.detail.get("count")
             h.gap_messages += count if isinstance(count, int) else 0
+        else:
+            return False
+        return True
 
     def report(self, period: str) -> dict[str, Any]:
         """The report of `period` up to now; its history starts again."""
         now = self.clock.wall_ms()
         h = self.history[period]
         self.history[period] = History(now)
+        self._dirty = True
         for door, opened in self._opened.items():  # still open: counted up to now
             h.longest_open_s[door] = max(h.longest_open_s.get(door, 0.0), (now - opened) / 1000)
         offline_now = sorted(d for d, st in self.board.devices.items() if not st.online and st.points)
@@ -140,6 +200,7 @@ class Inspector:
             "from": rfc3339_ms(h.since_ms),
             "to": rfc3339_ms(now),
             "history_from": rfc3339_ms(max(h.since_ms, self.started_ms)),
+            "gateway_starts": [rfc3339_ms(ms) for ms in h.starts],
             "devices": {
                 "offline_now": offline_now,
                 "went_offline": dict(sorted(h.offline.items())),
@@ -192,6 +253,7 @@ class Inspector:
         """Write the report of `period` to the outbox (durable, delivered like an event) and return it."""
         body = self.report(period)
         self.outbox.put([Entry(PRIORITY_EVENT, topic, json.dumps(body, ensure_ascii=False, separators=(",", ":")))])
+        self.save_history()
         log.info("%s hazard report written", period)
         return body
 
@@ -230,6 +292,9 @@ def render(r: dict[str, Any], lang: str) -> str:
         if zh
         else f"- local store: {ob['waiting']} waiting, {ob['usage_pct']}% used, {ob['gap_messages']} declared lost"
     )
+    if len(r.get("gateway_starts", ())) > 1:
+        starts = ", ".join(r["gateway_starts"][1:])
+        lines.append(f"- 网关重启: {starts}" if zh else f"- gateway restarted: {starts}")
     if r["history_from"] != r["from"]:
         lines.append(
             f"(网关重启: 记录自 {r['history_from']})"
@@ -287,13 +352,20 @@ class ReportClock:
             save_json(self.path, self.last, "the report dates")
 
 
-async def run_reports(inspector: Inspector, when: ReportClock, topic: Callable[[str], str], clock: Clock) -> None:
-    """Write reports when they are due, on a synchronised clock only (a report dated by a wrong clock misleads)."""
-    while True:
-        if clock.synced():
-            now = datetime.now(when.zone)
-            when.begin(now)  # the first time only: later it finds every period there
-            for period in when.due(now):
-                inspector.publish(period, topic(period))
-                when.written(period, now.date())
-        await asyncio.sleep(30.0)
+async def run_reports(
+    inspector: Inspector, when: ReportClock, topic: Callable[[str], str], clock: Clock, every_s: float = SAVE_EVERY_S
+) -> None:
+    """Write reports when they are due, on a synchronised clock only (a report dated by a wrong clock misleads);
+    keep the history on disk meanwhile."""
+    try:
+        while True:
+            if clock.synced():
+                now = datetime.fromtimestamp(clock.wall_ms() / 1000, when.zone)
+                when.begin(now)  # the first time only: later it finds every period there
+                for period in when.due(now):
+                    inspector.publish(period, topic(period))
+                    when.written(period, now.date())
+            inspector.save_history()
+            await asyncio.sleep(every_s)
+    finally:
+        inspector.save_history()

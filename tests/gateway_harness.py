@@ -54,9 +54,12 @@ def make_config(text: str) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(cfg: Config, pin_factory: Any = None) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    cfg: Config, pin_factory: Any = None, clock: Clock | None = None, report_check_s: float = 30.0
+) -> AsyncIterator[Gateway]:
     """A gateway running in the background for the duration of the block."""
-    gw = Gateway(cfg, pin_factory=pin_factory, clock=Clock(assume_synced=True))
+    gw = Gateway(cfg, pin_factory=pin_factory, clock=clock or Clock(assume_synced=True))
+    gw.report_check_s = report_check_s
     task = asyncio.create_task(gw.run(), name="gateway")
     try:
         async with asyncio.timeout(10):

@@ -54,7 +54,7 @@ class Site:
 def test_hazards_a_day_adds_up(tmp_path: Path) -> None:
     site = Site(tmp_path)
     for i in range(4):  # a detector dropping off the bus four times: flapping
-        site.at(10 + i, "offline", "raised", "smoke-104", "offline")
+        site.at(10 + i, "offline", "raised", "smoke-104", "online", False)
         site.at(10.5 + i, "online", "cleared", "smoke-104", "online")
     site.at(30, "door", "raised", "door-main", "open")
     site.at(31.5, "door", "cleared", "door-main", "open", False)
