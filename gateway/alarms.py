@@ -153,6 +153,7 @@ class AlarmBook:
         self.renotify_s = renotify_s
         self.chatter_s = chatter_s
         self.alarms: dict[str, Alarm] = {}
+        self._pending: dict[asyncio.TimerHandle, list[Event]] = {}  # events taken a moment after the recorder
         self._load()
         recorder.on_events.append(self.on_events)
         self._publish_list()
@@ -179,7 +180,20 @@ class AlarmBook:
         except RuntimeError:
             self._take(events)  # no loop (tools, tests): at once
             return
-        loop.call_later(TAKE_AFTER_S, self._take, events)
+
+        def take() -> None:
+            del self._pending[handle]
+            self._take(events)
+
+        handle = loop.call_later(TAKE_AFTER_S, take)
+        self._pending[handle] = events
+
+    def close(self) -> None:
+        """At shutdown, before the store closes: take at once what was waiting for its moment."""
+        pending, self._pending = self._pending, {}
+        for handle, events in pending.items():
+            handle.cancel()
+            self._take(events)
 
     def _take(self, events: list[Event]) -> None:
         changed = False

@@ -246,5 +246,6 @@ class Gateway:
             self.bollards.close()
             for bus in self.buses.values():
                 await bus.__aexit__(None, None, None)
+            self.alarms.close()
             self.recorder.flush()  # what the last polls recorded, before the store closes
             self.outbox.close()
