@@ -12,6 +12,7 @@ SCHEMA_EVENT = "campus-edge/event/1"
 SCHEMA_REPORT = "campus-edge/report/1"
 SCHEMA_STATE = "campus-edge/state/1"
 SCHEMA_ACK = "campus-edge/ack/1"
+SCHEMA_COMMISSIONING = "campus-edge/commissioning/1"
 
 
 class Topics:
@@ -28,6 +29,7 @@ class Topics:
         self.commands = f"{self.prefix}/cmd/+"
         self.reply = f"{self.prefix}/reply"
         self.alarms = f"{self.prefix}/alarms"
+        self.commissioning = f"{self.prefix}/commissioning"
 
     def report(self, period: str) -> str:
         """Where the hazard-check report of a period goes."""
@@ -65,6 +67,10 @@ def telemetry_payload(topics: Topics, rows: list[Row]) -> bytes:
 
 
 def event_payload(topics: Topics, row: Row) -> bytes:
-    """One event message, or a hazard-check report (a row on a report topic)."""
-    schema = SCHEMA_REPORT if row.topic is not None and "/report/" in row.topic else SCHEMA_EVENT
+    """One event message, a hazard-check report or a commissioning report (by the row's topic)."""
+    schema = SCHEMA_EVENT
+    if row.topic is not None and "/report/" in row.topic:
+        schema = SCHEMA_REPORT
+    elif row.topic is not None and row.topic.endswith("/commissioning"):
+        schema = SCHEMA_COMMISSIONING
     return (topics.head(schema) + '"seq":' + str(row.seq) + "," + row.body[1:]).encode()

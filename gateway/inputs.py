@@ -35,6 +35,7 @@ class ContactInputs:
         self.on_lockdown: Callable[[bool], None] | None = None  # the lockdown key switch: its level
         self.on_door: Callable[[str, bool, float, bool], None] | None = None  # (door, open, mono, initial)
         self.on_rex: Callable[[str, float], None] | None = None  # (door, mono) request to exit / access grant
+        self.on_button: list[Callable[[str, bool], None]] = []  # (input, active) of buttons and keys: the walk test
         self.clock = clock
         self.inputs: dict[str, DebouncedInput] = {}
         self._changes: dict[str, deque[float]] = {}  # recent change times per input (R10)
@@ -68,6 +69,8 @@ class ContactInputs:
         """A push button or key: only the press counts (a button held down at start is not a press)."""
 
         def changed(active: bool, _mono: float, cfg: GpioInputConfig = cfg) -> None:
+            for listener in self.on_button:
+                listener(cfg.id, active)
             if active and self.on_guard is not None and cfg.lane is not None:
                 log.info("guard input %s pressed (%s, lane %s)", cfg.id, cfg.kind, cfg.lane)
                 self.on_guard(cfg.kind, cfg.lane)
@@ -80,6 +83,8 @@ class ContactInputs:
 
         def changed(active: bool, mono: float, cfg: GpioInputConfig = cfg) -> None:
             log.info("input %s (%s) %s", cfg.id, cfg.kind, "active" if active else "released")
+            for listener in self.on_button:
+                listener(cfg.id, active)
             if cfg.kind == "lockdown_key" and self.on_lockdown is not None:
                 self.on_lockdown(active)
             elif cfg.kind == "rex" and active and self.on_rex is not None and cfg.door is not None:

@@ -54,6 +54,7 @@ class Recorder:
         self._board_updates: list[tuple[list[Reading], bool | None, str | None]] = []
         self._flush_handle: asyncio.Handle | None = None
         self.on_events: list[Callable[[list[Event]], None]] = []  # e.g. the fire linkage
+        self.on_readings: list[Callable[[list[Reading]], None]] = []  # e.g. the walk test; none in normal running
         self.dropped_readings = 0
         self.dropped_events = 0
         self.store_failing = False
@@ -108,6 +109,9 @@ class Recorder:
         if events:
             for listener in self.on_events:
                 listener(events)
+        if readings and self.on_readings:
+            for reading_listener in self.on_readings:
+                reading_listener(readings)
         for ev in events:
             if not ev.is_alarm:
                 log.info("event: %s %s %s.%s = %r", ev.cls, ev.state, ev.device, ev.point, ev.value)

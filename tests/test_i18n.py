@@ -1,0 +1,61 @@
+"""The message catalogue (issue 8, point 7): every installer- and guard-facing message marked in gateway/ has a
+Chinese translation with the same placeholders, and the catalogue holds nothing the code no longer says."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+
+from gateway import i18n
+from gateway.i18n import both, catalogue, normalise, tr
+
+GATEWAY = Path(i18n.__file__).parent
+
+
+def _marked() -> dict[str, str]:
+    """msgid -> where it is first marked (file:line)."""
+    found: dict[str, str] = {}
+    keywords = {"_": None, "N_": None, "both": None, "_h": None}
+    for filename, line, message, _comments, _ctx in extract_from_dir(
+        str(GATEWAY), method_map=[("**.py", "python")], keywords=keywords
+    ):
+        msgid = message if isinstance(message, str) else message[0]
+        found.setdefault(msgid, f"gateway/{filename}:{line}")
+    return found
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+
+
+def test_i18n_every_message_has_a_translation() -> None:
+    marked = _marked()
+    assert len(marked) > 20, "the extraction found the marked messages"
+    zh = catalogue("zh-CN")
+    missing = [f"{where}: {msgid!r}" for msgid, where in marked.items() if msgid not in zh]
+    assert not missing, "no zh-CN translation (run scripts/i18n, then translate):\n" + "\n".join(missing)
+    wrong = [f"{marked[m]}: {m!r} -> {zh[m]!r}" for m in marked if _fields(m) != _fields(zh[m])]
+    assert not wrong, "placeholders differ:\n" + "\n".join(wrong)
+    stale = sorted(set(zh) - set(marked))
+    assert not stale, f"in the catalogue but no longer in the code (run scripts/i18n): {stale}"
+
+
+def test_i18n_languages_and_fallback() -> None:
+    assert normalise("zh_CN.UTF-8") == "zh-CN"
+    assert normalise("zh-Hans") == "zh-CN"
+    assert normalise("en_GB.UTF-8") == "en"
+    assert normalise(None) == "en"
+    assert tr("a message nobody translated", "zh-CN") == "a message nobody translated"
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_i18n_both_fills_the_fields_in_each_language(lang: str) -> None:
+    some = next(m for m in catalogue("zh-CN") if _fields(m))
+    fields = dict.fromkeys(_fields(some), "X1")
+    en, zh = both(some, **fields)
+    assert "X1" in en
+    assert "X1" in zh
+    assert tr(some, lang, **fields) == (zh if lang == "zh-CN" else en)
