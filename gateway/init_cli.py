@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import GatewayError
-from gateway.i18n import _, set_language
+from gateway.i18n import N_, _, from_environment, set_language, tr
 from gateway.init_answers import (
     BAUDS,
     Invalid,
@@ -47,25 +47,38 @@ class Stopped(Exception):
 
 def add_parser(sub: Any) -> None:
     """The `init` subcommand."""
-    p = sub.add_parser("init", help="commission this gateway: write its configuration, TLS key and request")
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"where everything goes (default {DEFAULT_DIR})")
-    p.add_argument("--force", action="store_true", help="replace an existing configuration (never the TLS key)")
-    p.add_argument("--lang", help="zh-CN or en (default: from the locale)")
-    p.add_argument("--non-interactive", action="store_true", help="ask nothing: take every answer from the flags")
-    p.add_argument("--site-id")
-    p.add_argument("--site-name")
-    p.add_argument("--gateway-id")
-    p.add_argument("--broker", action="append", metavar="URL", help="mqtts://HOST[:PORT]; repeat for failover")
-    p.add_argument("--allow-plaintext", action="store_true", help="accept mqtt:// (a test bench only)")
-    p.add_argument("--ca-file", help="the broker's CA certificate (PEM), copied into DIR/tls")
-    p.add_argument("--auth", choices=["cert", "password"], help="client certificate (default) or user name")
-    p.add_argument("--username")
-    p.add_argument("--password-file", help="an existing file holding the broker password (mode 0600)")
-    p.add_argument("--rs485-port", help="the RS-485 adapter, e.g. /dev/ttyUSB0, or none")
-    p.add_argument("--baud", help=f"one of {', '.join(str(b) for b in BAUDS)} (default 9600)")
-    p.add_argument("--state-dir")
-    p.add_argument("--timezone", help="default Asia/Shanghai")
-    p.add_argument("--school-hours", help='e.g. "mon-fri 07:30-17:30; sat 08:00-12:00" (default: none)')
+    lang = from_environment()  # help is printed while the arguments (--lang among them) are still being read
+
+    def h(msgid: str, **fields: object) -> str:
+        return tr(msgid, lang, **fields)
+
+    p = sub.add_parser("init", help=h(N_("commission this gateway: write its configuration, TLS key and request")))
+    p.add_argument(
+        "--dir", type=Path, default=DEFAULT_DIR, help=h(N_("where everything goes (default {dir})"), dir=DEFAULT_DIR)
+    )
+    p.add_argument("--force", action="store_true", help=h(N_("replace an existing configuration (never the TLS key)")))
+    p.add_argument("--lang", help=h(N_("zh-CN or en (default: from the locale)")))
+    p.add_argument(
+        "--non-interactive", action="store_true", help=h(N_("ask nothing: take every answer from the flags"))
+    )
+    p.add_argument("--site-id", help=h(N_("the site id, e.g. no-1-middle-school")))
+    p.add_argument("--site-name", help=h(N_("the site's name, for people")))
+    p.add_argument("--gateway-id", help=h(N_("this gateway's id, unique within the site (default gw-1)")))
+    p.add_argument("--broker", action="append", metavar="URL", help=h(N_("mqtts://HOST[:PORT]; repeat for failover")))
+    p.add_argument("--allow-plaintext", action="store_true", help=h(N_("accept mqtt:// (a test bench only)")))
+    p.add_argument("--ca-file", help=h(N_("the broker's CA certificate (PEM), copied into DIR/tls")))
+    p.add_argument(
+        "--auth", choices=["cert", "password"], help=h(N_("client certificate (default) or user name and password"))
+    )
+    p.add_argument("--username", help=h(N_("the user name on the broker (default: the gateway id)")))
+    p.add_argument("--password-file", help=h(N_("an existing file holding the broker password (mode 0600)")))
+    p.add_argument("--rs485-port", help=h(N_("the RS-485 adapter, e.g. /dev/ttyUSB0, or none")))
+    p.add_argument("--baud", help=h(N_("one of {bauds} (default 9600)"), bauds=", ".join(str(b) for b in BAUDS)))
+    p.add_argument("--state-dir", help=h(N_("the local store's folder (default /var/lib/campus-edge)")))
+    p.add_argument("--timezone", help=h(N_("default Asia/Shanghai")))
+    p.add_argument(
+        "--school-hours", help=h(N_('school hours, e.g. "mon-fri 07:30-17:30; sat 08:00-12:00" (default: none)'))
+    )
 
 
 class Dialogue:

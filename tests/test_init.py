@@ -470,3 +470,11 @@ def test_init_comments_wrap_english_at_spaces_and_chinese_anywhere() -> None:
     assert all(sum(2 if ord(c) > 0x2E80 else 1 for c in line) <= 40 for line in chinese)
     assert not any(line.startswith(("，", "。")) for line in chinese)  # noqa: RUF001
     assert "".join(chinese) == "本网关的证书和私钥，私钥在本网关上生成。" * 6  # noqa: RUF001
+
+
+def test_init_help_follows_the_locale() -> None:
+    """`campus-edge init --help` speaks the terminal's language (help is printed before --lang is read)."""
+    zh = run_init("--help", lang="zh_CN.UTF-8")
+    assert "--force               替换已有的配置 (TLS 私钥永不替换)" in zh.stdout
+    en = run_init("--help", lang="en_GB.UTF-8")
+    assert "--force               replace an existing configuration (never the TLS key)" in en.stdout
