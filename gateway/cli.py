@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, alarm_cli, bollard_cli, walktest_cli
+from gateway import __version__, alarm_cli, bollard_cli, init_cli, walktest_cli
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     alarm_cli.add_parser(sub)
     command_cli.add_parsers(sub)
     walktest_cli.add_parser(sub)
+    init_cli.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.config}: ok ({len(cfg.buses)} buses, {len(cfg.devices)} devices, {len(cfg.gpio.inputs)} inputs)"
             )
             return 0
+        if args.command == "init":
+            return init_cli.run(args)
         if args.command == "watch":
             return _watch(args)
         if args.command == "bollard":

@@ -422,7 +422,7 @@ _DRY_PINS = (
     "raise_relay", "lower_relay", "stop_relay", "warning_relay", "efo_relay", "limit_up", "limit_down", "loop_a",
     "loop_b", "photocell", "pressure_edge", "estop", "local_mode", "manual_release",
 )  # fmt: skip
-_DEFAULT_PASSWORDS = frozenset(
+DEFAULT_PASSWORDS = frozenset(
     {b"", b"password", b"passw0rd", b"admin", b"public", b"changeme", b"123456", b"12345678", b"mosquitto", b"guest"}
 )  # fmt: skip
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
@@ -451,7 +451,7 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], lis
                 check_private_file(full)
             except KeyFileError as exc:
                 problems.append((("mqtt", name), str(exc)))
-            if name == "password_file" and content.strip().lower() in _DEFAULT_PASSWORDS:
+            if name == "password_file" and content.strip().lower() in DEFAULT_PASSWORDS:
                 problems.append((("mqtt", name), f"{full} holds a default password; set a real one"))
     if mqtt.key_file is not None and mqtt.cert_file is None:
         problems.append((("mqtt", "key_file"), "a key_file needs its cert_file"))
