@@ -10,13 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, alarm_cli, bollard_cli, scan_cli
+from gateway import __version__, alarm_cli, bollard_cli, check_cli, scan_cli
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from simulators.scenario import ScenarioError
 
-_QUIET = ("demo", "scan")  # their output is for people: only warnings are logged beside it
+_QUIET = ("demo", "scan", "check")  # their output is for people: only warnings are logged beside it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     command_cli.add_parsers(sub)
 
     scan_cli.add_parser(sub)
-    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check_cli.add_parser(sub)
+    check = sub.add_parser("check-config", help="validate a configuration file and exit (see also: check)")
     check.add_argument("config", type=Path)
     return p
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return _watch(args)
         if args.command == "scan":
             return scan_cli.run(args)
+        if args.command == "check":
+            return check_cli.run(args)
         if args.command == "bollard":
             return bollard_cli.run(args)
         if args.command == "alarm":
