@@ -50,6 +50,20 @@ def rtu_read_s(function: int, count: int, baud: int, bits_per_char: int = 10) ->
     return (8 + 5 + data) * bits_per_char / baud + 2 * rtu_frame_gap_s(baud, bits_per_char)
 
 
+# FC43/14 basic and regular objects (Modbus application protocol, Read Device Identification).
+DEVICE_ID_OBJECTS = {
+    0: "vendor_name",
+    1: "product_code",
+    2: "revision",
+    3: "vendor_url",
+    4: "product_name",
+    5: "model_name",
+    6: "application_name",
+}
+_IDENTIFICATION_FUNCTION = 43
+_MAX_ID_READS = 4  # a reply that says "more follows" is read on, this many times at most
+
+
 @dataclass(slots=True)
 class TransactionStats:
     """Counters per device, for health telemetry."""
@@ -166,6 +180,60 @@ class ModbusBus:
                 stats.malformed += 1
                 raise MalformedReply(self.name, unit, function, address, f"asked for {count} values, got {len(values)}")
             return values[:count]
+        assert last is not None
+        raise last
+
+    async def read_identification(self, unit: int, policy: RequestPolicy) -> dict[int, str]:
+        """Read the device's basic identification (FC43, MEI type 14, read code 1): object id -> text, e.g.
+        {0: vendor name, 1: product code, 2: revision}. Many simple RS-485 devices do not have it and answer
+        exception 01 (illegal function); some stay silent.
+
+        Raises:
+            DeviceTimeout: no valid reply after 1 + `policy.retries` attempts.
+            DeviceException: the device answered with a Modbus exception.
+            BusError: the serial port or TCP connection cannot be opened.
+        """
+        stats = self.stats.setdefault(unit, TransactionStats())
+        objects: dict[int, str] = {}
+        next_id = 0
+        for _read in range(_MAX_ID_READS):
+            reply = await self._identification_reply(unit, next_id, policy, stats)
+            for object_id, value in dict(getattr(reply, "information", {})).items():
+                parts = value if isinstance(value, list) else [value]
+                objects[int(object_id)] = " ".join(bytes(p).decode("utf-8", errors="replace") for p in parts)
+            more = int(getattr(reply, "more_follows", 0))
+            following = int(getattr(reply, "next_object_id", 0))
+            if not more or following <= next_id:
+                break
+            next_id = following
+        return objects
+
+    async def _identification_reply(
+        self, unit: int, object_id: int, policy: RequestPolicy, stats: TransactionStats
+    ) -> ModbusPDU:
+        last: DeviceTimeout | DeviceException | None = None
+        for _attempt in range(policy.retries + 1):
+            stats.requests += 1
+            try:
+                reply = await self._exchange(
+                    unit,
+                    policy.timeout_s,
+                    lambda: self._client.read_device_information(read_code=1, object_id=object_id, device_id=unit),
+                )
+            except TimeoutError:
+                stats.timeouts += 1
+                last = DeviceTimeout(
+                    self.name, unit, _IDENTIFICATION_FUNCTION, object_id, f"no reply within {policy.timeout_s:g} s"
+                )
+                continue
+            if reply.isError():
+                code = int(getattr(reply, "exception_code", 0))
+                stats.exceptions[code] = stats.exceptions.get(code, 0) + 1
+                last = DeviceException(self.name, unit, _IDENTIFICATION_FUNCTION, object_id, code)
+                if code == 6:
+                    continue
+                raise last
+            return reply
         assert last is not None
         raise last
 

@@ -85,6 +85,50 @@ class Point(_Strict):
         return self
 
 
+class IdCheck(_Strict):
+    """One register a scan reads to recognise a model, and what it must hold: `equals` a value (a map version),
+    `one_of` some values (model codes known to speak the map), or lie within `min`..`max` (a count, a state code)."""
+
+    function: Literal[1, 2, 3, 4]
+    address: int = Field(ge=0, le=65535)
+    equals: int | None = None
+    one_of: tuple[int, ...] = ()
+    min: int | None = None
+    max: int | None = None
+    what: str = ""  # the register's name in the map, for the scan's report
+
+    @model_validator(mode="after")
+    def _check_test(self) -> IdCheck:
+        if self.equals is None and not self.one_of and self.min is None and self.max is None:
+            where = f"FC{self.function:02d} {self.address}"
+            raise ValueError(f"identify check at {where}: needs equals, one_of, min or max")
+        return self
+
+    def holds(self, value: int) -> bool:
+        """Whether the register's value is what this model has there."""
+        if self.equals is not None and value != self.equals:
+            return False
+        if self.one_of and value not in self.one_of:
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def expected(self) -> str:
+        """What the check wants, for a report: '0x0100', 'one of 0x2101', '1..8'."""
+        if self.equals is not None:
+            return f"{self.equals:#06x}"
+        if self.one_of:
+            return "one of " + ", ".join(f"{v:#06x}" for v in self.one_of)
+        return f"{'' if self.min is None else self.min}..{'' if self.max is None else self.max}"
+
+
+class Identify(_Strict):
+    """How `campus-edge scan` recognises this model on a bus: every check holds and every block reads, and the
+    poll interval it proposes for it. A profile without one is never proposed by a scan."""
+
+    checks: tuple[IdCheck, ...] = Field(min_length=1)
+    poll_interval_s: float = Field(gt=0, le=3600)
+
+
 class Profile(_Strict):
     """A device model: what to read and how to decode it.
 
@@ -100,6 +144,7 @@ class Profile(_Strict):
     points: tuple[Point, ...]
     settings_blocks: tuple[Block, ...] = ()
     settings_points: tuple[Point, ...] = ()
+    identify: Identify | None = None
 
     @model_validator(mode="after")
     def _check_refs(self) -> Profile:

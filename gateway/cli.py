@@ -10,11 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, alarm_cli, bollard_cli, init_cli, walktest_cli
+from gateway import __version__, alarm_cli, bollard_cli, check_cli, init_cli, scan_cli, walktest_cli
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from simulators.scenario import ScenarioError
+
+_QUIET = ("demo", "scan", "check", "walktest")  # their output is for people: only warnings are logged beside it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     walktest_cli.add_parser(sub)
     init_cli.add_parser(sub)
 
-    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    scan_cli.add_parser(sub)
+    check_cli.add_parser(sub)
+    check = sub.add_parser("check-config", help="validate a configuration file and exit (see also: check)")
     check.add_argument("config", type=Path)
     return p
 
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.command == "demo" else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.command in _QUIET else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -117,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return init_cli.run(args)
         if args.command == "watch":
             return _watch(args)
+        if args.command == "scan":
+            return scan_cli.run(args)
+        if args.command == "check":
+            return check_cli.run(args)
         if args.command == "bollard":
             return bollard_cli.run(args)
         if args.command == "alarm":

@@ -511,7 +511,7 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
         except ProfileError as exc:
             problems.append((("devices", i, "profile"), str(exc)))
     profiles = {d.id: d.profile for d in cfg.devices}
-    pins: set[str] = set()
+    pins: dict[str, str] = {}
     for i, lane in enumerate(cfg.lanes):
         if lane.id in seen_ids:
             problems.append((("lanes", i, "id"), f"id {lane.id!r} is already used by a {seen_ids[lane.id]}"))
@@ -527,7 +527,7 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
                 value = getattr(dry, key)
                 if value is not None:
                     pin = value.pin if isinstance(value, ContactPin) else value
-                    problems += _pin_problems(("lanes", i, "dry_contact", key), pin, pins)
+                    problems += _pin_problems(("lanes", i, "dry_contact", key), pin, pins, lane.id)
             continue
         if lane.controller is None or profiles.get(lane.controller) != "bollard_controller":
             known = sorted(k for k, v in profiles.items() if v == "bollard_controller")
@@ -543,7 +543,7 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
         if g.id in seen_ids:
             problems.append((("gpio", "inputs", i, "id"), f"id {g.id!r} is already used by a {seen_ids[g.id]}"))
         seen_ids[g.id] = "GPIO input"
-        problems += _pin_problems(("gpio", "inputs", i, "pin"), g.pin, pins)
+        problems += _pin_problems(("gpio", "inputs", i, "pin"), g.pin, pins, g.id)
         lanes = {lane.id for lane in cfg.lanes}
         if g.kind in GUARD_KINDS and g.lane not in lanes:
             problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input needs lane = one of {sorted(lanes)}"))
@@ -572,16 +572,31 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
 Problems = list[tuple[tuple[str | int, ...], str]]
 
 
-def _pin_problems(where: tuple[str | int, ...], pin: int | str, used: set[str]) -> Problems:
-    """A GPIO pin that is not one, or is taken already (`used` gets it)."""
+def _pin_key(pin: int | str) -> str:
+    """One name per BCM pin: 17, "GPIO17" and "BCM17" are the same pin. (Header names, "BOARD11" or "J8:11",
+    are compared as written.)"""
+    text = str(pin)
+    for prefix in ("GPIO", "BCM"):
+        if text.startswith(prefix) and text[len(prefix) :].isdigit():
+            return str(int(text[len(prefix) :]))
+    return text
+
+
+def _pin_problems(where: tuple[str | int, ...], pin: int | str, used: dict[str, str], owner: str) -> Problems:
+    """A GPIO pin that is not one, or is taken already (`used`: pin -> the use that took it, which gets this one);
+    the message names both uses."""
     problems: Problems = []
     if isinstance(pin, int) and not 0 <= pin <= _BCM_MAX:
         problems.append((where, f"expected a BCM GPIO number 0..{_BCM_MAX}, got {pin}"))
     elif isinstance(pin, str) and not _PIN_NAME.fullmatch(pin):
         problems.append((where, f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {pin!r}"))
-    if str(pin) in used:
-        problems.append((where, f"pin {pin} is already used"))
-    used.add(str(pin))
+    key = _pin_key(pin)
+    this = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+    this = f"{this.removesuffix('.pin')} ({owner})"
+    if key in used:
+        problems.append((where, f"pin {pin} is already used by {used[key]}"))
+    else:
+        used[key] = this
     return problems
 
 

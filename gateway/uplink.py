@@ -13,11 +13,9 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -29,6 +27,7 @@ from gateway.clock import Clock, rfc3339_ms
 from gateway.config import MqttConfig
 from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics, event_payload, telemetry_payload
 from gateway.mqtt_client import Client
+from gateway.mqtt_tls import password, tls_context
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from gateway.stateboard import StateBoard
 
@@ -115,14 +114,7 @@ class Uplink:
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
         port = parts.port or (8883 if tls else 1883)
-        context = None
-        if tls:
-            context = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
-            if self.cfg.cert_file is not None:
-                context.load_cert_chain(str(self.cfg.cert_file), str(self.cfg.key_file) if self.cfg.key_file else None)
-        password = None
-        if self.cfg.password_file is not None:
-            password = Path(self.cfg.password_file).read_text(encoding="utf-8").strip()
+        context = tls_context(self.cfg) if tls else None
         protocol = aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
         assert parts.hostname is not None
         return Client(
@@ -131,7 +123,7 @@ class Uplink:
             identifier=self.client_id,
             protocol=protocol,
             username=self.cfg.username,
-            password=password,
+            password=password(self.cfg),
             will=aiomqtt.Will(self.topics.status, self._status("offline", "will", since_ms), qos=1, retain=True),
             keepalive=self.cfg.keepalive_s,
             timeout=self.cfg.publish_timeout_s,

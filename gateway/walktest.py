@@ -269,14 +269,14 @@ def render_html(report: dict[str, Any], site: str, gateway: str, lang: str) -> s
         seen = "<br>".join(f"{_h(s)}: {html.escape(ts)}" for s, ts in p["seen"].items())
         missing = ", ".join(_h(s) for s in p["missing"])
         versions = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in p["versions"].items())
-        result = _h("PASS") if p["result"] == "pass" else _h("FAIL")
+        result = _h("PASSED") if p["result"] == "pass" else _h("FAILED")
         rows.append(
             f'<tr class="{p["result"]}"><td>{html.escape(p["id"])}<br><small>{html.escape(p["name"])}</small></td>'
             f"<td>{_h(KIND_NAMES[p['kind']])}<br><small>{html.escape(p['profile'] or '')} {versions}</small></td>"
             f"<td>{seen}</td><td>{missing}</td><td><b>{result}</b></td></tr>"
         )
     summary = report["summary"]
-    verdict = _h("PASS") if ok else _h("FAIL")
+    verdict = _h("PASSED") if ok else _h("FAILED")
     title = _h("Commissioning report (walk test)")
     when = _h("From {start} to {end}, by {by}", start=report["started"], end=report["ended"], by=report["by"])
     tally = _h("{passed} of {points} points passed", passed=summary["passed"], points=summary["points"])

@@ -164,7 +164,7 @@ async def walk(
         gw.outbox.put([Entry(PRIORITY_EVENT, gw.topics.commissioning, body)])
         wt.say("")
         wt.show()
-        verdict = _("PASS") if report["result"] == "pass" else _("FAIL")
+        verdict = _("PASSED") if report["result"] == "pass" else _("FAILED")
         wt.say(_("Result: {verdict}. Report written: {paths}", verdict=verdict, paths=", ".join(map(str, paths))))
         if await _delivered(gw):
             wt.say(_("The report reached the platform."))

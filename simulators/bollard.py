@@ -131,6 +131,7 @@ class BollardSim(SimDevice):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, rise_s: float = 3.0, lower_s: float = 2.5) -> None:
         super().__init__()
+        self.identity = {0: "campus-edge simulators", 1: "SIM-BOLLARD", 2: "1.0"}
         self.clock = clock
         self.rise_s = rise_s
         self.lower_s = lower_s

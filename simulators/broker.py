@@ -36,6 +36,7 @@ class PrivateBroker:
         bind: str = "127.0.0.1",
         acl: str | None = None,
         require_client_cert: bool = False,
+        passwords: dict[str, str] | None = None,
     ) -> None:
         """`tls` is (CA file, server certificate, server key): the listener then speaks TLS only. With
         `require_client_cert` it also asks every client for a certificate signed by that CA (mutual TLS), and the
@@ -45,6 +46,8 @@ class PrivateBroker:
         that namespace's loopback); only addresses of such test namespaces are ever used besides loopback.
 
         `acl` is the text of a mosquitto acl_file; `set_acl()` changes it while the broker runs.
+
+        `passwords` (user name -> password): only these users get in, no anonymous client.
         """
         self.workdir = workdir
         self.port = port or free_port()
@@ -53,6 +56,7 @@ class PrivateBroker:
         self.bind = bind
         self.acl = acl
         self.require_client_cert = require_client_cert
+        self.passwords = passwords
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,8 +76,12 @@ class PrivateBroker:
             + (f"listener {self.port} 127.0.0.1\n" if self.bind != "127.0.0.1" else "")
             # Started as root, mosquitto drops to user 'mosquitto' and could not read our files: stay who we are.
             + f"user {getpass.getuser()}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            + (
+                "allow_anonymous true\n"
+                if self.passwords is None
+                else f"allow_anonymous false\npassword_file {self.workdir / 'passwords'}\n"
+            )
+            + "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "autosave_on_changes true\n"
@@ -85,6 +93,8 @@ class PrivateBroker:
         )
         if self.acl is not None:
             (self.workdir / "acl").write_text(self.acl)
+        if self.passwords is not None:
+            self._write_passwords(self.passwords)
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
             [*prefix, exe, "-c", str(conf)],
@@ -101,6 +111,15 @@ class PrivateBroker:
                 return
             time.sleep(0.02)
         raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within 10 s")
+
+    def _write_passwords(self, passwords: dict[str, str]) -> None:
+        """mosquitto 2 reads hashed passwords only: mosquitto_passwd hashes them."""
+        path = self.workdir / "passwords"
+        path.write_text("")
+        path.chmod(0o600)
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        for user, secret in passwords.items():
+            subprocess.run([tool, "-b", str(path), user, secret], check=True, capture_output=True)
 
     def _listening(self) -> bool:
         if self.netns is None:

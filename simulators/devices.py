@@ -51,6 +51,9 @@ class SimDevice:
 
     def __init__(self) -> None:
         self.faults = Faults()
+        # FC43/14 Read Device Identification objects (0 vendor name, 1 product code, 2 revision, ...), for the
+        # devices that have it; None: that function gets exception 01, as on cheap RS-485 devices.
+        self.identity: dict[int, str] | None = None
         self.requests = 0
         self._frozen: dict[int, dict[int, int]] = {}
 
@@ -120,6 +123,7 @@ class FirePanelSim(SimDevice):
 
     def __init__(self, loops: int = 2, points_per_loop: int = 242) -> None:
         super().__init__()
+        self.identity = {0: "campus-edge simulators", 1: "SIM-FACP", 2: "1.0"}
         self.state = PanelState()
         self.loops = loops
         self.points_per_loop = points_per_loop

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Sequence
 from typing import Any, cast
 
 from pymodbus import FramerType
-from pymodbus.constants import ExcCodes
+from pymodbus.constants import DeviceInformation, ExcCodes
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimData
 from pymodbus.simulator import SimDevice as LibSimDevice
@@ -50,17 +53,19 @@ class _SimContext:
             await asyncio.sleep(dev.faults.stall_s)
         return dev
 
+    async def _wire_time(self, request_chars: int, reply_chars: int) -> None:
+        if self.wire_baud:
+            # A pty delivers at once; a line at 9600 baud does not. Request and reply take their wire time, so
+            # the master sees real transaction times (devices.md 5). The device also keeps the t3.5 silence before
+            # it answers.
+            gap = 3.5 if self.wire_baud <= 19200 else 0.00175 * self.wire_baud / self.bits_per_char
+            await asyncio.sleep((request_chars + reply_chars + gap) * self.bits_per_char / self.wire_baud)
+
     async def async_getValues(  # noqa: N802 (pymodbus names)
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         dev = await self._device(device_id)
-        if self.wire_baud:
-            # A pty delivers at once; a line at 9600 baud does not. Request (8 bytes for a read) and reply
-            # (5 bytes + data) take their wire time, so the master sees real transaction times (devices.md 5).
-            # The device also keeps the t3.5 silence before it answers.
-            data = 2 * count if func_code in (3, 4) else (count + 7) // 8
-            chars = 8 + 5 + data + (3.5 if self.wire_baud <= 19200 else 0.00175 * self.wire_baud / self.bits_per_char)
-            await asyncio.sleep(chars * self.bits_per_char / self.wire_baud)
+        await self._wire_time(8, 5 + (2 * count if func_code in (3, 4) else (count + 7) // 8))
         if dev.faults.exception_next is not None:
             code, dev.faults.exception_next = dev.faults.exception_next, None
             return ExcCodes(code)
@@ -78,6 +83,60 @@ class _SimContext:
         dev = await self._device(device_id)
         result = dev.write(func_code, address, [int(v) for v in values])
         return None if result is None else ExcCodes(int(result))
+
+    async def identification(self, device_id: int, read_code: int, object_id: int) -> dict[int, bytes] | ExcCodes:
+        """FC43/14 objects of one unit (basic: 0-2; regular: 0-6), or the exception it answers with."""
+        dev = await self._device(device_id)
+        identity = dev.identity
+        objects = {} if identity is None else {k: v.encode() for k, v in sorted(identity.items())}
+        await self._wire_time(7, 10 + sum(2 + len(v) for v in objects.values()))
+        if dev.faults.exception_next is not None:
+            code, dev.faults.exception_next = dev.faults.exception_next, None
+            return ExcCodes(code)
+        if identity is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if read_code == DeviceInformation.SPECIFIC:
+            return {object_id: objects[object_id]} if object_id in objects else ExcCodes.ILLEGAL_ADDRESS
+        last = 0x02 if read_code == DeviceInformation.BASIC else 0x06
+        if read_code not in (DeviceInformation.BASIC, DeviceInformation.REGULAR):
+            return ExcCodes.ILLEGAL_VALUE
+        # An object id the device does not have starts the stream from the beginning (the specification's rule).
+        start = object_id if object_id in objects and object_id <= last else 0
+        return {k: v for k, v in objects.items() if start <= k <= last}
+
+
+class _IdentifyRequest(ModbusPDU):
+    """FC43/14 Read Device Identification, answered per unit from the simulated devices.
+
+    pymodbus's own server answers it from one process-wide identity, for every unit id, even absent or silent
+    ones; a bus of mixed devices needs each unit's own answer, or none. Registered as the server's whole FC43
+    (sub function -1), so pymodbus does not swap in its own request class.
+    """
+
+    function_code = 0x2B
+    rtu_frame_size = 7  # unit, function, MEI type, read code, object id, CRC (2)
+
+    def __init__(self, dev_id: int = 0, transaction_id: int = 0) -> None:
+        super().__init__(dev_id=dev_id, transaction_id=transaction_id)
+        self.mei_type = 0x0E
+        self.read_code = DeviceInformation.BASIC
+        self.object_id = 0
+
+    def encode(self) -> bytes:
+        return struct.pack(">BBB", self.mei_type, self.read_code, self.object_id)
+
+    def decode(self, data: bytes) -> None:
+        self.mei_type, self.read_code, self.object_id = struct.unpack(">BBB", data[:3])
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        if self.mei_type != 0x0E or not isinstance(context, _SimContext):
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_FUNCTION)
+        objects = await context.identification(device_id, self.read_code, self.object_id)
+        if isinstance(objects, ExcCodes):
+            return ExceptionResponse(self.function_code, objects)
+        return ReadDeviceInformationResponse(
+            read_code=self.read_code, information=dict(objects), dev_id=device_id, transaction_id=self.transaction_id
+        )
 
 
 def crc16(frame: bytes) -> int:
@@ -101,10 +160,18 @@ class SimServer:
         cast(Any, server).context = self._context
 
     @classmethod
-    def tcp(cls, devices: dict[int, SimDevice], host: str = "127.0.0.1", port: int = 0) -> SimServer:
-        """A Modbus TCP server on loopback; port 0 picks a free one (see `address` once started)."""
+    def tcp(
+        cls, devices: dict[int, SimDevice], host: str = "127.0.0.1", port: int = 0, rtu_gateway: bool = False
+    ) -> SimServer:
+        """A Modbus TCP server on loopback; port 0 picks a free one (see `address` once started).
+
+        `rtu_gateway`: it answers as a TCP-to-RTU gateway does for a unit that is absent or silent behind it,
+        with exception 0B (gateway target device failed to respond) instead of no reply.
+        """
         placeholder = LibSimDevice(0, simdata=SimData(0))
-        server = ModbusTcpServer(placeholder, address=(host, port), ignore_missing_devices=True)
+        server = ModbusTcpServer(
+            placeholder, address=(host, port), ignore_missing_devices=not rtu_gateway, custom_pdu=[_IdentifyRequest]
+        )
         return cls(devices, server)
 
     @classmethod
@@ -141,6 +208,7 @@ class SimServer:
             baudrate=baud,
             ignore_missing_devices=True,
             trace_packet=trace,
+            custom_pdu=[_IdentifyRequest],
         )
         sim = cls(devices, server)
         if line_timing:

@@ -121,7 +121,18 @@ def test_config_duplicate_gpio_pin() -> None:
     )
     with pytest.raises(ConfigError) as err:
         parse_config(text, "g.toml")
-    assert str(err.value) == "g.toml:34: gpio.inputs[1].pin: pin 17 is already used"
+    assert str(err.value) == "g.toml:34: gpio.inputs[1].pin: pin 17 is already used by gpio.inputs[0] (door-a)"
+
+
+def test_config_duplicate_gpio_pin_under_another_name() -> None:
+    """GPIO17 and 17 are one pin; the error names both uses."""
+    text = MINIMAL + (
+        '\n[[gpio.inputs]]\nid = "door-a"\npin = 17\nkind = "door"\n'
+        '\n[[gpio.inputs]]\nid = "door-b"\npin = "GPIO17"\nkind = "door"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == "g.toml:34: gpio.inputs[1].pin: pin GPIO17 is already used by gpio.inputs[0] (door-a)"
 
 
 def test_config_relative_state_dir_is_taken_from_the_file(tmp_path: Path) -> None:
@@ -244,7 +255,10 @@ def test_config_dry_contact_lane() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("loop_a = 16", "loop_a = 5"), r"g\.toml:\d+: lanes\[0\]\.dry_contact\.loop_a: pin 5 is already used"),
+        (
+            ("loop_a = 16", "loop_a = 5"),
+            r"g\.toml:\d+: lanes\[0\]\.dry_contact\.loop_a: pin 5 is already used by lanes\[0\]\.dry_contact\.\w+ \(",
+        ),
         (("limit_up = 20", "limit_up = 40"), r"lanes\[0\]\.dry_contact\.limit_up: expected a BCM GPIO number 0\.\.27"),
         (('power_loss = "stay"\n', ""), r"lanes\[0\]\.power_loss: .*required|missing"),
         (('power_loss = "stay"', 'power_loss = "down"'), r"lanes\[0\]\.power_loss: .*'stay' or 'auto_lower'"),

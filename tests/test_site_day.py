@@ -87,8 +87,9 @@ async def test_site_day_restart_keeps_alarms_and_the_daily_report_adds_up(
         still_active = {aid for aid, (active, _acked) in before.items() if active}
 
         def raises() -> list[str]:
-            alarms = [p for t, p in sub.messages if t.endswith("/event/alarm")]
-            return [p["detail"]["alarm_id"] for p in alarms if p["value"] == "raised"]
+            # By seq: delivery is at least once, and a message sent just before the stop may come again after it.
+            alarms = {p["seq"]: p for t, p in sub.messages if t.endswith("/event/alarm")}
+            return [p["detail"]["alarm_id"] for _seq, p in sorted(alarms.items()) if p["value"] == "raised"]
 
         raised_before = [aid for aid in raises() if aid in still_active]
 
