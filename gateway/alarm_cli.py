@@ -11,12 +11,11 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from gateway.bollard_cli import ask, language
+from gateway.alarms import CLASS_WORDS, AlarmClass
+from gateway.bollard_cli import ask
 from gateway.config import load_config
 from gateway.errors import GatewayError
-
-_CLASS_ZH = {"fire": "火警", "prealarm": "预警", "security": "安防", "supervisory": "监管", "fault": "故障",
-             "tamper": "防拆", "maintenance": "维护"}  # fmt: skip
+from gateway.i18n import _, set_language, tr
 
 
 def add_parser(sub: Any) -> None:
@@ -32,8 +31,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 done, 1 refused, 2 the gateway cannot be reached."""
-    lang = language(args.lang)
-    zh = lang.lower().startswith("zh")
+    lang = set_language(args.lang)
     path = args.socket
     if path is None:
         cfg = load_config(args.config)
@@ -46,16 +44,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         answer = ask(path, request)
     except OSError as exc:
-        print(("无法连接网关 {p}: {e}" if zh else "cannot reach the gateway at {p}: {e}").format(p=path, e=exc))
+        print(_("cannot reach the gateway at {path}: {error}", path=path, error=exc))
         return 2
     if args.action == "list":
         alarms = sorted(answer.get("alarms", []), key=lambda a: (a["priority"], a["raised_ms"]))
         if not alarms:
-            print("没有未关闭的报警" if zh else "no open alarms")
+            print(_("no open alarms"))
         for a in alarms:
-            cls = _CLASS_ZH.get(a["cls"], a["cls"]) if zh else a["cls"]
-            state = ("报警中" if a["active"] else "已恢复") if zh else ("active" if a["active"] else "cleared")
-            acked = ("已确认" if zh else "acknowledged") if a["acked"] else ("未确认" if zh else "not acknowledged")
+            cls = tr(CLASS_WORDS[AlarmClass(a["cls"])], lang)
+            state = _("in alarm") if a["active"] else _("restored")
+            acked = _("acknowledged") if a["acked"] else _("not acknowledged")
             print(
                 f"P{a['priority']} {cls:<12} {a['id']:<32} {state}, {acked}"
                 + (f" x{a['count']}" if a["count"] > 1 else "")

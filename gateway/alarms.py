@@ -25,6 +25,7 @@ from drivers.profile import PointValue, Quality
 from gateway.clock import Clock, rfc3339_ms
 from gateway.contract import Topics
 from gateway.fire import panel_reset_seen
+from gateway.i18n import N_, tr
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Severity, Stamp
 from gateway.statefile import save_json
@@ -68,14 +69,21 @@ _BY_EVENT = {
     "shielded": AlarmClass.MAINTENANCE,
     "offline": AlarmClass.MAINTENANCE,
 }
-_TEXT = {
-    AlarmClass.FIRE: ("fire", "火警"),
-    AlarmClass.PREALARM: ("pre-alarm", "预警"),
-    AlarmClass.SECURITY: ("security", "安防"),
-    AlarmClass.SUPERVISORY: ("supervisory", "监管"),
-    AlarmClass.FAULT: ("fault", "故障"),
-    AlarmClass.TAMPER: ("tamper", "防拆"),
-    AlarmClass.MAINTENANCE: ("maintenance", "维护"),
+CLASS_WORDS = {  # translated through the catalogue (gateway/i18n.py)
+    AlarmClass.FIRE: N_("fire"),
+    AlarmClass.PREALARM: N_("pre-alarm"),
+    AlarmClass.SECURITY: N_("security"),
+    AlarmClass.SUPERVISORY: N_("supervisory"),
+    AlarmClass.FAULT: N_("fault"),
+    AlarmClass.TAMPER: N_("tamper"),
+    AlarmClass.MAINTENANCE: N_("maintenance"),
+}
+LIFECYCLE_TEXTS = {  # whole sentences: the translator sees each in full
+    "raised": N_("{cls} alarm {alarm_id}: raised"),
+    "acknowledged": N_("{cls} alarm {alarm_id}: acknowledged"),
+    "cleared": N_("{cls} alarm {alarm_id}: cleared"),
+    "closed": N_("{cls} alarm {alarm_id}: closed"),
+    "renotified": N_("{cls} alarm {alarm_id}: still not acknowledged"),
 }
 
 
@@ -356,7 +364,10 @@ class AlarmBook:
         alarm.notified_ms = self.clock.wall_ms()
         if what in ("raised", "cleared"):
             alarm.announced_ms = alarm.notified_ms
-        en, zh = _TEXT[AlarmClass(alarm.cls)]
+        cls_word = CLASS_WORDS[AlarmClass(alarm.cls)]
+        text_en, text_zh = (
+            tr(LIFECYCLE_TEXTS[what], lang, cls=tr(cls_word, lang), alarm_id=alarm.id) for lang in ("en", "zh-CN")
+        )
         severity: Severity = "alarm" if alarm.priority == 1 and what in ("raised", "renotified") else "warning"
         if what in ("closed", "cleared", "acknowledged"):
             severity = "info"
@@ -368,8 +379,8 @@ class AlarmBook:
             "acked": alarm.acked,
             "acked_by": alarm.acked_by,
             "count": alarm.count,
-            "text_en": f"{en} alarm {alarm.id}: {what}",
-            "text_zh": f"{zh}报警 {alarm.id}: {_ZH.get(what, what)}",
+            "text_en": text_en,
+            "text_zh": text_zh,
             **(extra or {}),
         }
         stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
@@ -417,6 +428,3 @@ class AlarmBook:
         if self.path is None:
             return
         save_json(self.path, [asdict(a) for a in self.alarms.values()], "the alarm book")
-
-
-_ZH = {"raised": "报警", "acknowledged": "已确认", "cleared": "已恢复", "closed": "已关闭", "renotified": "再次提醒"}

@@ -1,25 +1,21 @@
 """`campus-edge bollard`: the guard's command line on the gateway, through the local control socket.
 
 Works with the network down: it talks only to the running gateway on this machine. Answers come in zh-CN when
-the terminal's language is Chinese (LANG=zh_CN...), in English otherwise, or as `--lang` says.
+the locale is Chinese (LANG=zh_CN...), in English otherwise, or as `--lang` says.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
 
+from gateway.bollards.supervisor import STATE_WORDS
 from gateway.config import load_config
 from gateway.errors import GatewayError
-
-_NO_GATEWAY = (
-    "cannot reach the gateway at {path}: {error} (is campus-edge running, and are you in its control group?)",
-    "无法连接网关 {path}: {error} (网关是否在运行? 当前用户是否在控制组中?)",
-)
+from gateway.i18n import _, set_language, tr
 
 
 def add_parser(sub: Any) -> None:
@@ -32,16 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lang", help="zh-CN or en (default: from LANG)")
 
 
-def language(explicit: str | None) -> str:
-    """zh-CN for a Chinese terminal, else en."""
-    if explicit:
-        return explicit
-    return "zh-CN" if os.environ.get("LANG", "").lower().startswith("zh") else "en"
-
-
 def run(args: argparse.Namespace) -> int:
     """Send one request; print the answer; exit 0 if done, 1 if refused, 2 if the gateway cannot be reached."""
-    lang = language(args.lang)
+    lang = set_language(args.lang)
     path = args.socket
     if path is None:
         cfg = load_config(args.config)
@@ -56,21 +45,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         answer = ask(path, request)
     except OSError as exc:
-        en, zh = _NO_GATEWAY
-        print((zh if lang.startswith("zh") else en).format(path=path, error=exc.strerror or exc))
+        error = exc.strerror or exc
+        print(_("cannot reach the gateway at {path}: {error} (is campus-edge running, and are you in its control "
+                "group?)", path=path, error=error))  # fmt: skip
         return 2
     if args.action == "status":
-        in_zh = lang.lower().startswith("zh")
         if answer.get("lockdown"):
-            print("封闭管理中 (lockdown)" if in_zh else f"LOCKDOWN in force ({answer['lockdown']})")
+            print(_("LOCKDOWN in force ({source})", source=answer["lockdown"]))
         if answer.get("closed_campus") is not None:
-            hours = ("上课时段: 封闭", "非上课时段") if in_zh else ("school hours: closed campus", "out of hours")
-            print(hours[0] if answer["closed_campus"] else hours[1])
+            print(_("school hours: closed campus") if answer["closed_campus"] else _("out of school hours"))
         for lane in answer.get("lanes", []):
-            state = lane["state"] or "?"
+            state = tr(STATE_WORDS[lane["state"]], lang) if lane["state"] in STATE_WORDS else lane["state"] or "?"
             if lane.get("stale"):
-                state = f"{state}? ({'数据过期' if in_zh else 'not read lately'})"
-            hold = " fire-hold" if lane["fire_hold"] else ""
+                state += "? (" + _("not read lately") + ")"
+            hold = " [" + _("fire hold-down") + "]" if lane["fire_hold"] else ""
             print(f"{lane['lane']}: {state}{hold}" + (f" - {lane['text']}" if lane["text"] else ""))
             if lane.get("last"):
                 print(f"  {lane['last']}")

@@ -18,6 +18,7 @@ from drivers.modbus import rtu_bits_per_char, rtu_read_s
 from drivers.profile import Profile, Quality
 from gateway.clock import Clock
 from gateway.config import RtuBusConfig
+from gateway.i18n import N_, both
 from gateway.records import Detail, Event, EventState, Stamp
 
 log = logging.getLogger(__name__)
@@ -127,15 +128,20 @@ class LoadMonitor:
 
     def _event(self, overloaded: bool, busy: float, late: dict[str, float]) -> Event:
         wanted = {name: p.interval_s for name, p in self._polls.items()}
-        missed = ", ".join(f"{n} every {wanted[n]:g} s polled every {got:.2f} s" for n, got in sorted(late.items()))
+        missed = ", ".join(f"{n} {wanted[n]:g} s -> {got:.2f} s" for n, got in sorted(late.items()))
+        text_en, text_zh = (
+            both(N_("bus overloaded: devices polled less often than configured: {late}"), late=missed)
+            if overloaded
+            else both(N_("bus meets its poll intervals again"))
+        )
         detail: Detail = {
             "source": "measured",
             "busy": round(busy, 3),
             "window_s": self.window_s,
             "late_devices": missed or None,
             "estimated_load": None if self.estimate is None else round(self.estimate.load, 3),
-            "text_en": f"bus overloaded: {missed}" if overloaded else "bus meets its poll intervals again",
-            "text_zh": f"总线过载: {missed}" if overloaded else "总线已恢复, 各设备按轮询周期读取",
+            "text_en": text_en,
+            "text_zh": text_zh,
         }
         log.warning("bus %s %s (busy %.0f%%) %s", self.bus, "overloaded" if overloaded else "no longer overloaded",
                     busy * 100, missed)  # fmt: skip
@@ -145,13 +151,16 @@ class LoadMonitor:
 def estimate_event(est: BusEstimate, clock: Clock) -> Event:
     """The warning the gateway raises at start for a line its configuration overloads."""
     heavy = ", ".join(f"{d.device} {d.poll_s * 1000:.0f} ms / {d.interval_s:g} s" for d in est.devices)
+    text_en, text_zh = both(
+        N_("bus overloaded: polling needs {load} of the line ({devices})"), load=f"{est.load:.0%}", devices=heavy
+    )
     detail: Detail = {
         "source": "computed",
         "estimated_load": round(est.load, 3),
         "baud": est.baud,
         "reply_latency_ms": round(est.reply_latency_s * 1000),
-        "text_en": f"bus overloaded: polling needs {est.load:.0%} of the line ({heavy})",
-        "text_zh": f"总线过载: 轮询需要线路 {est.load:.0%} 的时间 ({heavy})",
+        "text_en": text_en,
+        "text_zh": text_zh,
     }
     return _event(est.bus, True, clock, detail)
 

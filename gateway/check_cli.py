@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from gateway.i18n import LANGUAGES, N_, _, set_language
+from gateway.i18n import LANGUAGES, N_, _, language, set_language, tr
 from gateway.site_check import Check, Verdict, passed, run_checks
 
 TAGS = {Verdict.PASS: N_("PASS"), Verdict.WARN: N_("WARN"), Verdict.FAIL: N_("FAIL")}
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def render(checks: list[Check]) -> str:
     """The report: a line per check, then the counts."""
-    lines = [f"{_(TAGS[c.verdict]):<5} {c.name}: {c.why}" for c in checks]
+    lines = [f"{tr(TAGS[c.verdict], language()):<5} {c.name}: {c.why}" for c in checks]
     counts = {v: sum(c.verdict is v for c in checks) for v in Verdict}
     tally = _("{fail} failed, {warn} warnings, {ok} passed", fail=counts[Verdict.FAIL], warn=counts[Verdict.WARN],
               ok=counts[Verdict.PASS])  # fmt: skip

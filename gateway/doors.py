@@ -14,16 +14,21 @@ from collections.abc import Callable
 from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.config import GpioInputConfig
+from gateway.i18n import N_, tr
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Severity, Stamp
 
 log = logging.getLogger(__name__)
 
 _ALARMS: dict[str, tuple[Severity, str, str]] = {
-    # point: (severity, English, 中文)
-    "forced_open": ("alarm", "door forced open", "门被强行打开"),
-    "held_open_prewarn": ("info", "door open too long: closing soon required", "门开启时间过长, 请尽快关闭"),
-    "held_open": ("warning", "door held open", "门长时间未关闭"),
+    # point: (severity, the alarm, its end), translated through the catalogue (gateway/i18n.py)
+    "forced_open": ("alarm", N_("door forced open"), N_("door forced open: door closed")),
+    "held_open_prewarn": (
+        "info",
+        N_("door open too long: closing soon required"),
+        N_("door open too long: door closed"),
+    ),
+    "held_open": ("warning", N_("door held open"), N_("door held open: door closed")),
 }
 
 
@@ -130,10 +135,10 @@ class DoorAlarms:
         self._emit(d, point, True, mono, detail)
 
     def _emit(self, d: _Door, point: str, active: bool, mono: float, extra: Detail | None = None) -> None:
-        severity, en, zh = _ALARMS[point]
-        detail: Detail = {"text_en": en, "text_zh": zh, **(extra or {})}
-        if not active:
-            detail = {"text_en": f"{en}: door closed", "text_zh": f"{zh}: 门已关闭"}
+        severity, raised, ended = _ALARMS[point]
+        text = raised if active else ended
+        en, zh = tr(text, "en"), tr(text, "zh-CN")
+        detail: Detail = {"text_en": en, "text_zh": zh, **(extra or {})} if active else {"text_en": en, "text_zh": zh}
         now_mono = self.clock.mono()
         stamp = Stamp(self.clock.wall_ms() - int((now_mono - mono) * 1000), mono, self.clock.synced())
         state: EventState = "raised" if active else "cleared"

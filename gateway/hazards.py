@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.alarms import AlarmBook
 from gateway.clock import Clock, rfc3339_ms
+from gateway.i18n import N_, tr
 from gateway.outbox import PRIORITY_EVENT, Entry, Outbox
 from gateway.records import Event
 from gateway.stateboard import StateBoard
@@ -259,48 +260,42 @@ class Inspector:
 
 
 def render(r: dict[str, Any], lang: str) -> str:
-    """The report as the school's safety officer reads it."""
-    zh = lang == "zh"
-    names = {"daily": ("daily", "每日"), "weekly": ("weekly", "每周"), "monthly": ("monthly", "每月")}
-    title = names[r["period"]][1 if zh else 0]
-    lines = [
-        f"{title}隐患排查报告 {r['from']} 至 {r['to']}" if zh else f"{title} hazard check {r['from']} to {r['to']}",
-    ]
+    """The report as the school's safety officer reads it (the catalogue's zh-CN, or English)."""
+    titles = {
+        "daily": N_("Daily hazard check {start} to {end}"),
+        "weekly": N_("Weekly hazard check {start} to {end}"),
+        "monthly": N_("Monthly hazard check {start} to {end}"),
+    }
+    lines = [tr(titles[r["period"]], lang, start=r["from"], end=r["to"])]
 
-    def item(en: str, cn: str, value: object) -> None:
+    none = tr(N_("none"), lang)
+
+    def item(label: str, value: object) -> None:
         empty = value in ({}, [], None, "")
-        lines.append(f"- {cn if zh else en}: {('无' if zh else 'none') if empty else value}")
+        lines.append(f"- {tr(label, lang)}: {none if empty else value}")
 
-    item("devices offline now", "当前离线设备", ", ".join(r["devices"]["offline_now"]))
-    item("devices flapping (offline 3 times or more)", "频繁掉线设备", ", ".join(r["devices"]["flapping"]))
+    item(N_("devices offline now"), ", ".join(r["devices"]["offline_now"]))
+    item(N_("devices flapping (offline 3 times or more)"), ", ".join(r["devices"]["flapping"]))
     item(
-        "detectors not tested lately (days)",
-        "长期未测试的探测器 (天)",
+        N_("detectors not tested lately (days)"),
         ", ".join(f"{d['device']} {d['days']}" for d in r["detectors_untested"]),
     )
-    item("alarms raised, by class", "报警次数 (按类别)", _pairs(r["alarms_raised"]))
-    item("alarms still open", "未关闭报警", ", ".join(r["open_alarms"]))
-    item("risk warnings open", "未关闭风险预警", ", ".join(w["alarm_id"] for w in r["open_warnings"]))
-    item("doors held open", "门长时间未关", _pairs(r["doors"]["held_open"]))
-    item("longest a door was open (s)", "门最长开启时间 (秒)", _pairs(r["doors"]["longest_open_s"]))
-    item("bollard cycles", "升降柱升起次数", _pairs(r["bollards"]["cycles"]))
-    item("bollard faults", "升降柱故障", _pairs(r["bollards"]["faults"]))
-    item("bollard reversals (presence during a rise)", "升降柱防夹回落", _pairs(r["bollards"]["reversals"]))
+    item(N_("alarms raised, by class"), _pairs(r["alarms_raised"]))
+    item(N_("alarms still open"), ", ".join(r["open_alarms"]))
+    item(N_("risk warnings open"), ", ".join(w["alarm_id"] for w in r["open_warnings"]))
+    item(N_("doors held open"), _pairs(r["doors"]["held_open"]))
+    item(N_("longest a door was open (s)"), _pairs(r["doors"]["longest_open_s"]))
+    item(N_("bollard cycles"), _pairs(r["bollards"]["cycles"]))
+    item(N_("bollard faults"), _pairs(r["bollards"]["faults"]))
+    item(N_("bollard reversals (presence during a rise)"), _pairs(r["bollards"]["reversals"]))
     ob = r["outbox"]
-    lines.append(
-        f"- 本地缓存: 待发 {ob['waiting']} 条, 占用 {ob['usage_pct']}%, 丢失 (已申报) {ob['gap_messages']} 条"
-        if zh
-        else f"- local store: {ob['waiting']} waiting, {ob['usage_pct']}% used, {ob['gap_messages']} declared lost"
-    )
+    lines.append("- " + tr(N_("local store: {waiting} waiting, {usage}% used, {lost} declared lost"), lang,
+                           waiting=ob["waiting"], usage=ob["usage_pct"], lost=ob["gap_messages"]))  # fmt: skip
     if len(r.get("gateway_starts", ())) > 1:
-        starts = ", ".join(r["gateway_starts"][1:])
-        lines.append(f"- 网关重启: {starts}" if zh else f"- gateway restarted: {starts}")
+        lines.append("- " + tr(N_("gateway restarted: {times}"), lang, times=", ".join(r["gateway_starts"][1:])))
     if r["history_from"] != r["from"]:
-        lines.append(
-            f"(网关重启: 记录自 {r['history_from']})"
-            if zh
-            else f"(gateway restarted: history from {r['history_from']})"
-        )
+        lines.append(tr(N_("(history from {start}: the gateway's earlier records were lost)"), lang,
+                        start=r["history_from"]))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from drivers.gpio import DebouncedInput
 from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.config import GUARD_KINDS, GpioInputConfig
+from gateway.i18n import N_, both
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Reading, Stamp
 
@@ -132,11 +133,12 @@ class ContactInputs:
             self._report(cfg, inp.active, self.clock.mono(), initial=False)
 
     def _unstable_event(self, cfg: GpioInputConfig, raised: bool, changes: int) -> None:
+        text_en, text_zh = both(N_("input unstable: changing too often") if raised else N_("input stable again"))
         detail: Detail = {
             "changes": changes,
             "window_s": cfg.chatter_window_s,
-            "text_en": "input unstable: changing too often" if raised else "input stable again",
-            "text_zh": "输入不稳定: 变化过于频繁" if raised else "输入已恢复稳定",
+            "text_en": text_en,
+            "text_zh": text_zh,
         }
         stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
         state: EventState = "raised" if raised else "cleared"

@@ -68,7 +68,7 @@ class Answer:
             return f"{where}: {shown}"
         if self.exception is not None:
             return f"{where}: {exception_text(self.exception)}"
-        return f"{where}: {_('no reply')}"
+        return where + ": " + _("no reply")
 
 
 class Kind(StrEnum):

@@ -260,19 +260,22 @@ class Checklist:
 def render_html(report: dict[str, Any], site: str, gateway: str, lang: str) -> str:
     """A self-contained page (no assets, prints on A4) of the report in `lang`."""
 
-    def _h(msgid: str, **fields: object) -> str:  # translated and escaped (a keyword of scripts/i18n)
+    def _h(msgid: str, **fields: object) -> str:  # a literal, translated and escaped (a keyword of scripts/i18n)
         return html.escape(tr(msgid, lang, **fields))
+
+    def word(msgid: str) -> str:  # a word from a table of marked words
+        return html.escape(tr(msgid, lang))
 
     ok = report["result"] == "pass"
     rows = []
     for p in report["points"]:
-        seen = "<br>".join(f"{_h(s)}: {html.escape(ts)}" for s, ts in p["seen"].items())
-        missing = ", ".join(_h(s) for s in p["missing"])
+        seen = "<br>".join(f"{word(s)}: {html.escape(ts)}" for s, ts in p["seen"].items())
+        missing = ", ".join(word(s) for s in p["missing"])
         versions = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in p["versions"].items())
         result = _h("PASSED") if p["result"] == "pass" else _h("FAILED")
         rows.append(
             f'<tr class="{p["result"]}"><td>{html.escape(p["id"])}<br><small>{html.escape(p["name"])}</small></td>'
-            f"<td>{_h(KIND_NAMES[p['kind']])}<br><small>{html.escape(p['profile'] or '')} {versions}</small></td>"
+            f"<td>{word(KIND_NAMES[p['kind']])}<br><small>{html.escape(p['profile'] or '')} {versions}</small></td>"
             f"<td>{seen}</td><td>{missing}</td><td><b>{result}</b></td></tr>"
         )
     summary = report["summary"]

@@ -103,7 +103,7 @@ async def test_bus_load_a_slow_device_overloads_the_line_until_it_answers_in_tim
             _, warning = await sub.wait_for(lambda t, p: t.endswith("/event/maintenance") and p["value"] is True)
             assert warning["detail"]["source"] == "measured"
             assert warning["detail"]["busy"] >= 0.8
-            assert "smoke-2 every 0.2 s polled every" in warning["detail"]["late_devices"]
+            assert "smoke-2 0.2 s -> " in warning["detail"]["late_devices"]
             code, out = await cli("alarm", "ack", ALARM_ID, "--by", "wang", "--socket", str(cfg.gateway.control_socket))
             assert code == 0, out
             await sub.wait_for(_lifecycle("acknowledged"))

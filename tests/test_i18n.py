@@ -3,6 +3,7 @@ Chinese translation with the same placeholders, and the catalogue holds nothing 
 
 from __future__ import annotations
 
+import ast
 import string
 from pathlib import Path
 
@@ -25,6 +26,37 @@ def _marked() -> dict[str, str]:
         msgid = message if isinstance(message, str) else message[0]
         found.setdefault(msgid, f"gateway/{filename}:{line}")
     return found
+
+
+KEYWORDS = ("_", "N_", "both", "_h")
+
+
+def _marker(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in KEYWORDS
+
+
+def test_i18n_marked_calls_are_seen_by_the_extraction() -> None:
+    """A marked call whose text the extraction cannot see is a message that never gets translated: one inside an
+    f-string, or one whose argument is not a literal (the extractor then takes whatever string it finds inside,
+    e.g. a dictionary key). Dynamic lookups go through tr()."""
+    bad = []
+    for path in sorted(GATEWAY.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = f"gateway/{path.relative_to(GATEWAY)}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr):
+                bad += [f"{where}:{node.lineno}: marked inside an f-string" for n in ast.walk(node) if _marker(n)]
+            if not isinstance(node, ast.Call) or not _marker(node) or not node.args:
+                continue
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                continue
+            marked = {id(c.args[0]) for c in ast.walk(first) if _marker(c) and c.args}  # type: ignore[attr-defined]
+            stray = [c for c in ast.walk(first) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                     and id(c) not in marked]  # fmt: skip
+            if stray:
+                bad.append(f"{where}:{node.lineno}: not a literal (use tr() for a lookup)")
+    assert not bad, "\n".join(bad)
 
 
 def _fields(text: str) -> set[str]:

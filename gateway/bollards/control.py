@@ -30,6 +30,7 @@ from gateway.alarms import AlarmBook
 from gateway.bollards.interlocks import raise_inhibits, reason
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority, Command
+from gateway.i18n import N_, tr
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +38,17 @@ COMMANDS = {"raise": Command.RAISE, "lower": Command.LOWER, "stop": Command.STOP
 MAX_LINE = 4096
 
 _TEXT = {
-    "unknown_lane": ("no lane {lane!r}; lanes: {lanes}", "没有通道 {lane!r}; 现有通道: {lanes}"),
-    "bad_request": ("expected one JSON object per line with cmd and lane: {error}", "请求格式错误: {error}"),
-    "unknown_cmd": (
-        "unknown command {cmd!r}; expected status, lockdown, {cmds}",
-        "未知命令 {cmd!r}; 可用: status, lockdown, {cmds}",
-    ),
-    "lockdown_on": ("lockdown declared: gates closed", "封闭管理已启动: 升起升降柱"),
-    "lockdown_off": ("lockdown ended; the lanes stay as they are", "封闭管理已解除; 升降柱保持当前位置"),
-    "lockdown_bad": ('expected "on": true or false', '需要 "on": true 或 false'),
+    "unknown_lane": N_("no lane {lane!r}; lanes: {lanes}"),
+    "bad_request": N_("expected one JSON object per line with cmd and lane: {error}"),
+    "unknown_cmd": N_("unknown command {cmd!r}; expected status, lockdown, {cmds}"),
+    "lockdown_on": N_("lockdown declared: gates closed"),
+    "lockdown_off": N_("lockdown ended; the lanes stay as they are"),
+    "lockdown_bad": N_('expected "on": true or false'),
 }
 
 
 def _say(key: str, lang: str, **kw: object) -> str:
-    en, zh = _TEXT[key]
-    return (zh if lang.lower().startswith("zh") else en).format(**kw)
+    return tr(_TEXT[key], lang, **kw)
 
 
 class ControlSocket:
@@ -142,11 +139,10 @@ class ControlSocket:
         if not isinstance(aid, str) or not isinstance(by, str):
             return {"ok": False, "text": _say("bad_request", lang, error="alarm_id and by must be strings")}
         done, state = self.alarms.ack(aid, by, "guard")
-        zh = lang.lower().startswith("zh")
         if not done:
-            return {"ok": False, "text": f"没有未关闭的报警 {aid!r}" if zh else f"no open alarm {aid!r}"}
-        words = {"acknowledged": "已确认", "closed": "已确认并关闭"}
-        return {"ok": True, "state": state, "text": f"{aid}: {words.get(state, state) if zh else state}"}
+            return {"ok": False, "text": tr(N_("no open alarm {aid!r}"), lang, aid=aid)}
+        words = {"acknowledged": N_("acknowledged"), "closed": N_("acknowledged and closed")}
+        return {"ok": True, "state": state, "text": f"{aid}: {tr(words.get(state, state), lang)}"}
 
     def _status(self, lane: str, lang: str) -> dict[str, Any]:
         sup = self.service.supervisors[lane]

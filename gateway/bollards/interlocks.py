@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from drivers.profile import PointValue, Quality, Value
+from gateway.i18n import N_, tr
 
 
 class Inhibit(StrEnum):
@@ -31,27 +32,26 @@ class Inhibit(StrEnum):
     STALE_DATA = "stale_data"
 
 
-# The guard reads these on the panel and the CLI; words from shared/domain/glossary.md.
-REASONS: dict[Inhibit, tuple[str, str]] = {
-    Inhibit.LOOP_OCCUPIED: ("a vehicle is on the loop", "地感线圈有车"),
-    Inhibit.LOOP_CLEARING: ("the loop cleared less than the clear delay ago", "车辆刚离开地感线圈, 等待延时"),
-    Inhibit.PHOTOCELL: ("the photocell is blocked", "红外对射被遮挡"),
-    Inhibit.PRESSURE_EDGE: ("the pressure edge is active", "压力感应触发 (防压)"),
-    Inhibit.ESTOP: ("the emergency stop is pressed", "急停按钮已按下"),
-    Inhibit.CONTROLLER_FAULT: ("the controller reports a fault", "控制器故障"),
-    Inhibit.LOCAL_MODE: ("the controller is in local mode", "控制器处于本地模式"),
-    Inhibit.MANUAL_RELEASE: ("the manual release is engaged", "手动释放已启用"),
-    Inhibit.FIRE_HOLD_DOWN: ("fire hold-down is active on this lane", "火警联动保持降下"),
-    Inhibit.STATE_UNKNOWN: ("the bollard's state is unknown", "升降柱状态未知"),
-    Inhibit.SENSOR_UNKNOWN: ("a safety sensor could not be read", "安全传感器状态无法读取"),
-    Inhibit.STALE_DATA: ("the controller's data is too old", "控制器数据过期"),
+# The guard reads these on the panel and the CLI (translated through the catalogue: gateway/i18n.py).
+REASONS: dict[Inhibit, str] = {
+    Inhibit.LOOP_OCCUPIED: N_("a vehicle is on the loop"),
+    Inhibit.LOOP_CLEARING: N_("the loop cleared less than the clear delay ago"),
+    Inhibit.PHOTOCELL: N_("the photocell is blocked"),
+    Inhibit.PRESSURE_EDGE: N_("the pressure edge is active"),
+    Inhibit.ESTOP: N_("the emergency stop is pressed"),
+    Inhibit.CONTROLLER_FAULT: N_("the controller reports a fault"),
+    Inhibit.LOCAL_MODE: N_("the controller is in local mode"),
+    Inhibit.MANUAL_RELEASE: N_("the manual release is engaged"),
+    Inhibit.FIRE_HOLD_DOWN: N_("fire hold-down is active on this lane"),
+    Inhibit.STATE_UNKNOWN: N_("the bollard's state is unknown"),
+    Inhibit.SENSOR_UNKNOWN: N_("a safety sensor could not be read"),
+    Inhibit.STALE_DATA: N_("the controller's data is too old"),
 }
 
 
 def reason(inhibit: Inhibit, lang: str = "en") -> str:
     """The refusal's reason for a person, in zh-CN or English."""
-    en, zh = REASONS[inhibit]
-    return zh if lang.lower().startswith("zh") else en
+    return tr(REASONS[inhibit], lang)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from gateway.bollards.supervisor import (
 from gateway.clock import Clock
 from gateway.config import LaneConfig
 from gateway.fire import panel_reset_seen
+from gateway.i18n import N_, both, tr
 from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event, EventState, Stamp
@@ -424,9 +425,10 @@ class BollardService:
             log.warning("lockdown %s by %s", "declared" if on else "ended", source.name.lower())
             detail: dict[str, str | int | float | bool | None] = {
                 "source": source.name.lower(),
-                "text_en": "lockdown declared: gates closed" if on else "lockdown ended",
-                "text_zh": "封闭管理已启动: 升起升降柱" if on else "封闭管理已解除",
             }
+            detail["text_en"], detail["text_zh"] = both(
+                N_("lockdown declared: gates closed") if on else N_("lockdown ended")
+            )
             self._site_event("lockdown", on, "warning" if on else "info", detail)
         return True, decisions
 
@@ -499,11 +501,13 @@ class BollardService:
         self._save_modes()
         log.warning("closed-campus schedule: %s", {True: "closed", False: "open", None: "unknown"}[closed])
         if closed is not None or was is not None:
-            detail: dict[str, str | int | float | bool | None] = {
-                "text_en": {True: "school hours: campus closed", False: "campus open", None: "clock not synchronised: "
-                            "schedule suspended"}[closed],
-                "text_zh": {True: "上课时段: 封闭管理", False: "放学: 开放", None: "时钟未同步: 时段控制暂停"}[closed],
-            }  # fmt: skip
+            words = {
+                True: N_("school hours: campus closed"),
+                False: N_("campus open"),
+                None: N_("clock not synchronised: schedule suspended"),
+            }
+            en, zh = tr(words[closed], "en"), tr(words[closed], "zh-CN")
+            detail: dict[str, str | int | float | bool | None] = {"text_en": en, "text_zh": zh}
             self._site_event("closed_campus", closed, "info", detail)
         for listener in self.on_closed_campus:
             listener(closed)
@@ -568,10 +572,11 @@ class BollardService:
         cleared at the reset, as a warning the platform can act on (such a panel is misconfigured or faulty)."""
         if raised:
             log.warning("fire linkage: panel %s cleared its fire bit without a reset: fire kept", panel)
-            en = "the panel cleared its fire without a reset; fire linkage stays on until the panel is reset"
-            zh = "火灾报警控制器未复位即清除火警; 联动保持, 直到控制器复位"
+            en, zh = both(
+                N_("the panel cleared its fire without a reset; fire linkage stays on until the panel is reset")
+            )
         else:
-            en, zh = "the panel was reset; fire linkage ended", "火灾报警控制器已复位; 联动解除"
+            en, zh = both(N_("the panel was reset; fire linkage ended"))
         detail: dict[str, str | int | float | bool | None] = {"text_en": en, "text_zh": zh}
         stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
         state: EventState = "raised" if raised else "cleared"

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from drivers.profile import PointValue
 from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, LaneView, raise_inhibits, reason
+from gateway.i18n import N_, tr
 
 # A controller that has not left DOWN this long after a raise request refused it: longer than its pre-warning
 # (1 s) and the longest a raise may wait for the bus before the actuator drops it (about 2 s).
@@ -119,43 +120,52 @@ class Decision:
     def text(self, lang: str = "en") -> str:
         """The decision in words for the guard."""
         why = "; ".join(reason(i, lang) for i in self.reasons)
-        if lang.lower().startswith("zh"):
-            verdict = "已执行" if self.accepted else "已拒绝"
-            why = why or _ZH_RULES.get(self.rule, "")
-            return f"{self.lane}: {_ZH_COMMANDS.get(self.command, self.command)} {verdict}" + (
-                f" ({why})" if why else ""
-            )
-        verdict = "done" if self.accepted else "refused"
-        if not why and self.rule is not Rule.ACCEPTED:
-            why = self.rule.value.replace("_", " ")
-        return f"{self.lane}: {self.command} {verdict}" + (f" ({why})" if why else "")
+        if not why and self.rule in RULE_TEXTS:
+            why = tr(RULE_TEXTS[self.rule], lang)
+        verdict = tr(N_("done") if self.accepted else N_("refused"), lang)
+        command = tr(COMMAND_WORDS[self.command], lang) if self.command in COMMAND_WORDS else self.command
+        return tr("{lane}: {command} {verdict}", lang, lane=self.lane, command=command, verdict=verdict) + (
+            f" ({why})" if why else ""
+        )
 
 
-_ZH_RULES = {
-    Rule.CONTROLLER_REFUSED: "控制器拒绝",
-    Rule.FIRE_HOLD_DOWN: "火警联动保持降下",
-    Rule.NOT_FROM_STATE: "当前状态不能升起 (须先降到底或停止)",
-    Rule.FIRE_LANE_NOT_DOWN: "火警时消防通道未降下, 正在重发降下命令",
-    Rule.NOT_DELIVERED: "命令未能送达控制器",
-    Rule.WARNING_FAILED: "警示灯或蜂鸣器未工作, 已降下",
-    Rule.CONTROLLER_FAULT: "控制器故障, 升起中止",
-    Rule.CONTROLLER_STOPPED: "控制器停止了升起 (急停或本地停止)",
-    Rule.CONTROLLER_LOCAL: "控制器处于本地模式, 不接受远程命令",
-    Rule.MODE_HOLDS_UP: "封闭管理或上课时段要求保持升起, 须由更高权限 (门卫) 降下",
-    Rule.EXPIRED: "命令已过期",
-    Rule.OUTRANKED: "火警期间只接受门卫命令",
-    Rule.NOT_LOCAL: "只能在门卫室本地操作",
-    Rule.FIRE_NOT_RESET: "火警尚未复位",
-    Rule.PRESENCE_DURING_RISE: "升起时检测到车辆或行人, 已降下",
-    Rule.MOTION_TIMEOUT: "运动超时, 已停止",
-    Rule.STALE_DURING_RISE: "升起时无法读取控制器, 已降下",
+# Why a decision went as it did, when no interlock says it (words from shared/domain/glossary.md).
+RULE_TEXTS = {
+    Rule.CONTROLLER_REFUSED: N_("the controller refused"),
+    Rule.FIRE_HOLD_DOWN: N_("fire hold-down"),
+    Rule.NOT_FROM_STATE: N_("cannot rise from this state (lower fully or stop first)"),
+    Rule.FIRE_LANE_NOT_DOWN: N_("fire lane not down during a fire: lowering again"),
+    Rule.NOT_DELIVERED: N_("the command did not reach the controller"),
+    Rule.WARNING_FAILED: N_("warning lights or buzzer not working: lowered"),
+    Rule.CONTROLLER_FAULT: N_("controller fault: rise stopped"),
+    Rule.CONTROLLER_STOPPED: N_("the controller stopped the rise (emergency stop or local stop)"),
+    Rule.CONTROLLER_LOCAL: N_("the controller is in local mode and takes no remote commands"),
+    Rule.MODE_HOLDS_UP: N_("lockdown or school hours hold it up: a higher authority (the guard) must lower it"),
+    Rule.EXPIRED: N_("the command expired"),
+    Rule.OUTRANKED: N_("during a fire only the guard's commands are taken"),
+    Rule.NOT_LOCAL: N_("only at the gate house"),
+    Rule.FIRE_NOT_RESET: N_("the fire is not reset yet"),
+    Rule.PRESENCE_DURING_RISE: N_("vehicle or person detected during the rise: lowered"),
+    Rule.MOTION_TIMEOUT: N_("motion timed out: stopped"),
+    Rule.STALE_DURING_RISE: N_("the controller could not be read during the rise: lowered"),
 }
-_ZH_COMMANDS = {
-    "raise": "升起",
-    "lower": "降下",
-    "stop": "停止",
-    "release_fire_hold": "解除火警保持",
-    "efo": "紧急快速升起",
+STATE_WORDS = {  # the controller's states (devices.md 3.7), as the guard reads them
+    "unknown": N_("state unknown"),
+    "down": N_("down"),
+    "rising": N_("rising"),
+    "up": N_("up"),
+    "lowering": N_("lowering"),
+    "stopped_mid": N_("stopped midway"),
+    "fault": N_("fault"),
+    "manual": N_("manual release"),
+    "efo_rising": N_("emergency fast rise"),
+}
+COMMAND_WORDS = {
+    "raise": N_("raise"),
+    "lower": N_("lower"),
+    "stop": N_("stop"),
+    "release_fire_hold": N_("release fire hold"),
+    "efo": N_("emergency fast operation"),
 }
 
 

@@ -30,6 +30,7 @@ from gateway.commands.keys import load_public
 from gateway.commands.store import CommandStore
 from gateway.commands.verify import DEFAULT_ROLES, REASONS, KeyEntry, Verdict, Verifier
 from gateway.config import CommandsConfig
+from gateway.i18n import both
 from gateway.records import Detail, Event, Severity, Stamp
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class CommandService:
         if not verdict.accepted:
             self.refused += 1
             status = "expired" if verdict.reason == "expired" else "rejected"
-            en, zh = REASONS.get(verdict.reason, (verdict.message, verdict.message))
+            en, zh = both(REASONS[verdict.reason]) if verdict.reason in REASONS else (verdict.message,) * 2
             result = {"status": status, "reason": verdict.reason, "text_en": en, "text_zh": zh}
             self._audit(target, body, result, verdict.message)
             if response_topic is not None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.commands.envelope import MAX_ACTUATION_TTL_S, CommandBody, EnvelopeError, decode
 from gateway.commands.store import CommandStore
+from gateway.i18n import N_
 
 DEFAULT_ROLES: dict[str, frozenset[str]] = {
     "guard": frozenset({"bollard.raise", "bollard.lower", "bollard.stop", "alarm.ack"}),
@@ -28,25 +29,22 @@ DEFAULT_ROLES: dict[str, frozenset[str]] = {
 }
 
 REASONS = {
-    # code: (English, 中文) for the reply, the audit and the guard
-    "too_large": ("the command is larger than 4 KiB", "命令超过 4 KiB"),
-    "malformed": ("the command is not well formed", "命令格式错误"),
-    "wrong_audience": ("the command is for another gateway", "命令的目标网关不是本网关"),
-    "target_mismatch": ("the command's target is not its topic's", "命令目标与主题不一致"),
-    "unknown_target": ("no such target on this gateway", "本网关没有该目标"),
-    "unknown_key": ("the signing key is not known", "签名密钥未登记"),
-    "revoked_key": ("the signing key is revoked", "签名密钥已吊销"),
-    "forbidden": ("the key's role may not do this", "该密钥的角色无权执行此操作"),
-    "bad_signature": ("the signature does not verify", "签名验证失败"),
-    "replayed": ("the command id was used before", "命令编号已使用过 (重放)"),
-    "stale_seq": ("the sequence number is not higher than the last one", "序号未递增 (重放)"),
-    "clock_unsynced": (
-        "the gateway's clock is not synchronised: no remote actuation",
-        "网关时钟未同步, 不接受远程操作",
-    ),
-    "ttl_too_long": ("the command is valid for longer than allowed", "命令有效期过长"),
-    "expired": ("the command has expired", "命令已过期"),
-    "not_yet_valid": ("the command is dated in the future", "命令时间晚于当前时间"),
+    # code: the text for the reply, the audit and the guard (translated through the catalogue: gateway/i18n.py)
+    "too_large": N_("the command is larger than 4 KiB"),
+    "malformed": N_("the command is not well formed"),
+    "wrong_audience": N_("the command is for another gateway"),
+    "target_mismatch": N_("the command's target is not its topic's"),
+    "unknown_target": N_("no such target on this gateway"),
+    "unknown_key": N_("the signing key is not known"),
+    "revoked_key": N_("the signing key is revoked"),
+    "forbidden": N_("the key's role may not do this"),
+    "bad_signature": N_("the signature does not verify"),
+    "replayed": N_("the command id was used before"),
+    "stale_seq": N_("the sequence number is not higher than the last one"),
+    "clock_unsynced": N_("the gateway's clock is not synchronised: no remote actuation"),
+    "ttl_too_long": N_("the command is valid for longer than allowed"),
+    "expired": N_("the command has expired"),
+    "not_yet_valid": N_("the command is dated in the future"),
 }
 
 
