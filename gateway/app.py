@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.device import ModbusDevice
 from drivers.modbus import ModbusBus, RequestPolicy
@@ -24,6 +24,7 @@ from gateway.contract import Topics
 from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
 from gateway.hazards import Inspector, ReportClock, run_reports
+from gateway.health import HealthSampler, publish_health
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
@@ -34,6 +35,9 @@ from gateway.stateboard import StateBoard
 from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
 from gateway.uplink import Identity, Uplink
+
+if TYPE_CHECKING:
+    from gateway.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +149,19 @@ class Gateway:
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
+        self.health = HealthSampler(
+            self.outbox,
+            self.uplink,
+            self.clock,
+            cfg.gateway.state_dir,
+            [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
+        )
+        self.metrics: MetricsServer | None = None
+        if cfg.health.metrics_port is not None:
+            from gateway.metrics import HealthCollector, MetricsServer  # noqa: PLC0415 (aiohttp: only when asked)
+
+            collector = HealthCollector(self.health, __version__, self.identity.boot_id)
+            self.metrics = MetricsServer(collector, cfg.health.metrics_address, cfg.health.metrics_port)
         self.recorder.declare_recovery()
 
     def _watch_bus_load(self) -> None:
@@ -166,6 +183,9 @@ class Gateway:
 
     def _bus_load_changed(self, event: Event) -> None:
         self.recorder.record([], [event])
+
+    async def _publish_health(self) -> None:
+        await publish_health(self.health, self.board, self.topics, self.identity.boot_id, self.cfg.health.interval_s)
 
     async def _reports(self) -> None:
         await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock)
@@ -240,6 +260,9 @@ class Gateway:
                     )
                 for name, poller in self.pollers.items():
                     tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
+                tg.create_task(self.supervisor.keep("health", self._publish_health), name="health")
+                if self.metrics is not None:
+                    tg.create_task(self.supervisor.keep("metrics", self.metrics.run), name="metrics")
                 self.inputs.start()
                 self.started.set()
         finally:

@@ -12,6 +12,7 @@ SCHEMA_EVENT = "campus-edge/event/1"
 SCHEMA_REPORT = "campus-edge/report/1"
 SCHEMA_STATE = "campus-edge/state/1"
 SCHEMA_ACK = "campus-edge/ack/1"
+SCHEMA_HEALTH = "campus-edge/health/1"
 
 
 class Topics:
@@ -28,6 +29,7 @@ class Topics:
         self.commands = f"{self.prefix}/cmd/+"
         self.reply = f"{self.prefix}/reply"
         self.alarms = f"{self.prefix}/alarms"
+        self.health = f"{self.prefix}/health"
 
     def report(self, period: str) -> str:
         """Where the hazard-check report of a period goes."""

@@ -39,6 +39,7 @@ _KINDS = {
     "alarms": "alarms",
     "reply": "reply",
     "report": "report",
+    "health": "health",
 }
 
 
