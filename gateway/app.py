@@ -24,13 +24,14 @@ from gateway.contract import Topics
 from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
 from gateway.hazards import Inspector, ReportClock, run_reports
-from gateway.health import HealthSampler, publish_health
+from gateway.health import HealthSampler, publish_health, status_line
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event
 from gateway.schedule import DAYS
+from gateway.sdnotify import Notifier, keep_systemd_informed
 from gateway.stateboard import StateBoard
 from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
@@ -156,6 +157,7 @@ class Gateway:
             cfg.gateway.state_dir,
             [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
         )
+        self.notifier = Notifier.from_environment()  # systemd's, when it runs the gateway (install-service)
         self.metrics: MetricsServer | None = None
         if cfg.health.metrics_port is not None:
             from gateway.metrics import HealthCollector, MetricsServer  # noqa: PLC0415 (aiohttp: only when asked)
@@ -186,6 +188,9 @@ class Gateway:
 
     async def _publish_health(self) -> None:
         await publish_health(self.health, self.board, self.topics, self.identity.boot_id, self.cfg.health.interval_s)
+
+    async def _inform_systemd(self) -> None:
+        await keep_systemd_informed(self.notifier, self.started, lambda: status_line(self.health.sample()))
 
     async def _reports(self) -> None:
         await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock)
@@ -263,6 +268,8 @@ class Gateway:
                 tg.create_task(self.supervisor.keep("health", self._publish_health), name="health")
                 if self.metrics is not None:
                     tg.create_task(self.supervisor.keep("metrics", self.metrics.run), name="metrics")
+                if self.notifier.enabled:
+                    tg.create_task(self.supervisor.keep("systemd", self._inform_systemd), name="systemd")
                 self.inputs.start()
                 self.started.set()
         finally:
@@ -275,3 +282,4 @@ class Gateway:
                 await bus.__aexit__(None, None, None)
             self.recorder.flush()  # what the last polls recorded, before the store closes
             self.outbox.close()
+            self.notifier.close()
