@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, alarm_cli, bollard_cli
+from gateway import __version__, alarm_cli, bollard_cli, install_service
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     bollard_cli.add_parser(sub)
     alarm_cli.add_parser(sub)
     command_cli.add_parsers(sub)
+    install_service.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_cli.run_keys(args)
         if args.command == "command":
             return command_cli.run_command(args)
+        if args.command == "install-service":
+            return install_service.run(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.app import Gateway  # noqa: PLC0415
