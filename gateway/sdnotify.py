@@ -80,11 +80,19 @@ class Notifier:
 STATUS_EVERY_S = 10.0  # without a watchdog, a changed STATUS= line is sent this often
 
 
+def _status_or_why(status: Callable[[], str]) -> str:
+    """The status line, or what kept it from being read: the pings must not depend on the store being readable."""
+    try:
+        return status()
+    except Exception as exc:  # noqa: BLE001 (a failing store is what the line should then say, not a stop)
+        return f"status unavailable: {type(exc).__name__}: {exc}"
+
+
 async def keep_systemd_informed(notifier: Notifier, started: asyncio.Event, status: Callable[[], str]) -> None:
     """READY=1 once `started` is set, then WATCHDOG=1 and changed STATUS= lines; STOPPING=1 when cancelled."""
     try:
         await started.wait()
-        line = status()
+        line = _status_or_why(status)
         notifier.notify(READY="1", STATUS=line)
         log.info("told systemd the gateway is ready (watchdog every %s s)", notifier.watchdog_interval_s)
         every = notifier.watchdog_interval_s or STATUS_EVERY_S  # with a watchdog, STATUS= rides on its pings
@@ -93,7 +101,7 @@ async def keep_systemd_informed(notifier: Notifier, started: asyncio.Event, stat
             fields: dict[str, str] = {}
             if notifier.watchdog_usec is not None:
                 fields["WATCHDOG"] = "1"
-            now = status()
+            now = _status_or_why(status)
             if now != line:
                 fields["STATUS"] = line = now
             if fields:

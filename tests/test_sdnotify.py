@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import Notifier
+from gateway.sdnotify import Notifier, keep_systemd_informed
 from simulators.broker import PrivateBroker
 from tests.gateway_harness import config_text, make_config, running_gateway
 
@@ -94,3 +94,24 @@ def test_sdnotify_watchdog_meant_for_another_process_is_ignored() -> None:
     assert not Notifier.from_environment({}).enabled
     for n in (other, mine):
         n.close()
+
+
+async def test_sdnotify_pings_go_on_when_the_status_cannot_be_read(notify_socket: socket.socket) -> None:
+    """A status that fails (a store that cannot be read) is reported as such; the watchdog pings go on."""
+
+    def broken() -> str:
+        raise OSError(5, "Input/output error")
+
+    started = asyncio.Event()
+    started.set()
+    notifier = Notifier.from_environment()
+    task = asyncio.create_task(keep_systemd_informed(notifier, started, broken))
+    try:
+        ready = await _next(notify_socket)
+        assert ready == {"READY": "1", "STATUS": "status unavailable: OSError: [Errno 5] Input/output error"}
+        assert await _next(notify_socket) == {"WATCHDOG": "1"}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        notifier.close()
