@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.pdu import ModbusPDU
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from drivers.aio import reraise_if_cancelling
 from drivers.errors import BusError, DeviceException, DeviceTimeout, MalformedReply
@@ -62,16 +65,34 @@ DEVICE_ID_OBJECTS = {
 }
 _IDENTIFICATION_FUNCTION = 43
 _MAX_ID_READS = 4  # a reply that says "more follows" is read on, this many times at most
+LATENCY_WINDOW = 256  # the last answered transactions of a device that its latency quantiles are taken over
 
 
 @dataclass(slots=True)
 class TransactionStats:
-    """Counters per device, for health telemetry."""
+    """Counters per device since the bus was built, for health telemetry.
+
+    `requests` counts attempts (a retry is a request); `timeouts` attempts without a valid reply, `crc_errors` the
+    replies among them that arrived with a wrong CRC (RTU only: noise, a bad termination, a line too long);
+    `exceptions` Modbus exception replies by code. `latencies_s` holds the time from request to reply of the
+    last answered transactions (exception replies included), the bus's inter-frame wait excluded.
+    """
 
     requests: int = 0
     timeouts: int = 0
     malformed: int = 0
+    crc_errors: int = 0
     exceptions: dict[int, int] = field(default_factory=dict)
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The `q` quantile (0 < q < 1) of the recent latencies in seconds; None before the first reply."""
+        if not self.latencies_s:
+            return None
+        if len(self.latencies_s) == 1:
+            return self.latencies_s[0]
+        cuts = statistics.quantiles(self.latencies_s, n=100, method="inclusive")
+        return cuts[round(q * 100) - 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +128,12 @@ class ModbusBus:
         self._lock = asyncio.Lock()
         self._last_end = 0.0
         self.stats: dict[int, TransactionStats] = {}
+        self.current_unit: int | None = None  # the unit of the transaction on the line, if one is
 
     @classmethod
     def rtu(cls, name: str, port: str, baud: int, parity: Literal["N", "E", "O"] = "N", stopbits: int = 1) -> ModbusBus:
         """Build a bus on a serial device (a USB RS-485 adapter, a UART, or a pseudo-terminal)."""
+        crc = _CrcWatch()
         client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
@@ -121,9 +144,12 @@ class ModbusBus:
             timeout=_LIBRARY_TIMEOUT_S,
             retries=0,
             name=name,
+            trace_packet=crc.trace,
         )
         bits = 1 + 8 + (0 if parity == "N" else 1) + stopbits
-        return cls(name, client, rtu_frame_gap_s(baud, bits))
+        bus = cls(name, client, rtu_frame_gap_s(baud, bits))
+        crc.bus = bus
+        return bus
 
     @classmethod
     def tcp(cls, name: str, host: str, port: int) -> ModbusBus:
@@ -269,6 +295,8 @@ class ModbusBus:
             gap = self._last_end + self._frame_gap_s - time.monotonic()
             if gap > 0:
                 await asyncio.sleep(gap)
+            began = time.monotonic()
+            self.current_unit = unit
             try:
                 async with asyncio.timeout(timeout_s):
                     reply = await call()
@@ -278,8 +306,10 @@ class ModbusBus:
                 log.debug("bus %s unit %s: %s", self.name, unit, exc)
                 raise TimeoutError(str(exc)) from exc
             finally:
+                self.current_unit = None
                 self._last_end = time.monotonic()
             reraise_if_cancelling()
+            self.stats.setdefault(unit, TransactionStats()).latencies_s.append(self._last_end - began)
             return reply
 
     async def _call(self, unit: int, function: Function, address: int, count: int) -> ModbusPDU:
@@ -291,3 +321,25 @@ class ModbusBus:
         if function == 3:
             return await c.read_holding_registers(address, count=count, device_id=unit)
         return await c.read_input_registers(address, count=count, device_id=unit)
+
+
+class _CrcWatch:
+    """Counts RTU replies whose CRC is wrong, which pymodbus drops without a word (the request then times out).
+
+    pymodbus hands every received byte buffer to its `trace_packet` hook before its framer looks at it; this runs
+    the same framer's decoding on it and counts the frame that decoding throws away for its CRC, against the unit
+    of the transaction on the line (the frame's own address byte may be the garbled one).
+    """
+
+    def __init__(self) -> None:
+        self.bus: ModbusBus | None = None
+        self._framer = FramerRTU(DecodePDU(is_server=False))
+
+    def trace(self, sending: bool, data: bytes) -> bytes:
+        if sending or self.bus is None or self.bus.current_unit is None:
+            return data
+        used, _unit, _tid, pdu = self._framer.decode(data)
+        if used and not pdu:
+            unit = self.bus.current_unit
+            self.bus.stats.setdefault(unit, TransactionStats()).crc_errors += 1
+        return data

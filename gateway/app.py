@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.device import ModbusDevice
 from drivers.modbus import ModbusBus, RequestPolicy
@@ -24,16 +24,21 @@ from gateway.contract import Topics
 from gateway.doors import DoorAlarms
 from gateway.event_memory import EventMemory
 from gateway.hazards import Inspector, ReportClock, run_reports
+from gateway.health import HealthSampler, publish_health, status_line
 from gateway.inputs import ContactInputs
 from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event
 from gateway.schedule import DAYS
+from gateway.sdnotify import Notifier, keep_systemd_informed
 from gateway.stateboard import StateBoard
 from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
 from gateway.uplink import Identity, Uplink
+
+if TYPE_CHECKING:
+    from gateway.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +152,20 @@ class Gateway:
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
+        self.health = HealthSampler(
+            self.outbox,
+            self.uplink,
+            self.clock,
+            cfg.gateway.state_dir,
+            [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
+        )
+        self.notifier = Notifier.from_environment()  # systemd's, when it runs the gateway (install-service)
+        self.metrics: MetricsServer | None = None
+        if cfg.health.metrics_port is not None:
+            from gateway.metrics import HealthCollector, MetricsServer  # noqa: PLC0415 (aiohttp: only when asked)
+
+            collector = HealthCollector(self.health, __version__, self.identity.boot_id)
+            self.metrics = MetricsServer(collector, cfg.health.metrics_address, cfg.health.metrics_port)
         self.recorder.declare_recovery()
 
     def _watch_bus_load(self) -> None:
@@ -168,6 +187,12 @@ class Gateway:
 
     def _bus_load_changed(self, event: Event) -> None:
         self.recorder.record([], [event])
+
+    async def _publish_health(self) -> None:
+        await publish_health(self.health, self.board, self.topics, self.identity.boot_id, self.cfg.health.interval_s)
+
+    async def _inform_systemd(self) -> None:
+        await keep_systemd_informed(self.notifier, self.started, lambda: status_line(self.health.sample()))
 
     async def _reports(self) -> None:
         await run_reports(self.inspector, self.report_clock, self.topics.report, self.clock, self.report_check_s)
@@ -236,6 +261,11 @@ class Gateway:
                     )
                 for name, poller in self.pollers.items():
                     tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
+                tg.create_task(self.supervisor.keep("health", self._publish_health), name="health")
+                if self.metrics is not None:
+                    tg.create_task(self.supervisor.keep("metrics", self.metrics.run), name="metrics")
+                if self.notifier.enabled:
+                    tg.create_task(self.supervisor.keep("systemd", self._inform_systemd), name="systemd")
                 self.inputs.start()
                 self.started.set()
         finally:
@@ -249,3 +279,4 @@ class Gateway:
             self.alarms.close()
             self.recorder.flush()  # what the last polls recorded, before the store closes
             self.outbox.close()
+            self.notifier.close()

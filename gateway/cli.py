@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import __version__, alarm_cli, bollard_cli, check_cli, init_cli, scan_cli, walktest_cli
+from gateway import __version__, alarm_cli, bollard_cli, check_cli, init_cli, install_service, scan_cli, walktest_cli
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     command_cli.add_parsers(sub)
     walktest_cli.add_parser(sub)
     init_cli.add_parser(sub)
+    install_service.add_parser(sub)
 
     scan_cli.add_parser(sub)
     check_cli.add_parser(sub)
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_cli.run_command(args)
         if args.command == "walktest":
             return walktest_cli.run(args)
+        if args.command == "install-service":
+            return install_service.run(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.app import Gateway  # noqa: PLC0415

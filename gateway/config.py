@@ -6,6 +6,7 @@ Every error names the file, the line and the key, and says what was expected; no
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import tomllib
 from datetime import date, time
@@ -350,6 +351,28 @@ class ReportsConfig(_Frozen):
     untested_after_days: int = Field(default=30, ge=1, le=366)  # a detector not self-tested this long is listed
 
 
+def _loopback(value: str) -> str:
+    try:
+        loopback = value == "localhost" or ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"expected a loopback address (127.0.0.1, ::1 or localhost), got {value!r}: the metrics endpoint has "
+            "no authentication and stays on this machine"
+        )
+    return value
+
+
+class HealthConfig(_Frozen):
+    """Health telemetry on `.../health` every `interval_s`; a Prometheus text endpoint on this machine only,
+    at http://`metrics_address`:`metrics_port`/metrics, off unless `metrics_port` is set (0: any free port, logged)."""
+
+    interval_s: float = Field(default=60.0, ge=1, le=3600)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_address: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1"
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -365,6 +388,7 @@ class Config(_Frozen):
     commands: CommandsConfig | None = None
     alarms: AlarmsConfig = AlarmsConfig()
     reports: ReportsConfig = ReportsConfig()
+    health: HealthConfig = HealthConfig()
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 

@@ -13,6 +13,7 @@ SCHEMA_REPORT = "campus-edge/report/1"
 SCHEMA_STATE = "campus-edge/state/1"
 SCHEMA_ACK = "campus-edge/ack/1"
 SCHEMA_COMMISSIONING = "campus-edge/commissioning/1"
+SCHEMA_HEALTH = "campus-edge/health/1"
 
 
 class Topics:
@@ -30,6 +31,7 @@ class Topics:
         self.reply = f"{self.prefix}/reply"
         self.alarms = f"{self.prefix}/alarms"
         self.commissioning = f"{self.prefix}/commissioning"
+        self.health = f"{self.prefix}/health"
 
     def report(self, period: str) -> str:
         """Where the hazard-check report of a period goes."""

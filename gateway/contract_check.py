@@ -40,6 +40,7 @@ _KINDS = {
     "reply": "reply",
     "report": "report",
     "commissioning": "commissioning",
+    "health": "health",
 }
 
 

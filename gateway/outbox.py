@@ -509,6 +509,11 @@ class Outbox:
         """Messages waiting."""
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def oldest_created_ms(self) -> int | None:
+        """Wall time (ms) the oldest message still waiting was committed; None when none waits."""
+        row = self._db.execute("SELECT created_ms FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return int(row[0]) if row else None
+
     def last_seq(self) -> int:
         """The highest sequence number ever assigned (survives deletes)."""
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()

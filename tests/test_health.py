@@ -1,0 +1,159 @@
+"""Health telemetry and the metrics endpoint: a gateway against simulated devices with injected Modbus faults."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.contract_check import validate_message
+from gateway.errors import ConfigError
+from gateway.health import cpu_temperature_c
+from simulators.broker import PrivateBroker
+from simulators.devices import FirePanelSim, SmokeDetectorSim
+from tests.conftest import open_sim_bus
+from tests.gateway_harness import config_text, make_config, running_gateway
+
+PREFIX = "campus/v1/test-school/gw-1"
+HEALTH = "\n[health]\ninterval_s = 1\nmetrics_port = 0\n"
+
+
+def _device(payload: dict[str, Any], device: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(d for d in payload["modbus"] if d["device"] == device)
+    return found
+
+
+def _faults_seen(topic: str, payload: dict[str, Any]) -> bool:
+    if topic != f"{PREFIX}/health":
+        return False
+    panel, detector = _device(payload, "facp-1"), _device(payload, "sd-101")
+    return bool(panel["crc_errors"] == 2 and panel["timeouts"] >= 3 and detector["exceptions"] == {"2": 1})
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+async def test_health_faults_reach_mqtt_and_metrics(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """CRC errors, dropped replies and an exception reply show in the health message and in the scraped metrics."""
+    panel = FirePanelSim()
+    detector = SmokeDetectorSim()
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("rtu-pty", {1: panel, 11: detector}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)  # the gateway opens its own
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "line", **endpoint, "timeout_ms": 1000, "retries": 2}],
+            [
+                {"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1},
+                {"id": "sd-101", "bus": "line", "unit": 11, "profile": "smoke_detector", "poll_interval_s": 0.1},
+            ],
+            mqtt_extra=HEALTH,
+        )
+        async with running_gateway(make_config(text)) as gw:
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/facp-1" and p["online"])
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/sd-101" and p["online"])
+            panel.faults.corrupt_next_crc = 2
+            panel.faults.drop_next_replies = 1
+            detector.faults.exception_next = 2
+            topic, health = await sub.wait_for(_faults_seen)
+            assert gw.metrics is not None
+            await gw.metrics.bound.wait()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{gw.metrics.port}/metrics") as response,
+            ):
+                assert response.status == 200
+                assert response.headers["Content-Type"].startswith("text/plain")
+                metrics = _samples(await response.text())
+    validate_message(topic, health)
+    panel_health = _device(health, "facp-1")
+    assert panel_health["bus"] == "line"
+    assert panel_health["requests"] > panel_health["timeouts"]
+    assert panel_health["latency_p50_ms"] is not None
+    assert panel_health["latency_p95_ms"] >= panel_health["latency_p50_ms"]
+    assert health["link"]["up"] is True
+    assert health["state_dir_free_bytes"] > 0
+    panel_labels = frozenset({("device", "facp-1"), ("bus", "line"), ("unit", "1")})
+    detector_labels = frozenset({("device", "sd-101"), ("bus", "line"), ("unit", "11")})
+    assert metrics[("campus_edge_modbus_crc_errors_total", panel_labels)] == 2
+    assert metrics[("campus_edge_modbus_timeouts_total", panel_labels)] >= 3
+    assert metrics[("campus_edge_modbus_exceptions_total", detector_labels | {("code", "2")})] == 1
+    assert metrics[("campus_edge_modbus_crc_errors_total", detector_labels)] == 0
+    assert metrics[("campus_edge_link_up", frozenset())] == 1
+    assert ("campus_edge_outbox_depth", frozenset()) in metrics
+    assert metrics[("campus_edge_modbus_latency_p50_seconds", panel_labels)] > 0
+
+
+async def test_health_published_for_every_sample_validates(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A gateway without devices publishes health again and again, valid per the contract; no metrics endpoint."""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/health")
+    text = config_text(tmp_path / "state", broker.url, [], [], mqtt_extra="\n[health]\ninterval_s = 1\n")
+    async with running_gateway(make_config(text)) as gw:
+        assert gw.metrics is None
+        boot_id = gw.identity.boot_id  # not the retained health an earlier gateway of this id left
+        first = await sub.wait_for(lambda t, p: p["boot_id"] == boot_id)
+        second = await sub.wait_for(lambda t, p: p["boot_id"] == boot_id and p["uptime_s"] > first[1]["uptime_s"])
+    for topic, payload in (first, second):
+        validate_message(topic, payload)
+        assert payload["modbus"] == []
+        assert payload["outbox"]["depth"] >= 0
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.7", "gateway.local"])  # noqa: S104 (refused here)
+def test_health_config_refuses_a_metrics_address_off_this_machine(tmp_path: Path, address: str) -> None:
+    """A metrics endpoint anywhere but loopback is refused at load, naming the key and its line."""
+    text = config_text(
+        tmp_path,
+        "mqtt://127.0.0.1:1883",
+        [],
+        [],
+        mqtt_extra=f'\n[health]\nmetrics_port = 9108\nmetrics_address = "{address}"\n',
+    )
+    line = text.splitlines().index(f'metrics_address = "{address}"') + 1
+    with pytest.raises(ConfigError) as caught:
+        make_config(text)
+    assert str(caught.value) == (
+        f"test.toml:{line}: health.metrics_address: expected a loopback address (127.0.0.1, ::1 or localhost), "
+        f"got '{address}': the metrics endpoint has no authentication and stays on this machine"
+    )
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost", "127.0.0.53"])
+def test_health_config_takes_loopback_addresses(tmp_path: Path, address: str) -> None:
+    """Loopback addresses, IPv4 and IPv6, are accepted."""
+    text = config_text(
+        tmp_path,
+        "mqtt://127.0.0.1:1883",
+        [],
+        [],
+        mqtt_extra=f'\n[health]\nmetrics_port = 9108\nmetrics_address = "{address}"\n',
+    )
+    assert make_config(text).health.metrics_address == address
+
+
+def test_health_cpu_temperature_from_thermal_zones(tmp_path: Path) -> None:
+    """The zone typed cpu is read in °C; a board without thermal zones has no temperature."""
+    assert cpu_temperature_c(tmp_path / "absent") is None
+    for name, kind, millidegrees in (
+        ("thermal_zone0", "gpu-thermal", "40000"),
+        ("thermal_zone1", "cpu-thermal", "51634"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "type").write_text(kind + "\n")
+        (tmp_path / name / "temp").write_text(millidegrees + "\n")
+    assert cpu_temperature_c(tmp_path) == 51.6
