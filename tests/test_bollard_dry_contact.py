@@ -301,7 +301,9 @@ async def test_dry_contact_lane_in_a_running_gateway(
         await until(lambda: sim.state is BollardState.UP)
         warned = rig.raise_warnings[0]
         assert warned is not None
-        assert warned >= 1.0
+        # The wiring loop samples the relays every 10 ms and may run late on a loaded machine, so the edges it sees
+        # can be a step apart from the real ones; the exact pre-warning is asserted on a driven clock above.
+        assert warned >= 1.0 - 0.05
         _, event = await sub.wait_for(
             lambda t, p: t == f"{prefix}/event/bollard" and p.get("point") == "state" and p.get("value") == "up"
         )
