@@ -455,6 +455,32 @@ def test_config_pydantic_wording_kept_in_english(old: str, new: str) -> None:
     assert err.value.render("zh-CN") != err.value.render("en")
 
 
+def check_config_process(path: Path, *args: str, lang: str = "zh_CN.UTF-8") -> subprocess.CompletedProcess[str]:
+    """`campus-edge check-config`, as an installer on a Chinese system runs it."""
+    env = {**os.environ, "LANG": lang, "LC_ALL": "", "LC_MESSAGES": ""}
+    argv = [sys.executable, "-m", "gateway.cli", "check-config", str(path), *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+
+
+def test_config_cli_check_in_chinese_from_the_locale_or_lang(tmp_path: Path) -> None:
+    """LANG=zh_CN: the answer and the error in Chinese, the key as written; --lang says otherwise."""
+    ok = check_config_process(DEMO)
+    assert (ok.returncode, ok.stdout) == (0, f"{DEMO}: 正确 (2 条总线, 6 个设备, 4 个输入)\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600'))
+    res = check_config_process(bad)
+    assert (res.returncode, res.stderr) == (2, f"campus-edge: {bad}:14: buses[0].speed: 未知的配置项\n")
+    res = check_config_process(bad, "--lang", "en")
+    assert (res.returncode, res.stderr) == (2, f"campus-edge: {bad}:14: buses[0].speed: unknown key\n")
+    res = check_config_process(bad, "--lang", "zh-CN", lang="C.UTF-8")
+    assert res.stderr == f"campus-edge: {bad}:14: buses[0].speed: 未知的配置项\n"
+    bad.write_text(MINIMAL.replace('type = "rtu"', 'type = "rtu"\nbaud = 1234'))
+    res = check_config_process(bad)
+    assert res.stderr == (
+        f"campus-edge: {bad}:13: buses[0].baud: 应为 2400, 4800, 9600, 19200, 38400, 57600 或 115200\n"
+    )
+
+
 def test_config_error_of_the_running_gateway_stays_english(tmp_path: Path) -> None:
     """`campus-edge run` on a Chinese system: the service's log (its stderr) stays English."""
     bad = tmp_path / "bad.toml"
