@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
     if args.action == "ack" and not args.alarm_id:
-        raise GatewayError("campus-edge alarm ack: which alarm?")
+        raise GatewayError(_("campus-edge alarm ack: which alarm?"))
     request: dict[str, Any] = {"cmd": "alarms", "lang": lang}
     if args.action == "ack":
         request = {"cmd": "ack", "alarm_id": args.alarm_id, "by": args.by or getpass.getuser(), "lang": lang}

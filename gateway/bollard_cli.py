@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
     if args.action != "status" and not args.lane:
-        raise GatewayError(f"campus-edge bollard {args.action}: which lane?")
+        raise GatewayError(_("campus-edge bollard {action}: which lane?", action=args.action))
     request: dict[str, Any] = {"cmd": args.action, "lane": args.lane, "lang": lang}
     if args.action == "lockdown":
         if args.lane not in ("on", "off"):
-            raise GatewayError("campus-edge bollard lockdown: expected on or off")
+            raise GatewayError(_("campus-edge bollard lockdown: expected on or off"))
         request = {"cmd": "lockdown", "on": args.lane == "on", "lang": lang}
     try:
         answer = ask(path, request)

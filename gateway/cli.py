@@ -14,6 +14,7 @@ from gateway import __version__, alarm_cli, bollard_cli, check_cli, init_cli, in
 from gateway.commands import cli as command_cli
 from gateway.config import load_config
 from gateway.errors import GatewayError
+from gateway.i18n import LANGUAGES, _, set_language
 from simulators.scenario import ScenarioError
 
 _QUIET = ("demo", "scan", "check", "walktest")  # their output is for people: only warnings are logged beside it
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     check_cli.add_parser(sub)
     check = sub.add_parser("check-config", help="validate a configuration file and exit (see also: check)")
     check.add_argument("config", type=Path)
+    check.add_argument("--lang", choices=LANGUAGES, help="language of the answer (default: the locale's)")
     return p
 
 
@@ -113,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:
         if args.command == "check-config":
+            set_language(args.lang)
             cfg = load_config(args.config)
-            print(
-                f"{args.config}: ok ({len(cfg.buses)} buses, {len(cfg.devices)} devices, {len(cfg.gpio.inputs)} inputs)"
-            )
+            print(_("{path}: ok ({buses} buses, {devices} devices, {inputs} inputs)", path=args.config,
+                    buses=len(cfg.buses), devices=len(cfg.devices), inputs=len(cfg.gpio.inputs)))  # fmt: skip
             return 0
         if args.command == "init":
             return init_cli.run(args)
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(demo())
     except (GatewayError, ScenarioError) as exc:
-        print(f"campus-edge: {exc}", file=sys.stderr)
+        # In the language the command set (the installer's); `run` and `demo` leave it English, as their logs.
+        print(_("campus-edge: {error}", error=exc), file=sys.stderr)
         return 2
 
 

@@ -1,6 +1,8 @@
 """Site configuration: one TOML file validated once into frozen typed models.
 
 Every error names the file, the line and the key, and says what was expected; nothing starts on a bad file.
+The key stays as written in the TOML; what was expected is a catalogue Message, said in the installer's language
+on a terminal and in English in the service's log.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.errors import ProfileError
-from drivers.profile import load_profile
+from drivers.profile import load_profile, shipped_profiles
 from gateway.commands.envelope import ACTIONS
 from gateway.commands.keys import KeyFileError, check_private_file, load_public
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, os_reason
+from gateway.i18n import N_, Message, MessageError
 from gateway.schedule import DAYS, Period, Schedule
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -31,7 +34,7 @@ def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')") from exc
+        raise MessageError(N_("unknown time zone {value!r} (expected e.g. 'Asia/Shanghai')"), value=value) from exc
     return value
 
 
@@ -85,14 +88,14 @@ class MqttConfig(_Frozen):
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-                raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+                raise MessageError(N_("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"), url=url)
         return urls
 
     @model_validator(mode="after")
     def _plaintext(self) -> MqttConfig:
         plain = [u for u in self.urls if u.startswith("mqtt://")]
         if plain and not self.allow_plaintext:
-            raise ValueError(f"{plain[0]} is plaintext MQTT; use mqtts:// or set allow_plaintext = true")
+            raise MessageError(N_("{url} is plaintext MQTT; use mqtts:// or set allow_plaintext = true"), url=plain[0])
         return self
 
 
@@ -357,10 +360,11 @@ def _loopback(value: str) -> str:
     except ValueError:
         loopback = False
     if not loopback:
-        raise ValueError(
-            f"expected a loopback address (127.0.0.1, ::1 or localhost), got {value!r}: the metrics endpoint has "
-            "no authentication and stays on this machine"
-        )
+        raise MessageError(
+            N_("expected a loopback address (127.0.0.1, ::1 or localhost), got {value!r}: the metrics endpoint has "
+               "no authentication and stays on this machine"),
+            value=value,
+        )  # fmt: skip
     return value
 
 
@@ -428,16 +432,74 @@ def _where(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) 
     return None, key
 
 
-def _expected(err: Any) -> str:
+# pydantic's error types an installer meets, as catalogue templates filled from the error's context (limits,
+# pattern, choices). Where pydantic's English names a TOML thing well it is kept word for word; where it names a
+# Python one (tuple, dictionary, a model class) the TOML word replaces it.
+_PYDANTIC: dict[str, str] = {
+    "missing": N_("required key is missing"),
+    "extra_forbidden": N_("unknown key"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "literal_error": N_("Input should be {expected}"),
+    "too_short": N_("Input should have at least {min_length} item(s), not {actual_length}"),
+    "too_long": N_("Input should have at most {max_length} item(s), not {actual_length}"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_type": N_("Input should be a valid number"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "string_type": N_("Input should be a valid string"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "tuple_type": N_("Input should be a list"),
+    "list_type": N_("Input should be a list"),
+    "dict_type": N_("Input should be a table"),
+    "model_type": N_("Input should be a table"),
+    "model_attributes_type": N_("Input should be a table"),
+    "date_type": N_("Input should be a valid date (YYYY-MM-DD)"),
+    "date_parsing": N_("Input should be a valid date (YYYY-MM-DD)"),
+    "date_from_datetime_parsing": N_("Input should be a valid date (YYYY-MM-DD)"),
+    "date_from_datetime_inexact": N_("Input should be a valid date (YYYY-MM-DD)"),
+    "path_type": N_("Input should be a valid path"),
+    "union_tag_invalid": N_("Input should be one of {expected_tags}, not {tag!r}"),
+    "union_tag_not_found": N_("required key {discriminator} is missing"),
+}
+
+
+def _one_of(choices: str) -> Message:
+    """pydantic's list of a Literal's values (`'a', 'b' or 'c'`), its "or" in the reader's language."""
+    items = re.split(r", | or ", choices)
+    if len(items) == 1:
+        return Message.untranslated(choices)
+    return Message(N_("{choices} or {last}"), choices=", ".join(items[:-1]), last=items[-1])
+
+
+def _expected(err: Any) -> Message:
+    """What pydantic found wrong, as a Message: ours when a validator raised one, a catalogue template for the
+    common error types, pydantic's English for the rest."""
     kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+    ctx = dict(err.get("ctx") or {})
+    error = ctx.get("error")
+    if isinstance(error, MessageError):
+        return error.message
+    if kind in _PYDANTIC:
+        # A float limit pydantic says as an integer (gt=0 on a float: "greater than 0"); say it the same way.
+        ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+        if kind == "literal_error":
+            ctx["expected"] = _one_of(str(ctx["expected"]))
+        try:
+            _PYDANTIC[kind].format(**ctx)
+        except (KeyError, IndexError):  # a context pydantic shapes differently in some version: say it its way
+            pass
+        else:
+            return Message(_PYDANTIC[kind], **ctx)
+    return Message.untranslated(str(err["msg"]).removeprefix("Value error, "))
 
 
+Problems = list[tuple[tuple[str | int, ...], Message]]
 GUARD_KINDS = frozenset({"bollard_raise", "bollard_lower", "bollard_stop", "efo_key"})
 UNIX_PATH_MAX = 107  # a Unix socket path longer than this cannot be bound
 _BCM_MAX = 27  # the GPIO numbers on a Raspberry Pi's 40-pin header
@@ -452,10 +514,10 @@ DEFAULT_PASSWORDS = frozenset(
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
 
 
-def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], list[tuple[tuple[str | int, ...], str]]]:
+def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], Problems]:
     """Credential files resolved against the config's folder, and each one that cannot be read."""
     resolved: dict[str, Path] = {}
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems: Problems = []
     for name in _MQTT_FILES:
         path: Path | None = getattr(mqtt, name)
         if path is None:
@@ -466,84 +528,93 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], lis
             with open(full, "rb") as f:
                 content = f.read(256)
         except OSError as exc:
-            problems.append((("mqtt", name), f"cannot read {full}: {exc.strerror}"))
+            problems.append(
+                (("mqtt", name), Message(N_("cannot read {path}: {error}"), path=full, error=os_reason(exc)))
+            )
             continue
         if not content:
-            problems.append((("mqtt", name), f"{full} is empty"))
+            problems.append((("mqtt", name), Message(N_("{path} is empty"), path=full)))
         elif name in ("key_file", "password_file"):
             try:
                 check_private_file(full)
             except KeyFileError as exc:
-                problems.append((("mqtt", name), str(exc)))
+                problems.append((("mqtt", name), exc.message))
             if name == "password_file" and content.strip().lower() in DEFAULT_PASSWORDS:
-                problems.append((("mqtt", name), f"{full} holds a default password; set a real one"))
+                problems.append(
+                    (("mqtt", name), Message(N_("{path} holds a default password; set a real one"), path=full))
+                )
     if mqtt.key_file is not None and mqtt.cert_file is None:
-        problems.append((("mqtt", "key_file"), "a key_file needs its cert_file"))
+        problems.append((("mqtt", "key_file"), Message(N_("a key_file needs its cert_file"))))
     return resolved, problems
 
 
-def _check_command_keys(
-    commands: CommandsConfig | None, base_dir: Path
-) -> tuple[CommandsConfig | None, list[tuple[tuple[str | int, ...], str]]]:
+def _check_command_keys(commands: CommandsConfig | None, base_dir: Path) -> tuple[CommandsConfig | None, Problems]:
     """Command keys resolved against the config's folder; each that is not an Ed25519 public key, or whose id
     is used twice, or a role that names an action that does not exist."""
     if commands is None:
         return None, []
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems: Problems = []
     keys = []
     seen: set[str] = set()
     for i, key in enumerate(commands.keys):
         path = key.public_key_file if key.public_key_file.is_absolute() else base_dir / key.public_key_file
         if key.id in seen:
-            problems.append((("commands", "keys", i, "id"), f"key id {key.id!r} is used twice"))
+            problems.append((("commands", "keys", i, "id"), Message(N_("key id {id!r} is used twice"), id=key.id)))
         seen.add(key.id)
         try:
             load_public(path)
         except KeyFileError as exc:
-            problems.append((("commands", "keys", i, "public_key_file"), str(exc)))
+            problems.append((("commands", "keys", i, "public_key_file"), exc.message))
         keys.append(key.model_copy(update={"public_key_file": path}))
     for role, actions in commands.roles.items():
         unknown = sorted(set(actions) - set(ACTIONS))
         if unknown:
-            problems.append(
-                (("commands", "roles", role), f"no action {unknown[0]!r}; expected some of {list(ACTIONS)}")
+            no_action = Message(
+                N_("no action {action!r}; expected some of {known}"), action=unknown[0], known=list(ACTIONS)
             )
+            problems.append((("commands", "roles", role), no_action))
     return commands.model_copy(update={"keys": tuple(keys)}), problems
 
 
-def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+# What an id already belongs to, in "id 'x' is already used by a device".
+_USES = {"device": N_("device"), "lane": N_("lane"), "input": N_("GPIO input")}
+
+
+def _cross_check(cfg: Config) -> Problems:
+    """What one table cannot check alone: ids used twice, references to buses, devices, lanes and doors, pins."""
+    problems: Problems = []
     buses = {b.id for b in cfg.buses}
     seen_ids: dict[str, str] = {}
     seen_bus_ids: set[str] = set()
     for i, b in enumerate(cfg.buses):
         if b.id in seen_bus_ids:
-            problems.append((("buses", i, "id"), f"bus id {b.id!r} is used twice"))
+            problems.append((("buses", i, "id"), Message(N_("bus id {id!r} is used twice"), id=b.id)))
         seen_bus_ids.add(b.id)
     units: set[tuple[str, int]] = set()
     for i, d in enumerate(cfg.devices):
         if d.id in seen_ids:
-            problems.append((("devices", i, "id"), f"id {d.id!r} is already used by a {seen_ids[d.id]}"))
-        seen_ids[d.id] = "device"
+            problems.append((("devices", i, "id"), _used_by(d.id, seen_ids)))
+        seen_ids[d.id] = _USES["device"]
         if d.bus not in buses:
-            problems.append((("devices", i, "bus"), f"no bus {d.bus!r}; expected one of {sorted(buses)}"))
+            no_bus = Message(N_("no bus {bus!r}; expected one of {known}"), bus=d.bus, known=sorted(buses))
+            problems.append((("devices", i, "bus"), no_bus))
         if (d.bus, d.unit) in units:
-            problems.append((("devices", i, "unit"), f"unit {d.unit} is already used on bus {d.bus}"))
+            unit_used = Message(N_("unit {unit} is already used on bus {bus}"), unit=d.unit, bus=d.bus)
+            problems.append((("devices", i, "unit"), unit_used))
         units.add((d.bus, d.unit))
         try:
             load_profile(d.profile)
         except ProfileError as exc:
-            problems.append((("devices", i, "profile"), str(exc)))
+            problems.append((("devices", i, "profile"), _profile_problem(d.profile, exc)))
     profiles = {d.id: d.profile for d in cfg.devices}
     pins: dict[str, str] = {}
     for i, lane in enumerate(cfg.lanes):
         if lane.id in seen_ids:
-            problems.append((("lanes", i, "id"), f"id {lane.id!r} is already used by a {seen_ids[lane.id]}"))
-        seen_ids[lane.id] = "lane"
+            problems.append((("lanes", i, "id"), _used_by(lane.id, seen_ids)))
+        seen_ids[lane.id] = _USES["lane"]
         if (lane.controller is None) == (lane.dry_contact is None):
-            problems.append(
-                (("lanes", i, "id"), "a lane needs either controller = a device id or a [dry_contact] table")
-            )
+            either = Message(N_("a lane needs either controller = a device id or a [dry_contact] table"))
+            problems.append((("lanes", i, "id"), either))
             continue
         if lane.dry_contact is not None:
             dry = lane.dry_contact
@@ -555,45 +626,56 @@ def _cross_check(cfg: Config) -> list[tuple[tuple[str | int, ...], str]]:
             continue
         if lane.controller is None or profiles.get(lane.controller) != "bollard_controller":
             known = sorted(k for k, v in profiles.items() if v == "bollard_controller")
-            problems.append(
-                (
-                    ("lanes", i, "controller"),
-                    f"no bollard_controller device {lane.controller!r}; expected one of {known}",
-                )
-            )
+            no_controller = Message(N_("no bollard_controller device {device!r}; expected one of {known}"),
+                                    device=lane.controller, known=known)  # fmt: skip
+            problems.append((("lanes", i, "controller"), no_controller))
         if lane.controller in [other.controller for other in cfg.lanes[:i]]:
-            problems.append((("lanes", i, "controller"), f"controller {lane.controller!r} already drives a lane"))
+            driven = Message(N_("controller {device!r} already drives a lane"), device=lane.controller)
+            problems.append((("lanes", i, "controller"), driven))
     for i, g in enumerate(cfg.gpio.inputs):
         if g.id in seen_ids:
-            problems.append((("gpio", "inputs", i, "id"), f"id {g.id!r} is already used by a {seen_ids[g.id]}"))
-        seen_ids[g.id] = "GPIO input"
+            problems.append((("gpio", "inputs", i, "id"), _used_by(g.id, seen_ids)))
+        seen_ids[g.id] = _USES["input"]
         problems += _pin_problems(("gpio", "inputs", i, "pin"), g.pin, pins, g.id)
         lanes = {lane.id for lane in cfg.lanes}
         if g.kind in GUARD_KINDS and g.lane not in lanes:
-            problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input needs lane = one of {sorted(lanes)}"))
+            needs_lane = Message(N_("a {kind} input needs lane = one of {known}"), kind=g.kind, known=sorted(lanes))
+            problems.append((("gpio", "inputs", i, "lane"), needs_lane))
         if g.kind not in GUARD_KINDS and g.lane is not None:
-            problems.append((("gpio", "inputs", i, "lane"), f"a {g.kind} input has no lane"))
+            problems.append((("gpio", "inputs", i, "lane"), Message(N_("a {kind} input has no lane"), kind=g.kind)))
         doors = sorted(d.id for d in cfg.gpio.inputs if d.kind == "door")
         if g.kind == "rex" and g.door not in doors:
-            problems.append((("gpio", "inputs", i, "door"), f"a rex input needs door = one of {doors}"))
+            needs_door = Message(N_("a rex input needs door = one of {known}"), known=doors)
+            problems.append((("gpio", "inputs", i, "door"), needs_door))
         if g.kind != "rex" and g.door is not None:
-            problems.append((("gpio", "inputs", i, "door"), f"a {g.kind} input has no door"))
+            problems.append((("gpio", "inputs", i, "door"), Message(N_("a {kind} input has no door"), kind=g.kind)))
         if g.kind == "door" and g.armed == "schedule" and "armed" in g.model_fields_set and cfg.schedule is None:
-            problems.append((("gpio", "inputs", i, "armed"), 'armed = "schedule" needs a [schedule]; or "always"'))
+            needs_schedule = Message(N_('armed = "schedule" needs a [schedule]; or "always"'))
+            problems.append((("gpio", "inputs", i, "armed"), needs_schedule))
         if g.held_prewarn_s is not None and g.held_prewarn_s >= g.held_open_s:
-            problems.append((("gpio", "inputs", i, "held_prewarn_s"), "expected less than held_open_s"))
+            less = Message(N_("expected less than held_open_s"))
+            problems.append((("gpio", "inputs", i, "held_prewarn_s"), less))
     if cfg.commands is not None:
         targets = {lane.id for lane in cfg.lanes} | {cfg.gateway.id}
         for i, command_key in enumerate(cfg.commands.keys):
             strangers = sorted(set(command_key.targets or ()) - targets)
             if strangers:
-                problems.append(
-                    (("commands", "keys", i, "targets"), f"no target {strangers[0]!r}; expected of {sorted(targets)}")
-                )
+                no_target = Message(N_("no target {target!r}; expected of {known}"), target=strangers[0],
+                                    known=sorted(targets))  # fmt: skip
+                problems.append((("commands", "keys", i, "targets"), no_target))
     return problems
 
 
-Problems = list[tuple[tuple[str | int, ...], str]]
+def _used_by(item: str, seen: dict[str, str]) -> Message:
+    return Message(N_("id {id!r} is already used by a {what}"), id=item, what=Message(seen[item]))
+
+
+def _profile_problem(name: str, exc: ProfileError) -> Message:
+    """A profile name that is not shipped, said in the reader's language; a custom profile file's own error (its
+    path, its key) is said as the profile loader says it."""
+    if "/" not in name and not name.endswith(".toml") and name not in shipped_profiles():
+        return Message(N_("no device profile named {name!r}"), name=name)
+    return Message(N_("the profile cannot be used: {reason}"), reason=str(exc))
 
 
 def _pin_key(pin: int | str) -> str:
@@ -611,14 +693,15 @@ def _pin_problems(where: tuple[str | int, ...], pin: int | str, used: dict[str, 
     the message names both uses."""
     problems: Problems = []
     if isinstance(pin, int) and not 0 <= pin <= _BCM_MAX:
-        problems.append((where, f"expected a BCM GPIO number 0..{_BCM_MAX}, got {pin}"))
+        problems.append((where, Message(N_("expected a BCM GPIO number 0..{max}, got {pin}"), max=_BCM_MAX, pin=pin)))
     elif isinstance(pin, str) and not _PIN_NAME.fullmatch(pin):
-        problems.append((where, f"expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {pin!r}"))
+        problems.append((where, Message(N_("expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', got {pin!r}"),
+                                        pin=pin)))  # fmt: skip
     key = _pin_key(pin)
     this = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
     this = f"{this.removesuffix('.pin')} ({owner})"
     if key in used:
-        problems.append((where, f"pin {pin} is already used by {used[key]}"))
+        problems.append((where, Message(N_("pin {pin} is already used by {use}"), pin=pin, use=used[key])))
     else:
         used[key] = this
     return problems
@@ -634,13 +717,17 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        raise ConfigError(source, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from exc
+        line = int(m.group(1)) if m else None
+        raise ConfigError(source, line, "", Message(N_("not valid TOML: {reason}"), reason=exc)) from exc
     lines = _line_map(text)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        line, key = _where(lines, tuple(err["loc"]))
+        loc = tuple(err["loc"])
+        if err["type"] == "union_tag_invalid":  # pydantic names the table; the installer wrote the wrong tag
+            loc = (*loc, str(err["ctx"]["discriminator"]).strip("'"))
+        line, key = _where(lines, loc)
         raise ConfigError(source, line, key, _expected(err)) from exc
     problems = _cross_check(cfg)
     files, file_problems = _check_files(cfg.mqtt, base_dir or Path.cwd())
@@ -660,7 +747,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     if cfg.lanes and len(str(control).encode()) > UNIX_PATH_MAX:
         key = "control_socket" if cfg.gateway.control_socket else "state_dir"
         line, where = _where(lines, ("gateway", key))
-        raise ConfigError(source, line, where, f"control socket path {control} is longer than {UNIX_PATH_MAX} bytes")
+        too_long = Message(N_("control socket path {path} is longer than {max} bytes"), path=control, max=UNIX_PATH_MAX)
+        raise ConfigError(source, line, where, too_long)
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return cfg.model_copy(
         update={
@@ -678,5 +766,5 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror}") from exc
+        raise ConfigError(str(path), None, "", Message(N_("cannot read: {reason}"), reason=os_reason(exc))) from exc
     return parse_config(text, str(path), path.parent)

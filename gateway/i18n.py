@@ -7,6 +7,10 @@ read with Babel when first needed (no compiled .mo to go stale). `scripts/i18n` 
 fails when a message has no translation.
 
 Placeholders are `str.format` fields by name (`{device}`), the same in both languages.
+
+Text made before anyone knows who reads it (a configuration error: the installer's terminal, or the service's
+English log) is a `Message`: the marked msgid and its fields, rendered when it is shown. `MessageError` is a
+ValueError carrying one, so that validators can raise it through pydantic, which keeps the exception.
 """
 
 from __future__ import annotations
@@ -81,3 +85,47 @@ def N_(msgid: str) -> str:  # noqa: N802 (the gettext convention)
 def both(msgid: str, **fields: object) -> tuple[str, str]:
     """(English, Chinese) of `msgid`, for payloads that carry both."""
     return tr(msgid, "en", **fields), tr(msgid, "zh-CN", **fields)
+
+
+class Message:
+    """The msgid (marked with `N_()` where it is written) and its fields, rendered in a language chosen later.
+
+    Fields that are Messages are rendered in the same language; `str()` is the active language.
+    """
+
+    __slots__ = ("fields", "msgid", "verbatim")
+
+    def __init__(self, msgid: str, /, **fields: object) -> None:
+        self.msgid = msgid
+        self.fields = fields
+        self.verbatim = False
+
+    @classmethod
+    def untranslated(cls, text: str) -> Message:
+        """Text from elsewhere (a library's English, an operating system's reason), shown as it is."""
+        message = cls(text)
+        message.verbatim = True
+        return message
+
+    def render(self, lang: str) -> str:
+        if self.verbatim:
+            return self.msgid
+        values = {k: v.render(lang) if isinstance(v, Message) else v for k, v in self.fields.items()}
+        return tr(self.msgid, lang, **values)
+
+    def __str__(self) -> str:
+        return self.render(_active)
+
+    def __repr__(self) -> str:
+        return f"Message({self.msgid!r}, **{self.fields!r})"
+
+
+class MessageError(ValueError):
+    """A ValueError whose text is a `Message`: `str()` in the active language, `.message` for any other."""
+
+    def __init__(self, msgid: str, /, **fields: object) -> None:
+        self.message = Message(msgid, **fields)
+        super().__init__(msgid)
+
+    def __str__(self) -> str:
+        return str(self.message)

@@ -329,3 +329,27 @@ async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
     await asyncio.sleep(0.1)
     follow.cancel()
     assert unsynced.closed_campus is None
+
+
+@pytest.mark.parametrize(
+    ("args", "english", "chinese"),
+    [
+        (("bollard", "raise"), "campus-edge bollard raise: which lane?",
+         "campus-edge bollard raise: 哪个车道? 请给出车道编号"),
+        (("bollard", "lockdown", "maybe"), "campus-edge bollard lockdown: expected on or off",
+         "campus-edge bollard lockdown: 请给出 on (开启) 或 off (解除)"),
+        (("alarm", "ack"), "campus-edge alarm ack: which alarm?",
+         "campus-edge alarm ack: 确认哪条报警? 请给出报警编号"),
+    ],
+)  # fmt: skip
+def test_bollard_and_alarm_cli_mistakes_in_the_guards_language(
+    tmp_path: Path, args: tuple[str, ...], english: str, chinese: str
+) -> None:
+    """A guard's mistake on the command line is said in the locale's language (or --lang's), exit 2, before the
+    gateway is asked anything."""
+    argv = [sys.executable, "-m", "gateway.cli", *args, "--socket", str(tmp_path / "none.sock")]
+    env = {**os.environ, "LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+    zh = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    en = subprocess.run([*argv, "--lang", "en"], capture_output=True, text=True, check=False, env=env)
+    assert (zh.returncode, zh.stderr) == (2, f"campus-edge: {chinese}\n")
+    assert (en.returncode, en.stderr) == (2, f"campus-edge: {english}\n")

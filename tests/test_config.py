@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from gateway.config import RtuBusConfig, load_config, parse_config
 from gateway.errors import ConfigError
+from gateway.i18n import set_language
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo-site.toml"
@@ -341,3 +344,151 @@ def test_config_command_key_files_are_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"commands\.keys\[0\]\.public_key_file: .*not a readable PEM public key"):
         parse_config(text, "g.toml")
+
+
+GPIO_TWICE = (
+    '\n[[gpio.inputs]]\nid = "door-a"\npin = 17\nkind = "door"\n'
+    '\n[[gpio.inputs]]\nid = "door-b"\npin = "GPIO17"\nkind = "door"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "english", "chinese"),
+    [
+        ('port = "/dev/ttyUSB0"', 'prt = "/dev/ttyUSB0"', "g.toml:10: buses[0].port: required key is missing",
+         "g.toml:10: buses[0].port: 缺少必填项"),
+        ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600', "g.toml:14: buses[0].speed: unknown key",
+         "g.toml:14: buses[0].speed: 未知的配置项"),
+        ('type = "rtu"', 'type = "rtu"\nparity = "X"', "g.toml:13: buses[0].parity: Input should be 'N', 'E' or 'O'",
+         "g.toml:13: buses[0].parity: 应为 'N', 'E' 或 'O'"),
+        ("unit = 2", "unit = 248", "g.toml:24: devices[1].unit: Input should be less than or equal to 247",
+         "g.toml:24: devices[1].unit: 应小于或等于 247"),
+        ("unit = 2", 'unit = "two"',
+         "g.toml:24: devices[1].unit: Input should be a valid integer, unable to parse string as an integer",
+         "g.toml:24: devices[1].unit: 应为整数, 所填的字符串不是整数"),
+        ('id = "g1"', 'id = "G 1"', "g.toml:5: gateway.id: String should match pattern '^[a-z0-9][a-z0-9_-]{0,63}$'",
+         "g.toml:5: gateway.id: 字符串应符合格式 '^[a-z0-9][a-z0-9_-]{0,63}$'"),
+        ('type = "rtu"', 'type = "rs232"', "g.toml:12: buses[0].type: Input should be one of 'rtu', 'tcp', not 'rs232'",
+         "g.toml:12: buses[0].type: 应为 'rtu', 'tcp' 之一, 实际为 'rs232'"),
+        ('profile = "smoke_detector"', 'profile = "fog_machine"',
+         "g.toml:25: devices[1].profile: no device profile named 'fog_machine'",
+         "g.toml:25: devices[1].profile: 没有名为 'fog_machine' 的设备型号文件 (profile)"),
+        ("unit = 1", "unit = = 1", "g.toml:18: not valid TOML: Invalid value (at line 18, column 8)",
+         "g.toml:18: 不是有效的 TOML: Invalid value (at line 18, column 8)"),
+        ("[[buses]]", GPIO_TWICE + "\n[[buses]]",
+         "g.toml:18: gpio.inputs[1].pin: pin GPIO17 is already used by gpio.inputs[0] (door-a)",
+         "g.toml:18: gpio.inputs[1].pin: 引脚 GPIO17 已被 gpio.inputs[0] (door-a) 使用"),
+        ('id = "smoke-1"', 'id = "facp-1"', "g.toml:22: devices[1].id: id 'facp-1' is already used by a device",
+         "g.toml:22: devices[1].id: 编号 'facp-1' 已被设备使用"),
+    ],
+)  # fmt: skip
+def test_config_error_in_the_installers_language(old: str, new: str, english: str, chinese: str) -> None:
+    """The same error in either language: file, line and key as written, the problem translated; str() follows
+    the active language, English unless a command set another."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL.replace(old, new, 1), "g.toml")
+    assert (err.value.render("en"), err.value.render("zh-CN")) == (english, chinese)
+    assert str(err.value) == english
+    set_language("zh-CN")
+    try:
+        assert str(err.value) == chinese
+        assert err.value.args == (english,)  # what a traceback or a log shows
+    finally:
+        set_language("en")
+
+
+def test_config_secret_others_can_read_in_chinese(tmp_path: Path) -> None:
+    """The key file's own error (KeyFileError) inside the configuration error is translated too."""
+    secret = tmp_path / "client.key"
+    secret.write_text("-----BEGIN PRIVATE KEY-----\n")
+    secret.chmod(0o644)
+    extra = f'key_file = "{secret}"\ncert_file = "{__file__}"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL.replace("[mqtt]\n", "[mqtt]\n" + extra), "g.toml")
+    assert err.value.render("en") == (
+        f"g.toml:8: mqtt.key_file: {secret}: mode 0644 lets others read it; expected 0600 (chmod 600 {secret})"
+    )
+    assert err.value.render("zh-CN") == (
+        f"g.toml:8: mqtt.key_file: {secret}: 权限为 0644, 其他用户可以读取; 应为 0600 (请执行 chmod 600 {secret})"
+    )
+
+
+def test_config_unreadable_file_reason_in_chinese(tmp_path: Path) -> None:
+    """The operating system's reason is translated for the usual ones, and stays the C library's English in
+    English."""
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nothing.toml")
+    assert err.value.render("en") == f"{tmp_path}/nothing.toml: cannot read: No such file or directory"
+    assert err.value.render("zh-CN") == f"{tmp_path}/nothing.toml: 无法读取: 文件或目录不存在"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("unit = 2", "unit = 0"),
+        ("unit = 2", "unit = 248"),
+        ("unit = 2", 'unit = "two"'),
+        ("unit = 2", "unit = 2.5"),
+        ('id = "g1"', 'id = "G 1"'),
+        ('type = "rtu"', 'type = "rtu"\nparity = "X"'),
+        ('type = "rtu"', 'type = "rtu"\nbaud = 1234'),
+        ('type = "rtu"', 'type = "rtu"\nstopbits = 3'),
+        ("[mqtt]\n", "[mqtt]\nallow_plaintext = 3\n"),
+        ("[mqtt]\n", "[mqtt]\npublish_timeout_s = 0\n"),
+        ("[mqtt]\n", "[mqtt]\nkeepalive_s = 1.5\n"),
+        ("[mqtt]\n", '[mqtt]\nusername = ["a"]\n'),
+    ],
+)
+def test_config_pydantic_wording_kept_in_english(old: str, new: str) -> None:
+    """Where the catalogue keeps pydantic's words, the English is pydantic's own, limits and choices filled in
+    from the error: a template whose fields do not match pydantic's would show here."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from gateway.config import Config  # noqa: PLC0415
+
+    text = MINIMAL.replace(old, new, 1)
+    with pytest.raises(ValidationError) as raw:
+        Config.model_validate(tomllib.loads(text))
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert err.value.render("en").endswith(": " + raw.value.errors()[0]["msg"])
+    assert err.value.render("zh-CN") != err.value.render("en")
+
+
+def check_config_process(path: Path, *args: str, lang: str = "zh_CN.UTF-8") -> subprocess.CompletedProcess[str]:
+    """`campus-edge check-config`, as an installer on a Chinese system runs it."""
+    env = {**os.environ, "LANG": lang, "LC_ALL": "", "LC_MESSAGES": ""}
+    argv = [sys.executable, "-m", "gateway.cli", "check-config", str(path), *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+
+
+def test_config_cli_check_in_chinese_from_the_locale_or_lang(tmp_path: Path) -> None:
+    """LANG=zh_CN: the answer and the error in Chinese, the key as written; --lang says otherwise."""
+    ok = check_config_process(DEMO)
+    assert (ok.returncode, ok.stdout) == (0, f"{DEMO}: 正确 (2 条总线, 6 个设备, 4 个输入)\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600'))
+    res = check_config_process(bad)
+    assert (res.returncode, res.stderr) == (2, f"campus-edge: {bad}:14: buses[0].speed: 未知的配置项\n")
+    res = check_config_process(bad, "--lang", "en")
+    assert (res.returncode, res.stderr) == (2, f"campus-edge: {bad}:14: buses[0].speed: unknown key\n")
+    res = check_config_process(bad, "--lang", "zh-CN", lang="C.UTF-8")
+    assert res.stderr == f"campus-edge: {bad}:14: buses[0].speed: 未知的配置项\n"
+    bad.write_text(MINIMAL.replace('type = "rtu"', 'type = "rtu"\nbaud = 1234'))
+    res = check_config_process(bad)
+    assert res.stderr == (
+        f"campus-edge: {bad}:13: buses[0].baud: 应为 2400, 4800, 9600, 19200, 38400, 57600 或 115200\n"
+    )
+
+
+def test_config_error_of_the_running_gateway_stays_english(tmp_path: Path) -> None:
+    """`campus-edge run` on a Chinese system: the service's log (its stderr) stays English."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("unit = 2", "unit = 0"))
+    env = {**os.environ, "LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+    res = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(bad)], capture_output=True,
+                         text=True, check=False, env=env)  # fmt: skip
+    assert (res.returncode, res.stderr) == (
+        2,
+        f"campus-edge: {bad}:24: devices[1].unit: Input should be greater than or equal to 1\n",
+    )

@@ -59,6 +59,53 @@ def test_i18n_marked_calls_are_seen_by_the_extraction() -> None:
     assert not bad, "\n".join(bad)
 
 
+def _carriers(trees: list[ast.Module]) -> set[str]:
+    """Message, MessageError and the classes built on MessageError (KeyFileError...): what carries a msgid."""
+    names = {"Message", "MessageError"}
+    classes = [n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    grown = True
+    while grown:
+        more = {c.name for c in classes if any(isinstance(b, ast.Name) and b.id in names for b in c.bases)}
+        grown = not more <= names
+        names |= more
+    return names
+
+
+def test_i18n_deferred_messages_are_marked() -> None:
+    """A Message (or an error carrying one) is made from a msgid marked with N_() where it is written, or from a
+    table of marked ones; a bare string there would never reach the catalogue and never be translated."""
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(GATEWAY.rglob("*.py"))}
+    carriers = _carriers(list(trees.values()))
+    assert {"Message", "MessageError", "KeyFileError"} <= carriers
+    bad = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in carriers):
+                continue
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.JoinedStr) or (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                bad.append(f"gateway/{path.relative_to(GATEWAY)}:{node.lineno}: {node.func.id}() of an unmarked text")
+    assert not bad, "mark the text with N_():\n" + "\n".join(bad)
+
+
+def test_i18n_a_message_renders_when_shown() -> None:
+    """A Message keeps its msgid and fields; each rendering picks the language, nested Messages follow it, and
+    str() is the active language."""
+    used = i18n.Message(i18n.N_("id {id!r} is already used by a {what}"), id="lane-1", what=i18n.Message("lane"))
+    assert used.render("en") == "id 'lane-1' is already used by a lane"
+    assert used.render("zh-CN") == "编号 'lane-1' 已被车道使用"
+    raw = i18n.Message.untranslated("lane")
+    assert raw.render("zh-CN") == "lane"
+    error = i18n.MessageError(i18n.N_("{path}: not an Ed25519 key"), path="/k.pub")
+    try:
+        assert str(error) == "/k.pub: not an Ed25519 key"
+        i18n.set_language("zh-CN")
+        assert str(error) == "/k.pub: 不是 Ed25519 密钥"
+        assert str(used) == used.render("zh-CN")
+    finally:
+        i18n.set_language("en")
+
+
 def _fields(text: str) -> set[str]:
     return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
 

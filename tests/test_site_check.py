@@ -266,3 +266,22 @@ async def test_check_command_exit_codes_and_languages(tmp_path: Path, broker: Pr
     code, out = await cli("check-config", str(path))
     assert code == 0
     assert out.startswith(f"{path}: ok (1 buses, 2 devices, 2 inputs)")
+
+
+@pytest.mark.parametrize(("env_lang", "args"), [("zh_CN.UTF-8", ()), ("C.UTF-8", ("--lang", "zh-CN"))])
+def test_check_config_error_in_chinese(tmp_path: Path, env_lang: str, args: tuple[str, ...]) -> None:
+    """An installer on a Chinese system (or with --lang zh-CN) reads the configuration's FAIL line in Chinese, the
+    file, line and key as written; --lang en overrides the locale."""
+    path = write_config(tmp_path, "mqtt://127.0.0.1:1", second_pin="GPIO17")
+    env = {**os.environ, "LANG": env_lang, "LC_ALL": "", "LC_MESSAGES": ""}
+    argv = [sys.executable, "-m", "gateway.cli", "check", "--config", str(path)]
+    res = subprocess.run([*argv, *args], capture_output=True, text=True, check=False, env=env)
+    assert res.returncode == 1, res.stderr
+    assert res.stdout == (
+        f"失败    配置: {path}:45: gpio.inputs[1].pin: 引脚 GPIO17 已被 gpio.inputs[0] (door-a) 使用\n"
+        "1 项失败, 0 项警告, 0 项通过\n"
+    )
+    res = subprocess.run([*argv, "--lang", "en"], capture_output=True, text=True, check=False, env=env)
+    assert res.stdout.splitlines()[0] == (
+        f"FAIL  configuration: {path}:45: gpio.inputs[1].pin: pin GPIO17 is already used by gpio.inputs[0] (door-a)"
+    )

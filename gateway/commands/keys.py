@@ -13,9 +13,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.errors import os_reason
+from gateway.i18n import N_, MessageError
 
-class KeyFileError(ValueError):
-    """A key file that cannot be used; the message names the file and why."""
+
+class KeyFileError(MessageError):
+    """A key file that cannot be used; the message names the file and why, in the reader's language (the gateway
+    reports it inside a configuration error)."""
 
 
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -28,7 +32,7 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
-        raise KeyFileError(f"{private_path}: exists already; not overwritten") from exc
+        raise KeyFileError(N_("{path}: exists already; not overwritten"), path=private_path) from exc
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     public_pem = key.public_key().public_bytes(
@@ -43,29 +47,39 @@ def check_private_file(path: Path) -> None:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise KeyFileError(N_("{path}: cannot read: {reason}"), path=path, reason=os_reason(exc)) from exc
     if mode & 0o077:
-        raise KeyFileError(f"{path}: mode {mode:04o} lets others read it; expected 0600 (chmod 600 {path})")
+        raise KeyFileError(
+            N_("{path}: mode {mode:04o} lets others read it; expected 0600 (chmod 600 {path})"), path=path, mode=mode
+        )
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key from a file only its owner can read."""
     check_private_file(path)
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path}: not a readable PEM private key: {exc}") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(N_("{path}: cannot read: {reason}"), path=path, reason=os_reason(exc)) from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(N_("{path}: not a readable PEM private key: {reason}"), path=path, reason=exc) from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: not an Ed25519 key")
+        raise KeyFileError(N_("{path}: not an Ed25519 key"), path=path)
     return key
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: not a readable PEM public key: {exc}") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(N_("{path}: cannot read: {reason}"), path=path, reason=os_reason(exc)) from exc
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise KeyFileError(N_("{path}: not a readable PEM public key: {reason}"), path=path, reason=exc) from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path}: not an Ed25519 key")
+        raise KeyFileError(N_("{path}: not an Ed25519 key"), path=path)
     return key
