@@ -3,7 +3,7 @@
 // copies the firmware's modules and tests into the interpreter's in-memory filesystem (/lib and /tests), builds a
 // unittest suite itself (MicroPython's unittest has no TestLoader) and reads the result back.
 //
-// Usage: node run.mjs [test_module ...]   (default: every firmware/tests/test_*.py)
+// Usage: node run.mjs [--tests DIR] [test_module ...]   (default: every test_*.py of firmware/tests)
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,7 +11,12 @@ import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const firmware = path.resolve(here, "..");
-const testsDir = path.join(firmware, "tests");
+const args = process.argv.slice(2);
+let testsDir = path.join(firmware, "tests");
+if (args[0] === "--tests") {
+  testsDir = path.resolve(args[1]);
+  args.splice(0, 2);
+}
 
 function copyTree(mp, from, to) {
   mp.FS.mkdirTree(to);
@@ -24,8 +29,7 @@ function copyTree(mp, from, to) {
   }
 }
 
-const wanted = process.argv.slice(2);
-const modules = (wanted.length ? wanted : fs.readdirSync(testsDir).filter((f) => /^test_.*\.py$/.test(f)))
+const modules = (args.length ? args : fs.readdirSync(testsDir).filter((f) => /^test_.*\.py$/.test(f)))
   .map((f) => f.replace(/\.py$/, ""))
   .sort();
 if (modules.length === 0) {
