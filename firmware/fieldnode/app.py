@@ -1,7 +1,7 @@
 """The node's main loop: sample the loops, answer the gateway, feed the watchdog. Started by `main.py`."""
 
 from fieldnode import config as config_file
-from fieldnode.board import Board
+from fieldnode.board import Board, maintenance_jumper
 from fieldnode.node import Node
 from fieldnode.rtu import FrameAssembler, Slave
 from fieldnode.ticks import sleep_ms, ticks_add, ticks_diff, ticks_ms, ticks_us
@@ -15,6 +15,11 @@ def run(path: str = CONFIG_PATH) -> None:
     config, problem = config_file.load(path)
     if problem:
         print("campus-edge node:", problem)
+    if maintenance_jumper(config.maintenance_pin):
+        # The watchdog cannot be stopped once started, and mpremote stops the loop to copy files: without this
+        # way out, every update would be cut short by a reset.
+        print(f"campus-edge node: maintenance jumper on GP{config.maintenance_pin}: not started")
+        return
     board = Board(config)
     node = Node(config, config_fault=bool(problem), watchdog_restart=board.watchdog_restart())
     slave = Slave(config.unit, node, node.counters)

@@ -15,6 +15,11 @@ _SAMPLES = 4  # ADC reads averaged per level: the RP2040's ADC is noisy in its l
 _TEMP_CHANNEL = 4  # the RP2040's internal temperature sensor
 
 
+def maintenance_jumper(pin: int) -> bool:
+    """Whether `pin` is tied to GND (a jumper): the installer wants the REPL, not the loop and its watchdog."""
+    return machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+
+
 class Board:
     """The node's peripherals, set up from the configuration."""
 

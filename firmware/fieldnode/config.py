@@ -23,6 +23,7 @@ DEFAULTS: dict[str, object] = {
     "tx_pin": 0,
     "rx_pin": 1,
     "de_pin": 2,
+    "maintenance_pin": 22,  # jumpered to GND at power-up: the node stays at the REPL, without watchdog, for updates
     "debounce_ms": 50,
     "sample_ms": 10,
     "watchdog_ms": 2000,
@@ -52,6 +53,7 @@ class Config:
         self.tx_pin = _int(values, "tx_pin", 0, 29)
         self.rx_pin = _int(values, "rx_pin", 0, 29)
         self.de_pin = _int(values, "de_pin", 0, 29)
+        self.maintenance_pin = _int(values, "maintenance_pin", 0, 29)
         self.debounce_ms = _int(values, "debounce_ms", 0, 1000)
         self.sample_ms = _int(values, "sample_ms", 1, 100)
         self.watchdog_ms = _int(values, "watchdog_ms", 500, 8000)  # the RP2040's watchdog reaches 8.3 s at most
@@ -71,7 +73,12 @@ class Config:
         self.points = _points(values)
         if self.debounce_ms and self.debounce_ms < self.sample_ms:
             raise ConfigError(f"debounce_ms: expected at least sample_ms ({self.sample_ms}) or 0")
-        pins = {"tx_pin": self.tx_pin, "rx_pin": self.rx_pin, "de_pin": self.de_pin}
+        pins = {
+            "tx_pin": self.tx_pin,
+            "rx_pin": self.rx_pin,
+            "de_pin": self.de_pin,
+            "maintenance_pin": self.maintenance_pin,
+        }
         for channel in self.points:
             pins[f"ADC{channel} (GP{26 + channel})"] = 26 + channel
         seen: dict[int, str] = {}

@@ -38,11 +38,12 @@ class Pin:
 
     IN = 0
     OUT = 1
+    PULL_UP = 1
 
-    def __init__(self, pin_id: int, mode: int = IN, value: int | None = None) -> None:
+    def __init__(self, pin_id: int, mode: int = IN, pull: int | None = None, value: int | None = None) -> None:
         self.id = pin_id
         self.mode = mode
-        self._value = value or 0
+        self._value = value or (1 if pull == Pin.PULL_UP else 0)  # nothing is wired to an input: pulled up or low
         _pins[pin_id] = self
 
     def value(self, value: int | None = None) -> int:
