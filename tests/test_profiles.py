@@ -28,6 +28,33 @@ BOLLARD_RISING_DI = [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
 BOLLARD_RISING_IR = [0x0100, 2, 0, 0x0001, 40, 4200, 0, 0, 0, 0, 250, 240, 2, 0, 0b1101]
 
 
+# Door node (docs/firmware.md): door 1 shut (50.00 %), door 2 open (66.67 %), door 3 loop cut (100 %), point 4
+# unused; config fault; two changes since start. The firmware's own tests hold the same words (firmware/tests).
+DOOR_NODE_IR = [
+    0x4401, 0x0100, 0x0100, 3, 0b0111, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 2, 4, 0,
+    0, 1, 1, 0,
+    5000, 6667, 10000, 0,
+]  # fmt: skip
+DOOR_NODE_DI = [0, 1, 0, 0, 0, 0, 1, 0, 1, 1]
+
+
+def test_profile_door_node_golden_words_decode() -> None:
+    """Door 2 open is a door bit, door 3 cut a tamper bit; levels in percent, the fourth point unused."""
+    v = decode(load_profile("door_node"), {"inputs": DOOR_NODE_DI, "registers": DOOR_NODE_IR})
+    assert [v[f"door{n}_state"].value for n in range(1, 5)] == ["normal", "open", "cut", "unused"]
+    assert [v[f"door{n}_open"].value for n in range(1, 5)] == [False, True, False, False]
+    assert [v[f"door{n}_tamper"].value for n in range(1, 5)] == [False, False, True, False]
+    assert v["tamper"].value is True
+    assert v["config_fault"].value is True
+    assert v["watchdog_restart"].value is False
+    assert v["door2_level"].value == 66.67
+    assert v["door3_changes"].value == 1
+    assert v["event_counter"].value == 2
+    profile = load_profile("door_node")
+    assert (profile.point("door1_open").event, profile.point("door1_tamper").event) == ("door", "tamper")
+
+
 def test_profile_fire_panel_golden_words_decode() -> None:
     """The documented panel words decode to fire, backup power fault, first alarm point 102."""
     v = decode(load_profile("fire_panel"), {"summary": PANEL_FIRE})
@@ -120,7 +147,7 @@ def test_profile_unknown_enum_code_is_bad_quality() -> None:
 
 def test_profile_all_shipped_profiles_load() -> None:
     """Every shipped profile validates."""
-    assert shipped_profiles() == ["analog_module", "bollard_controller", "fire_panel", "smoke_detector"]
+    assert shipped_profiles() == ["analog_module", "bollard_controller", "door_node", "fire_panel", "smoke_detector"]
     for name in shipped_profiles():
         assert load_profile(name).model == name
 
