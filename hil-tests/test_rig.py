@@ -1,5 +1,5 @@
-"""The rig itself: its description file, the bench lock, and what a bench checks before it runs. These need no
-rig and run everywhere."""
+"""The rig itself: its description file, the bench lock, what a bench checks before it runs, and the bench backend
+on pseudo-terminals standing in for its adapters. No bench needed: these run in CI."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import test_scenarios  # the module, not its functions: those would be collected here a second time
 from hil.lock import BenchBusy, BenchLock
-from hil.rig import BenchBackend
+from hil.rig import BenchBackend, Rig
 from hil.rigfile import DEFAULT_LOCK, RigFileError, load_rig, parse_rig
+from simulators.pty import PtyPair
 
 RIGS = Path(__file__).parent / "rigs"
 
@@ -120,3 +122,36 @@ BenchLock(Path(sys.argv[2]), "bench-1").__enter__()
 print("holding", flush=True)
 time.sleep(60)
 """
+
+
+def test_rig_scenario_skips_naming_what_the_rig_lacks() -> None:
+    """A bench whose panel is real cannot put it into fire: the scenario skips and says so."""
+    desc = parse_rig(
+        BENCH_LINE + 'gateway_port = "/dev/ttyUSB0"\n'
+        '[[devices]]\nid = "facp-1"\nline = "rs485-1"\nunit = 1\nprofile = "fire_panel"\nreal = true\n',
+        "r.toml",
+    )
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        Rig(desc).simulated("fire_panel")
+    assert skipped.value.msg == "rig b: no simulated fire_panel: a real one cannot be driven from here"
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        Rig(desc).loopback("door")
+    assert skipped.value.msg == "rig b: no GPIO loop-back wired as a door input"
+
+
+async def test_rig_bench_backend_runs_a_scenario_unchanged(tmp_path: Path) -> None:
+    """The bench backend, with a pseudo-terminal pair standing in for the two USB adapters: the fire scenario's
+    body runs as it is, the simulators answering on the device end the rig file names."""
+    async with PtyPair(tmp_path / "ttyUSB0", tmp_path / "ttyUSB1"):
+        desc = parse_rig(
+            BENCH_LINE + f'gateway_port = "{tmp_path}/ttyUSB0"\ndevice_port = "{tmp_path}/ttyUSB1"\nbaud = 19200\n'
+            f'[[devices]]\nid = "facp-1"\nline = "rs485-1"\nunit = 1\nprofile = "fire_panel"\n',
+            "r.toml",
+        )
+        rig = Rig(desc)
+        assert rig.backend.problems(desc) == []
+        with BenchLock(tmp_path / "hil.lock", desc.rig.name):
+            await test_scenarios.test_hil_fire_reaches_the_platform(rig, tmp_path / "run")
+    config = (tmp_path / "run" / "gateway.toml").read_text()
+    assert f'port = "{tmp_path}/ttyUSB0"' in config
+    assert 'pin_factory = "default"' in config
