@@ -180,8 +180,15 @@ class VirtualBackend(Backend):
         pair = await stack.enter_async_context(PtyPair(work / f"{line.id}.gw", work / f"{line.id}.dev"))
         return str(pair.gateway_end), str(pair.device_end)
 
+    def __init__(self) -> None:
+        # One factory for the whole run, as a bench has one set of pins: a pin a scenario's gateway failed to
+        # release is still reserved for the next scenario, here as there.
+        self._factory: Any = None
+
     def pin_factory(self) -> Any:
-        return contact_pin_factory()
+        if self._factory is None:
+            self._factory = contact_pin_factory()
+        return self._factory
 
     def wire(self, factory: Any, loopback: LoopbackConfig) -> None:
         factory.pin(loopback.output, pin_class=WirePin, input_pin=factory.pin(loopback.input))
@@ -288,6 +295,7 @@ class Site:
         self.sims: dict[str, SimDevice] = {}
         self.outputs: dict[str, tuple[DigitalOutputDevice, LoopbackConfig]] = {}
         self._stack = contextlib.AsyncExitStack()
+        self.config_path = work / "gateway.toml"  # the gateway's configuration, written from the rig
         self._gateway: Gateway | None = None
         self._signal: Signal | None = None
 
@@ -305,7 +313,6 @@ class Site:
                 out = DigitalOutputDevice(lb.output, initial_value=_level(lb, False), pin_factory=factory)
                 starting.callback(out.close)
                 self.outputs[lb.id] = (out, lb)
-            self.config_path = self.work / "gateway.toml"
             self.config_path.write_text(self._gateway_toml(buses), encoding="utf-8")
             cfg = load_config(self.config_path)
             ready = asyncio.Event()
