@@ -12,7 +12,7 @@ import pytest
 
 import test_scenarios  # the module, not its functions: those would be collected here a second time
 from hil.lock import BenchBusy, BenchLock
-from hil.rig import BenchBackend, Rig
+from hil.rig import BenchBackend, Rig, VirtualBackend
 from hil.rigfile import DEFAULT_LOCK, RigFileError, load_rig, parse_rig
 from simulators.pty import PtyPair
 
@@ -155,3 +155,11 @@ async def test_rig_bench_backend_runs_a_scenario_unchanged(tmp_path: Path) -> No
     config = (tmp_path / "run" / "gateway.toml").read_text()
     assert f'port = "{tmp_path}/ttyUSB0"' in config
     assert 'pin_factory = "default"' in config
+
+
+def test_rig_virtual_without_socat_is_no_rig(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine that cannot build the virtual rig's serial lines says why (the scenarios then skip with it)."""
+    desc = load_rig(RIGS / "virtual.toml")
+    assert VirtualBackend().unavailable(desc) is None
+    monkeypatch.setenv("PATH", "")
+    assert VirtualBackend().unavailable(desc) == "socat is not installed (scripts/bootstrap installs it)"
