@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.alarms import CLASS_WORDS, AlarmClass
 from gateway.bollard_cli import ask
-from gateway.config import load_config
+from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
 from gateway.i18n import _, set_language, tr
 
@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 done, 1 refused, 2 the gateway cannot be reached."""
-    lang = set_language(args.lang)
+    lang = set_language(args.lang or configured_language(args.config))
     path = args.socket
     if path is None:
         cfg = load_config(args.config)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bollards.supervisor import STATE_WORDS
-from gateway.config import load_config
+from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
 from gateway.i18n import _, set_language, tr
 
@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send one request; print the answer; exit 0 if done, 1 if refused, 2 if the gateway cannot be reached."""
-    lang = set_language(args.lang)
+    lang = set_language(args.lang or configured_language(args.config))
     path = args.socket
     if path is None:
         cfg = load_config(args.config)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from gateway.config import configured_language
 from gateway.i18n import LANGUAGES, N_, _, language, set_language, tr
 from gateway.site_check import Check, Verdict, passed, run_checks
 
@@ -31,7 +32,7 @@ def render(checks: list[Check]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """0 when nothing failed (warnings allowed), 1 otherwise."""
-    set_language(args.lang)
+    set_language(args.lang or configured_language(args.config))
     checks = asyncio.run(run_checks(args.config))
     print(render(checks), end="")
     return 0 if passed(checks) else 1

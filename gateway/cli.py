@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway import __version__, alarm_cli, bollard_cli, check_cli, init_cli, install_service, scan_cli, walktest_cli
 from gateway.commands import cli as command_cli
-from gateway.config import load_config
+from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
 from gateway.i18n import LANGUAGES, _, set_language
 from simulators.scenario import ScenarioError
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:
         if args.command == "check-config":
-            set_language(args.lang)
+            set_language(args.lang or configured_language(args.config))
             cfg = load_config(args.config)
             print(_("{path}: ok ({buses} buses, {devices} devices, {inputs} inputs)", path=args.config,
                     buses=len(cfg.buses), devices=len(cfg.devices), inputs=len(cfg.gpio.inputs)))  # fmt: skip

@@ -51,6 +51,19 @@ class SiteConfig(_Frozen):
 
     id: Id
     name: str = ""
+    # The language of the commands run on the gateway (guards', installers'); `--lang` wins, the locale follows.
+    language: Literal["zh-CN", "en"] | None = None
+
+
+def configured_language(path: Path) -> str | None:
+    """`[site] language` of a configuration file, read without validating the rest (a guard's command line may not
+    read the key files the full check opens); None when absent or unreadable."""
+    try:
+        site = tomllib.loads(path.read_text(encoding="utf-8")).get("site", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    lang = site.get("language") if isinstance(site, dict) else None
+    return lang if lang in ("zh-CN", "en") else None
 
 
 class GatewayConfig(_Frozen):

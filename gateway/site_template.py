@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import PurePosixPath
 
-from gateway.i18n import _
+from gateway.i18n import _, language
 from gateway.init_answers import SiteAnswers
 from gateway.tls_request import CA_NAME, CERT_NAME, KEY_NAME, REQUEST_NAME
 
@@ -113,7 +113,13 @@ def render(answers: SiteAnswers, config_path: str, ca_file: str | None, password
             "do not change it once the platform knows it."
         )
     )
-    t.add("[site]", f"id = {toml_string(a.site_id)}", f"name = {toml_string(a.site_name)}")
+    t.add(
+        "[site]",
+        f"id = {toml_string(a.site_id)}",
+        f"name = {toml_string(a.site_name)}",
+        f"language = {toml_string(language())}  # "
+        + _("of the commands run on the gateway (guards, installers); --lang overrides it"),
+    )
     t.gap()
     t.note(
         _(

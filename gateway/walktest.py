@@ -12,6 +12,7 @@ with the states seen and when, the device's profile, map and firmware versions, 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ SCHEMA = "campus-edge/commissioning/1"
 ONLINE, OPEN, CLOSED = N_("online"), N_("open"), N_("closed")
 ALARM, NORMAL, FIRE, RESET = N_("alarm"), N_("normal"), N_("fire"), N_("reset")
 ACTIVE, PRESSED, RELEASED = N_("active"), N_("pressed"), N_("released")
+TAMPER = N_("tamper (loop shorted or cut)")
 RAISED, LOWERED, WARNING, LIMIT_UP, LIMIT_DOWN = (
     N_("raised"), N_("lowered"), N_("warning lights and buzzer"), N_("upper limit"), N_("lower limit"),
 )  # fmt: skip
@@ -46,6 +48,7 @@ KIND_NAMES = {
     "fire_panel": N_("fire alarm control panel"),
     "bollard_controller": N_("bollard controller"),
     "lane": N_("rising bollard lane"),
+    "supervised_door": N_("door contact with end-of-line supervision"),
     "device": N_("Modbus device"),
 }
 _REQUIRED = {
@@ -55,7 +58,9 @@ _REQUIRED = {
     "smoke_detector": (ONLINE, ALARM, NORMAL),
     "fire_panel": (ONLINE, FIRE, RESET),
     "lane": (RAISED, LOWERED, WARNING, LIMIT_UP, LIMIT_DOWN),
+    "supervised_door": (OPEN, CLOSED, TAMPER),
 }
+_SUPERVISED_POINT = re.compile(r"door(\d+)_state")  # a field node's door loops (drivers/profiles/door_node.toml)
 _READING_POINT = {"door": "open", "trouble_relay": "trouble", "fire_relay": "fire"}
 _VERSION_POINTS = ("map_version", "model_code", "fw_version")
 _LANE_ARRIVALS = {
@@ -102,6 +107,7 @@ class Checklist:
         self.checks: dict[str, Check] = {}
         self.on_progress: list[Callable[[Check, str], None]] = []
         self._lane_of: dict[str, str] = {}  # the device whose readings tell a lane's state -> the lane
+        self._door_of: dict[tuple[str, str], str] = {}  # (field node, its loop's state point) -> the door point
         lanes = {lane.controller: lane for lane in cfg.lanes if lane.controller}
         for inp in cfg.gpio.inputs:
             required = _REQUIRED.get(inp.kind, (PRESSED, RELEASED))
@@ -133,7 +139,11 @@ class Checklist:
     # -- what the gateway saw ---------------------------------------------------------------------------------
 
     def on_readings(self, readings: list[Reading]) -> None:
+        self._add_supervised(readings)
         for r in readings:
+            door = self._door_of.get((r.device, r.point))
+            if door is not None and r.quality is Quality.GOOD:
+                self._supervised_reading(self.checks[door], r)
             lane = self._lane_of.get(r.device)
             check = self.checks.get(lane or r.device)
             if check is None or r.quality is not Quality.GOOD:
@@ -151,6 +161,29 @@ class Checklist:
                     self._see(check, back, r.at.wall_ms)  # back to normal after it was triggered
             else:
                 self._device_reading(check, r)
+
+    def _add_supervised(self, readings: list[Reading]) -> None:
+        """A field node's door loops become points of their own once the node says which are wired (a loop reads
+        `unused` when nothing is connected): each must be seen open, closed, and shorted or cut (its tamper)."""
+        for r in readings:
+            node = self.checks.get(r.device)
+            m = _SUPERVISED_POINT.fullmatch(r.point)
+            if node is None or node.kind != "device" or m is None or r.value in (None, "unused"):
+                continue
+            pid = f"{r.device}.door{m.group(1)}"
+            if pid not in self.checks:
+                name = f"{node.name} {m.group(1)}".strip()
+                self._add(Check(pid, "supervised_door", name, _REQUIRED["supervised_door"], profile=node.profile))
+                self._door_of[(r.device, r.point)] = pid
+
+    def _supervised_reading(self, check: Check, r: Reading) -> None:
+        if r.value == "open":
+            self._see(check, OPEN, r.at.wall_ms)
+            check.armed.add(CLOSED)
+        elif r.value == "normal" and CLOSED in check.armed:
+            self._see(check, CLOSED, r.at.wall_ms)
+        elif r.value in ("short", "cut"):
+            self._see(check, TAMPER, r.at.wall_ms)
 
     def _device_reading(self, check: Check, r: Reading) -> None:
         self._see(check, ONLINE, r.at.wall_ms)

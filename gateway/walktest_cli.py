@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway import __version__
 from gateway.bollards.supervisor import Authority, Command
-from gateway.config import Config, load_config
+from gateway.config import Config, configured_language, load_config
 from gateway.i18n import _, set_language, tr
 from gateway.outbox import PRIORITY_EVENT, Entry
 from gateway.walktest import Check, Checklist, render_html
@@ -257,7 +257,7 @@ async def _simulated(cfg: Config, args: argparse.Namespace, lang: str, by: str) 
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every point passed, 1 when some failed, 2 when the walk test could not run."""
-    lang = set_language(args.lang)
+    lang = set_language(args.lang or configured_language(args.config))
     cfg = load_config(args.config)
     by = args.by or getpass.getuser()
     if args.simulate:

@@ -492,3 +492,24 @@ def test_config_error_of_the_running_gateway_stays_english(tmp_path: Path) -> No
         2,
         f"campus-edge: {bad}:24: devices[1].unit: Input should be greater than or equal to 1\n",
     )
+
+
+def test_config_site_language_sets_the_command_lines_language(tmp_path: Path) -> None:
+    """`[site] language`: the gateway's command lines answer in it on a machine whose locale says otherwise;
+    `--lang` still wins; a broken or absent value falls back to the locale."""
+    from gateway.config import configured_language  # noqa: PLC0415
+
+    chinese = tmp_path / "zh.toml"
+    chinese.write_text(MINIMAL.replace('id = "s1"', 'id = "s1"\nlanguage = "zh-CN"'), encoding="utf-8")
+    assert configured_language(chinese) == "zh-CN"
+    assert load_config(chinese).site.language == "zh-CN"
+    ok = check_config_process(chinese, lang="C.UTF-8")
+    assert (ok.returncode, ok.stdout) == (0, f"{chinese}: 正确 (1 条总线, 2 个设备, 0 个输入)\n")
+    assert check_config_process(chinese, "--lang", "en", lang="C.UTF-8").stdout.startswith(f"{chinese}: ok (")
+    assert configured_language(tmp_path / "absent.toml") is None
+    klingon = tmp_path / "tlh.toml"
+    klingon.write_text(MINIMAL.replace('id = "s1"', 'id = "s1"\nlanguage = "tlh"'), encoding="utf-8")
+    assert configured_language(klingon) is None
+    res = check_config_process(klingon, lang="C.UTF-8")
+    assert res.returncode == 2
+    assert "site.language" in res.stderr

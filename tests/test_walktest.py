@@ -231,3 +231,35 @@ def test_walktest_a_lane_standing_down_at_start_is_not_lowered(tmp_path: Path) -
                            Reading("bollard-1", "state", "down", Quality.GOOD, at),
                            Reading("bollard-1", "limit_down", True, Quality.GOOD, at)])  # fmt: skip
     assert set(checklist.checks["lane-1"].seen) == {"lowered", "lower limit"}
+
+
+def test_walktest_a_field_nodes_wired_loops_are_points_with_a_tamper_test(tmp_path: Path) -> None:
+    """A door node's loops that are wired become points of their own: each passes once seen open, closed again,
+    and shorted or cut (its end-of-line supervision); an unused loop is no point."""
+    from drivers.profile import Quality  # noqa: PLC0415
+    from gateway.records import Reading, Stamp  # noqa: PLC0415
+
+    text = config_text(
+        tmp_path / "state", "mqtt://127.0.0.1:1",
+        [{"id": "field", "type": "rtu", "port": "/dev/ttyUSB9"}],
+        [{"id": "node-1", "bus": "field", "unit": 5, "profile": "door_node", "name": "Block B"}],
+    )  # fmt: skip
+    checklist = Checklist(make_config(text), lambda: 0)
+    at = Stamp(0, 0.0, True)
+
+    def read(point: str, value: Any) -> None:
+        checklist.on_readings([Reading("node-1", point, value, Quality.GOOD, at)])
+
+    checklist.on_readings([Reading("node-1", "door1_state", "normal", Quality.GOOD, at),
+                           Reading("node-1", "door2_state", "unused", Quality.GOOD, at),
+                           Reading("node-1", "model_code", 0x4401, Quality.GOOD, at)])  # fmt: skip
+    assert set(checklist.checks) == {"node-1", "node-1.door1"}
+    assert checklist.checks["node-1"].passed, "the node itself: online"
+    door = checklist.checks["node-1.door1"]
+    assert (door.kind, door.name, door.seen) == ("supervised_door", "Block B 1", {}), "normal at start is not closed"
+    read("door1_state", "open")
+    read("door1_state", "normal")
+    assert not door.passed
+    read("door1_state", "cut")
+    assert door.passed
+    assert checklist.done
