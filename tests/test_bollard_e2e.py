@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from gateway.bollards.interlocks import raise_inhibits
+from gateway.bollards.interlocks import Inhibit, raise_inhibits
 from gateway.bollards.supervisor import Authority, Command, Rule
 from gateway.contract_check import validate_message
 from simulators.bollard import BollardSim, BollardState
@@ -242,3 +242,37 @@ async def test_bollard_fire_stands_across_a_restart_until_the_panel_is_reset(
             assert gw.bollards.request("lane-east", Command.RELEASE_FIRE_HOLD, Authority.GUARD).accepted
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+
+
+async def test_bollard_the_controllers_longer_loop_clear_delay_is_the_lanes(
+    tmp_path: Path, broker: PrivateBroker
+) -> None:
+    """The lane waits 0.3 s after its loop clears, the controller 2 s: once the settings are read, a raise 0.5 s
+    after the van left is refused by the gateway with "the loop cleared less than the clear delay ago" (instead of
+    accepted, then refused by the controller), and goes through once the controller's delay has passed too."""
+    sim = BollardSim()
+    sim.holding[103] = 2000
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus("tcp", {2: sim}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)
+        text = config_text(
+            tmp_path / "state", broker.url, [{"id": "gate", **endpoint}],
+            [{"id": "bollard-east", "bus": "gate", "unit": 2, "profile": "bollard_controller",
+              "poll_interval_s": 0.1}],
+        ) + LANE  # fmt: skip
+        async with running_gateway(make_config(text)) as gw:
+            await gw.bollards.check_settings("lane-east")
+            lane = gw.bollards.supervisors["lane-east"]
+            assert lane.settings.interlocks.loop_clear_delay_s == 2.0
+            signal = watch_gateway(gw)
+            sim.set_input("loop_a_occupied", True)
+            await signal.until(lambda: lane.sensors.view(False).loop_occupied is True)
+            sim.set_input("loop_a_occupied", False)
+            await signal.until(lambda: lane.sensors.view(False).loop_occupied is False)
+            await asyncio.sleep(0.5)
+            early = gw.bollards.request("lane-east", Command.RAISE, Authority.GUARD)
+            assert (early.accepted, early.reasons) == (False, (Inhibit.LOOP_CLEARING,))
+            await asyncio.sleep(1.8)
+            late = gw.bollards.request("lane-east", Command.RAISE, Authority.GUARD)
+            assert late.accepted, late.text()
+            await signal.until(lambda: sim.state is BollardState.UP)

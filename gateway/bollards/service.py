@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,7 @@ class BollardService:
         """
         config, device = self._settings[lane]
         values = await device.read_settings()
+        self._adopt_clear_delay(lane, config, values.get("loop_clear_delay_ms"))
         found = settings_findings(config, values)
         before = self.settings_checked.get(lane)
         self.settings_checked[lane] = found
@@ -399,6 +401,19 @@ class BollardService:
         event = Event("bollard", severity, state, lane, "settings", value, Quality.GOOD, stamp, detail)  # type: ignore[arg-type]
         self.recorder.record([], [event])
         return found
+
+    def _adopt_clear_delay(self, lane: str, config: LaneConfig, clear: PointValue | None) -> None:
+        """A controller that waits longer after its loop clears than the lane says would refuse a raise the gateway
+        accepted ("raise done", then "controller refused"): the gateway waits as long as the longer of the two, so
+        the guard is told "the loop cleared less than the clear delay ago" instead."""
+        sup = self.supervisors[lane]
+        wanted = config.loop_clear_delay_s
+        if clear is not None and clear.quality is Quality.GOOD and isinstance(clear.value, int):
+            wanted = max(wanted, clear.value / 1000)
+        if wanted != sup.settings.interlocks.loop_clear_delay_s:
+            log.info("lane %s: loop clear delay %g s (the lane %g s, the controller's %s)", lane, wanted,
+                     config.loop_clear_delay_s, _text(clear))  # fmt: skip
+            sup.settings = replace(sup.settings, interlocks=replace(sup.settings.interlocks, loop_clear_delay_s=wanted))
 
     # -- lockdown and the closed-campus schedule ---------------------------------------------------------------
 
