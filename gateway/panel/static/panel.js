@@ -99,7 +99,7 @@ function laneCard(l, allowed) {
     `${l.name}: ${SYMBOL[l.state_key] || "?"} ${l.state_text}`,
     l.fire_lane ? el("span", { class: "muted" }, ` (${T.fire_lane})`) : null));
   if (stale) card.append(el("div", { class: "why" }, l.age_s === null ? T.no_data : fill(T.stale, { age: Math.round(l.age_s) })));
-  if (l.fire_hold) card.append(el("div", { class: "hold", "data-testid": "fire-hold" }, "🔥 " + T.fire_hold));
+  if (l.fire_hold) card.append(el("div", { class: "hold", "data-testid": "fire-hold" }, "⚠ " + T.fire_hold));
   if (l.reasons.length) {
     card.append(el("div", { class: "why" }, T.inhibits + ":"));
     card.append(el("ul", { "data-testid": "inhibits" }, ...l.reasons.map((r) => el("li", {}, r))));
@@ -174,6 +174,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lang").addEventListener("click", async () => {
     lang = lang === "zh-CN" ? "en" : "zh-CN";
     localStorage.setItem("lang", lang);
+    $("result").textContent = "";
     await loadTexts();
     if (csrf) { $("who").textContent = ""; const r = await fetch("/api/session"); if (r.ok) showMain(await r.json()); }
   });
