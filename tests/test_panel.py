@@ -4,9 +4,10 @@ A real gateway on the simulated demo site; a real HTTPS client that trusts only 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,16 @@ async def sign_in(http: aiohttp.ClientSession, guard: str) -> str:
     return str(body["csrf"])
 
 
-async def first_snapshot(http: aiohttp.ClientSession, lang: str = "zh-CN") -> dict[str, Any]:
-    async with http.get(f"/api/events?lang={lang}") as r:
+async def snapshot(
+    http: aiohttp.ClientSession, lang: str = "zh-CN", until: Callable[[dict[str, Any]], bool] = lambda _s: True
+) -> dict[str, Any]:
+    """The first snapshot the live stream pushes for which `until` holds."""
+    async with asyncio.timeout(20), http.get(f"/api/events?lang={lang}") as r:
         assert r.headers["Content-Type"].startswith("text/event-stream")
         async for line in r.content:
-            if line.startswith(b"data: "):
-                return dict(json.loads(line[6:]))
-    raise AssertionError("no snapshot")
+            if line.startswith(b"data: ") and until(snap := dict(json.loads(line[6:]))):
+                return snap
+    raise AssertionError("the stream ended")
 
 
 async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
@@ -136,9 +140,7 @@ async def test_panel_raise_refused_for_a_vehicle_shows_why_and_audits_the_guard(
             async with http.post("/api/action", json={"action": "raise", "lane": "lane-east"}, headers=headers) as r:
                 assert r.status == 403
         assert running.audit("raise") == []
-        snap = await first_snapshot(http)
-        while "loop_occupied" not in snap["lanes"][0]["inhibits"]:
-            snap = await first_snapshot(http)
+        snap = await snapshot(http, until=lambda s: "loop_occupied" in s["lanes"][0]["inhibits"])
         lane = snap["lanes"][0]
         assert lane["reasons"][0] == "地感线圈有车"
         assert snap["mode"] == "normal"
@@ -175,7 +177,7 @@ async def test_panel_operator_declares_and_ends_a_lockdown(running: PanelSite) -
             "/api/action", json={"action": "lockdown_on", "lang": "en"}, headers={"X-CSRF-Token": csrf}
         ) as r:
             assert await r.json() == {"ok": True, "text": "lockdown declared: gates closed"}
-        snap = await first_snapshot(http)
+        snap = await snapshot(http)
         assert (snap["mode"], snap["lockdown"]) == ("lockdown", True)
         async with http.post(
             "/api/action", json={"action": "lockdown_off", "lang": "en"}, headers={"X-CSRF-Token": csrf}
@@ -183,3 +185,30 @@ async def test_panel_operator_declares_and_ends_a_lockdown(running: PanelSite) -
             assert (await r.json())["ok"] is True
     assert running.gw.bollards.lockdown is None
     assert [e.value for e in running.audit("lockdown_on") + running.audit("lockdown_off")] == ["done", "done"]
+
+
+async def test_panel_works_with_the_platform_down_and_greys_a_lost_controller(tmp_path: Path) -> None:
+    """No broker at all: the panel serves, says the link is down, and the guard's commands are decided locally. A
+    controller that stops answering makes its lane stale, with the age of its last data, and a raise is refused."""
+    import socket  # noqa: PLC0415
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed_port = s.getsockname()[1]  # nothing listens there once closed: the platform is unreachable
+    async with panel_site(tmp_path, f"mqtt://127.0.0.1:{closed_port}") as ps, client(ps) as http:
+        csrf = await sign_in(http, "wang")
+        snap = await snapshot(http, "en")
+        assert snap["link_up"] is False
+        async with http.post(
+            "/api/action", json={"action": "lower", "lane": "lane-east", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            assert await r.json() == {"ok": True, "text": "lane-east: lower done"}
+        ps.bollard.faults.silent = True
+        lane = (await snapshot(http, "en", lambda s: bool(s["lanes"][0]["stale"])))["lanes"][0]
+        assert lane["age_s"] > 1.0  # older than the lane's max_staleness_s
+        assert "the controller's data is too old" in lane["reasons"]
+        async with http.post(
+            "/api/action", json={"action": "raise", "lane": "lane-east", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            body = await r.json()
+        assert body["ok"] is False
+        assert "the controller's data is too old" in body["text"]
