@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,18 @@ def test_panel_pin_hash_checks_only_its_pin() -> None:
     assert check_pin("2468", second)
     assert not check_pin("2469", first)
     assert not check_pin("2468", "scrypt$1$nonsense")
+
+
+def test_panel_hash_pin_command_prints_a_hash_of_the_pin() -> None:
+    """`campus-edge panel hash-pin` reads the PIN from standard input (no echo at a terminal) and prints a hash that
+    checks it; a PIN under 4 digits is refused, in the asked language."""
+    cmd = [sys.executable, "-m", "gateway.cli", "panel", "hash-pin"]
+    done = subprocess.run(cmd, input="2468\n", capture_output=True, text=True, check=True, timeout=60)
+    assert check_pin("2468", done.stdout.strip())
+    short = subprocess.run(
+        [*cmd, "--lang", "zh-CN"], input="12\n", capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (short.returncode, short.stderr.strip()) == (2, "campus-edge: PIN 码至少 4 位数字")
 
 
 def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
