@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from gateway.config import parse_config
+from gateway.contract_check import validate_message
 from gateway.errors import ConfigError
 from gateway.panel.auth import Gatekeeper, check_pin, hash_pin
 from simulators.broker import PrivateBroker
@@ -183,8 +184,12 @@ async def test_panel_raise_refused_for_a_vehicle_shows_why_and_audits_the_guard(
     assert forbidden.detail["reason"] == "forbidden"
 
 
-async def test_panel_operator_declares_and_ends_a_lockdown(running: PanelSite) -> None:
-    """An operator's role may declare a lockdown: the site's mode says so, and it ends from the panel too."""
+async def test_panel_operator_declares_and_ends_a_lockdown(
+    running: PanelSite, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """An operator's role may declare a lockdown: the site's mode says so, and it ends from the panel too. The audit
+    reaches the platform as the contract says a `command` event is."""
+    sub = await subscriber_factory(broker.url, "campus/v1/demo-school/gw-east-gate/event/command")
     async with client(running) as http:
         csrf = await sign_in(http, "li")
         async with http.post(
@@ -199,6 +204,13 @@ async def test_panel_operator_declares_and_ends_a_lockdown(running: PanelSite) -
             assert (await r.json())["ok"] is True
     assert running.gw.bollards.lockdown is None
     assert [e.value for e in running.audit("lockdown_on") + running.audit("lockdown_off")] == ["done", "done"]
+    topic, payload = await sub.wait_for(lambda _t, p: p["point"] == "panel_lockdown_off")
+    validate_message(topic, payload)
+    assert (payload["device"], payload["detail"]["operator"], payload["detail"]["operator_name"]) == (
+        "gw-east-gate",
+        "li",
+        "李队长",
+    )
 
 
 async def test_panel_works_with_the_platform_down_and_greys_a_lost_controller(tmp_path: Path) -> None:
