@@ -278,14 +278,17 @@ class PanelServer:
         lang = normalise(request.query.get("lang", session.lang))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
-        while self.gate.session(session.token) is session:
-            self._changed.clear()
-            data = json.dumps(self.snapshot(session, lang), ensure_ascii=False)
-            await response.write(f"data: {data}\n\n".encode())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PUSH_S):
-                    await self._changed.wait()
-        await response.write(b"event: expired\ndata: {}\n\n")
+        try:
+            while self.gate.session(session.token) is session:
+                self._changed.clear()
+                data = json.dumps(self.snapshot(session, lang), ensure_ascii=False)
+                await response.write(f"data: {data}\n\n".encode())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PUSH_S):
+                        await self._changed.wait()
+            await response.write(b"event: expired\ndata: {}\n\n")
+        except ConnectionResetError:
+            pass  # the page was closed or reloaded: its stream ends with it
         return response
 
     def snapshot(self, session: Session, lang: str) -> dict[str, Any]:
