@@ -7,6 +7,7 @@ main screen (kept in docs/ when PANEL_SCREENSHOTS names that folder)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,9 @@ async def test_panel_browser_main_screen_refusal_fire_ack_release_both_languages
         await expect(page.locator("#result")).to_have_text("lane-east: release fire hold done", timeout=WAIT_MS)
         await expect(lane.locator('[data-testid="fire-hold"]')).to_have_count(0, timeout=WAIT_MS)
         assert ps.gw.bollards.supervisors["lane-east"].fire_hold is False
+        assert await page.locator('[data-action*="efo"]').count() == 0  # EFO is the local key switch's alone
+
+        # The controller stops answering: its lane is greyed, with the age of the last data it gave.
+        ps.bollard.faults.silent = True
+        await expect(lane).to_have_class(re.compile(r"\bstale\b"), timeout=WAIT_MS)
+        await expect(lane).to_contain_text("No fresh data for", timeout=WAIT_MS)
