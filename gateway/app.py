@@ -39,6 +39,7 @@ from gateway.uplink import Identity, Uplink
 
 if TYPE_CHECKING:
     from gateway.metrics import MetricsServer
+    from gateway.panel.server import PanelServer
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,11 @@ class Gateway:
 
             collector = HealthCollector(self.health, __version__, self.identity.boot_id)
             self.metrics = MetricsServer(collector, cfg.health.metrics_address, cfg.health.metrics_port)
+        self.panel: PanelServer | None = None
+        if cfg.panel is not None:
+            from gateway.panel.server import PanelServer  # noqa: PLC0415 (aiohttp: only when asked)
+
+            self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, self.health, self.recorder, self.clock)
         self.recorder.declare_recovery()
 
     def _watch_bus_load(self) -> None:
@@ -264,6 +270,8 @@ class Gateway:
                 tg.create_task(self.supervisor.keep("health", self._publish_health), name="health")
                 if self.metrics is not None:
                     tg.create_task(self.supervisor.keep("metrics", self.metrics.run), name="metrics")
+                if self.panel is not None:
+                    tg.create_task(self.supervisor.keep("panel", self.panel.run), name="panel")
                 if self.notifier.enabled:
                     tg.create_task(self.supervisor.keep("systemd", self._inform_systemd), name="systemd")
                 self.inputs.start()

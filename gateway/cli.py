@@ -15,6 +15,7 @@ from gateway.commands import cli as command_cli
 from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
 from gateway.i18n import LANGUAGES, _, set_language
+from gateway.panel import cli as panel_cli
 from simulators.scenario import ScenarioError
 
 _QUIET = ("demo", "scan", "check", "walktest")  # their output is for people: only warnings are logged beside it
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     alarm_cli.add_parser(sub)
     command_cli.add_parsers(sub)
     walktest_cli.add_parser(sub)
+    panel_cli.add_parser(sub)
     init_cli.add_parser(sub)
     install_service.add_parser(sub)
 
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_cli.run_command(args)
         if args.command == "walktest":
             return walktest_cli.run(args)
+        if args.command == "panel":
+            return panel_cli.run(args)
         if args.command == "install-service":
             return install_service.run(args)
         cfg = load_config(args.config)

@@ -390,6 +390,49 @@ class HealthConfig(_Frozen):
     metrics_address: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1"
 
 
+PIN_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
+
+
+def _pin_hash(value: str) -> str:
+    if not re.fullmatch(PIN_HASH, value):
+        raise MessageError(N_("expected the hash `campus-edge panel hash-pin` prints (scrypt$...), never the PIN"))
+    return value
+
+
+class PanelGuardConfig(_Frozen):
+    """A guard who may sign in at the gate-house panel: the PIN is kept only as `campus-edge panel hash-pin`'s
+    scrypt hash; the role is one of the command roles (what it may do: [commands] roles, or the defaults)."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    name: str = Field(default="", max_length=64)  # shown on the panel and kept in the audit beside the id
+    pin_hash: Annotated[str, AfterValidator(_pin_hash)]
+    role: Literal["guard", "operator", "admin"] = "guard"
+
+
+class PanelConfig(_Frozen):
+    """The gate-house panel (issue 10): HTTPS on `address`:`port` with the gateway's certificate, off unless this
+    table is present. Sessions end `session_s` after sign-in; `max_attempts` wrong PINs in a row lock the guard id
+    (and the address they came from) out for `lockout_s`."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    cert_file: Path = Path("tls/gateway.crt")
+    key_file: Path = Path("tls/gateway.key")
+    guards: tuple[PanelGuardConfig, ...] = Field(min_length=1)
+    session_s: float = Field(default=900.0, ge=10, le=43200)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    lockout_s: float = Field(default=300.0, ge=1, le=86400)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise MessageError(N_("expected an IP address of this gateway, got {value!r}"), value=value) from None
+        return value
+
+
 class Config(_Frozen):
     """The whole site configuration."""
 
@@ -406,6 +449,7 @@ class Config(_Frozen):
     alarms: AlarmsConfig = AlarmsConfig()
     reports: ReportsConfig = ReportsConfig()
     health: HealthConfig = HealthConfig()
+    panel: PanelConfig | None = None
     source: str = Field(default="", exclude=True)
     digest: str = Field(default="", exclude=True)
 
@@ -589,6 +633,26 @@ def _check_command_keys(commands: CommandsConfig | None, base_dir: Path) -> tupl
     return commands.model_copy(update={"keys": tuple(keys)}), problems
 
 
+def _check_panel(panel: PanelConfig | None, base_dir: Path) -> tuple[PanelConfig | None, Problems]:
+    """The panel's certificate and key resolved against the config's folder and readable; guard ids used once."""
+    if panel is None:
+        return None, []
+    problems: Problems = []
+    files: dict[str, Path] = {}
+    for key in ("cert_file", "key_file"):
+        path: Path = getattr(panel, key)
+        path = path if path.is_absolute() else base_dir / path
+        files[key] = path
+        if not path.is_file():
+            problems.append((("panel", key), Message(N_("no such file: {path}"), path=path)))
+    seen: set[str] = set()
+    for i, guard in enumerate(panel.guards):
+        if guard.id in seen:
+            problems.append((("panel", "guards", i, "id"), Message(N_("guard id {id!r} is used twice"), id=guard.id)))
+        seen.add(guard.id)
+    return panel.model_copy(update=files), problems
+
+
 # What an id already belongs to, in "id 'x' is already used by a device".
 _USES = {"device": N_("device"), "lane": N_("lane"), "input": N_("GPIO input")}
 
@@ -747,6 +811,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     problems += file_problems
     commands, command_problems = _check_command_keys(cfg.commands, base_dir or Path.cwd())
     problems += command_problems
+    panel, panel_problems = _check_panel(cfg.panel, base_dir or Path.cwd())
+    problems += panel_problems
     if problems:
         loc, msg = problems[0]
         line, key = _where(lines, loc)
@@ -770,6 +836,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             "gateway": cfg.gateway.model_copy(update={"state_dir": state_dir, "control_socket": control}),
             "mqtt": cfg.mqtt.model_copy(update=files),
             "commands": commands,
+            "panel": panel,
         }
     )
 

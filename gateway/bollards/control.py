@@ -105,7 +105,7 @@ class ControlSocket:
                 "ok": True,
                 "lockdown": self.service.lockdown.name.lower() if self.service.lockdown else None,
                 "closed_campus": self.service.closed_campus,
-                "lanes": [self._status(lane, lang) for lane in self.service.supervisors],
+                "lanes": [lane_status(self.service, lane, lang) for lane in self.service.supervisors],
             }
         if cmd in ("alarms", "ack") and self.alarms is not None:
             return self._alarms(cmd, req, lang)
@@ -144,19 +144,26 @@ class ControlSocket:
         words = {"acknowledged": N_("acknowledged"), "closed": N_("acknowledged and closed")}
         return {"ok": True, "state": state, "text": f"{aid}: {tr(words.get(state, state), lang)}"}
 
-    def _status(self, lane: str, lang: str) -> dict[str, Any]:
-        sup = self.service.supervisors[lane]
-        view = sup.sensors.view(sup.fire_hold)
-        inhibits = raise_inhibits(view, self.service.clock.mono(), sup.settings.interlocks)
-        return {
-            "lane": lane,
-            "state": view.state,
-            "fire_hold": sup.fire_hold,
-            "fire": sup.fire_active,
-            "inhibits": [i.value for i in inhibits],
-            "text": "; ".join(reason(i, lang) for i in inhibits),
-            "stale": view.read_mono is None
-            or self.service.clock.mono() - view.read_mono > sup.settings.interlocks.max_staleness_s,
-            "modes": sorted(sup.intents),
-            "last": sup.last_decision.text(lang) if sup.last_decision else None,
-        }
+
+def lane_status(service: BollardService, lane: str, lang: str) -> dict[str, Any]:
+    """One lane as the gate house sees it (this socket and the panel): its state, every inhibit of a raise by
+    name, the fire hold, whether the data is stale and how old, the modes that want it up, the last decision."""
+    sup = service.supervisors[lane]
+    view = sup.sensors.view(sup.fire_hold)
+    now = service.clock.mono()
+    inhibits = raise_inhibits(view, now, sup.settings.interlocks)
+    age = None if view.read_mono is None else round(now - view.read_mono, 1)
+    return {
+        "lane": lane,
+        "state": view.state,
+        "fire_hold": sup.fire_hold,
+        "fire": sup.fire_active,
+        "fire_lane": sup.settings.fire_lane,
+        "inhibits": [i.value for i in inhibits],
+        "reasons": [reason(i, lang) for i in inhibits],
+        "text": "; ".join(reason(i, lang) for i in inhibits),
+        "stale": age is None or age > sup.settings.interlocks.max_staleness_s,
+        "age_s": age,
+        "modes": sorted(sup.intents),
+        "last": sup.last_decision.text(lang) if sup.last_decision else None,
+    }

@@ -1,0 +1,129 @@
+"""Who is at the panel: PINs hashed with scrypt, sign-in attempts counted and locked out, sessions that end, and a
+CSRF token per session.
+
+A guard's PIN is short, so the hash is what keeps it from whoever copies the configuration: scrypt with a random
+salt, compared in constant time. The lock-out is what keeps it from whoever stands at the tablet: `max_attempts`
+wrong PINs in a row lock the guard id, and the address they came from, for `lockout_s`. Time is the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.config import PanelConfig, PanelGuardConfig
+
+# 16 MiB and some tens of milliseconds on a Raspberry Pi 4: paid once per sign-in, on the event loop (a sign-in is
+# rare and the lock-out bounds how often anyone can make the gateway pay it).
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+MIN_PIN = 4
+
+
+def hash_pin(pin: str, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash` (base64), for `[[panel.guards]] pin_hash`."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return "$".join(
+        [
+            "scrypt",
+            str(SCRYPT_N),
+            str(SCRYPT_R),
+            str(SCRYPT_P),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
+
+
+def check_pin(pin: str, stored: str) -> bool:
+    """Whether `pin` is the one `stored` was made from (constant-time comparison of the digests)."""
+    try:
+        kind, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(pin.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(digest))
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, digest)
+
+
+# Checked instead when the guard id is unknown, so that a wrong id costs what a wrong PIN costs.
+_DECOY = hash_pin("decoy", b"campus-edge-decoy")
+
+
+@dataclass(slots=True)
+class Session:
+    """A signed-in guard at one browser."""
+
+    token: str
+    csrf: str
+    guard: PanelGuardConfig
+    expires: float
+    lang: str = "zh-CN"
+
+
+@dataclass(slots=True)
+class _Tries:
+    failures: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass
+class Gatekeeper:
+    """Sign-in, lock-out and sessions of one panel."""
+
+    cfg: PanelConfig
+    mono: Callable[[], float]
+    sessions: dict[str, Session] = field(default_factory=dict)
+    _tries: dict[str, _Tries] = field(default_factory=dict)
+
+    def locked(self, *keys: str) -> float:
+        """Seconds until the last of `keys` (a guard id, an address) is unlocked; 0 when none is locked."""
+        now = self.mono()
+        return max((max(0.0, t.locked_until - now) for k in keys if (t := self._tries.get(k))), default=0.0)
+
+    def sign_in(self, guard_id: str, pin: str, address: str) -> Session | None:
+        """A session for a guard whose PIN is right, unless the id or the address is locked out (the caller checks
+        `locked()` first, to say so); a wrong PIN counts against both."""
+        guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
+        ok = check_pin(pin, guard.pin_hash if guard else _DECOY) and guard is not None
+        keys = (f"id:{guard_id}", f"addr:{address}")
+        if not ok or guard is None:
+            for key in keys:
+                tries = self._tries.setdefault(key, _Tries())
+                tries.failures += 1
+                if tries.failures >= self.cfg.max_attempts:
+                    tries.failures = 0
+                    tries.locked_until = self.mono() + self.cfg.lockout_s
+            return None
+        for key in keys:
+            self._tries.pop(key, None)
+        self._expire()
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), guard, self.mono() + self.cfg.session_s)
+        self.sessions[session.token] = session
+        return session
+
+    def session(self, token: str | None) -> Session | None:
+        """The live session of a cookie's token; an expired one is forgotten."""
+        self._expire()
+        return self.sessions.get(token) if token else None
+
+    def sign_out(self, token: str) -> None:
+        self.sessions.pop(token, None)
+
+    def _expire(self) -> None:
+        now = self.mono()
+        for token in [t for t, s in self.sessions.items() if s.expires <= now]:
+            del self.sessions[token]
+
+
+def csrf_ok(session: Session, sent: str | None) -> bool:
+    """The token the page was given, sent back in a header a foreign site's form cannot set."""
+    return sent is not None and hmac.compare_digest(session.csrf.encode(), sent.encode())

@@ -1,0 +1,240 @@
+"""The gate-house panel over HTTPS (issue 10): PINs hashed, sign-in locked out after wrong PINs, sessions that end,
+CSRF refused, roles from the command roles, every action through the supervisor and audited with the guard's id.
+A real gateway on the simulated demo site; a real HTTPS client that trusts only the test CA."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.config import parse_config
+from gateway.contract_check import validate_message
+from gateway.errors import ConfigError
+from gateway.panel.auth import Gatekeeper, check_pin, hash_pin
+from simulators.broker import PrivateBroker
+from tests.panel_site import PINS, PanelSite, panel_config, panel_site
+
+
+def test_panel_pin_hash_checks_only_its_pin() -> None:
+    """A hash is salted (two hashes of one PIN differ) and checks its own PIN only; a malformed one checks none."""
+    first, second = hash_pin("2468"), hash_pin("2468")
+    assert first != second
+    assert first.startswith("scrypt$16384$8$1$")
+    assert check_pin("2468", first)
+    assert check_pin("2468", second)
+    assert not check_pin("2469", first)
+    assert not check_pin("2468", "scrypt$1$nonsense")
+
+
+def test_panel_hash_pin_command_prints_a_hash_of_the_pin() -> None:
+    """`campus-edge panel hash-pin` reads the PIN from standard input (no echo at a terminal) and prints a hash that
+    checks it; a PIN under 4 digits is refused, in the asked language."""
+    cmd = [sys.executable, "-m", "gateway.cli", "panel", "hash-pin"]
+    done = subprocess.run(cmd, input="2468\n", capture_output=True, text=True, check=True, timeout=60)
+    assert check_pin("2468", done.stdout.strip())
+    short = subprocess.run(
+        [*cmd, "--lang", "zh-CN"], input="12\n", capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (short.returncode, short.stderr.strip()) == (2, "campus-edge: PIN 码至少 4 位数字")
+
+
+def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
+    """A session is gone `session_s` after sign-in; a locked-out id is let in again after `lockout_s`."""
+    import trustme  # noqa: PLC0415
+
+    now = [100.0]
+    gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), session_s=60, lockout_s=30), lambda: now[0])
+    session = gate.sign_in("wang", PINS["wang"], "127.0.0.1")
+    assert session is not None
+    assert gate.session(session.token) is session
+    now[0] += 60
+    assert gate.session(session.token) is None
+    for _ in range(3):
+        assert gate.sign_in("wang", "0000", "127.0.0.2") is None
+    assert gate.locked("id:wang") == 30
+    now[0] += 30
+    assert gate.locked("id:wang") == 0
+    assert gate.sign_in("wang", PINS["wang"], "127.0.0.1") is not None
+
+
+def test_panel_config_names_a_missing_certificate_and_a_bad_hash(tmp_path: Path) -> None:
+    """`[panel]` is checked at load: its certificate must exist, a pin_hash must be one hash-pin made."""
+    text = (
+        '[site]\nid = "s"\n[gateway]\nid = "g"\n[mqtt]\nurls = ["mqtt://127.0.0.1:1"]\nallow_plaintext = true\n'
+        '[panel]\ncert_file = "tls/gateway.crt"\nkey_file = "tls/gateway.key"\n'
+        f'[[panel.guards]]\nid = "wang"\npin_hash = "{hash_pin("2468")}"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "site.toml", tmp_path)
+    assert str(err.value) == f"site.toml:9: panel.cert_file: no such file: {tmp_path}/tls/gateway.crt"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace("scrypt$", "md5$"), "site.toml", tmp_path)
+    assert str(err.value) == (
+        "site.toml:13: panel.guards[0].pin_hash: expected the hash `campus-edge panel hash-pin` prints (scrypt$...), "
+        "never the PIN"
+    )
+
+
+@pytest.fixture
+async def running(tmp_path: Path, broker: PrivateBroker) -> AsyncIterator[PanelSite]:
+    async with panel_site(tmp_path, broker.url) as ps:
+        yield ps
+
+
+def client(ps: PanelSite) -> aiohttp.ClientSession:
+    """An HTTPS client that trusts the test CA alone, keeping the panel's cookie (set for an IP address)."""
+    ctx = ssl.create_default_context()
+    ps.ca.configure_trust(ctx)
+    return aiohttp.ClientSession(
+        base_url=ps.url, connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    )
+
+
+async def sign_in(http: aiohttp.ClientSession, guard: str) -> str:
+    async with http.post("/api/login", json={"guard": guard, "pin": PINS[guard], "lang": "zh-CN"}) as r:
+        assert r.status == 200
+        body = await r.json()
+    return str(body["csrf"])
+
+
+async def snapshot(
+    http: aiohttp.ClientSession, lang: str = "zh-CN", until: Callable[[dict[str, Any]], bool] = lambda _s: True
+) -> dict[str, Any]:
+    """The first snapshot the live stream pushes for which `until` holds."""
+    async with asyncio.timeout(20), http.get(f"/api/events?lang={lang}") as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        async for line in r.content:
+            if line.startswith(b"data: ") and until(snap := dict(json.loads(line[6:]))):
+                return snap
+    raise AssertionError("the stream ended")
+
+
+async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
+    """Wrong PINs lock the id out (the right PIN too, then); the page and its API speak only HTTPS with the
+    gateway's certificate."""
+    async with client(running) as http:
+        async with http.get("/") as r:
+            assert r.status == 200
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        async with http.get("/api/events") as r:
+            assert r.status == 401
+        for expected in (401, 401, 429):
+            async with http.post("/api/login", json={"guard": "wang", "pin": "0000", "lang": "en"}) as r:
+                assert r.status == expected
+                text = (await r.json())["text"]
+        assert text == "too many wrong PINs: locked for 600 s"
+        async with http.post("/api/login", json={"guard": "wang", "pin": PINS["wang"], "lang": "zh-CN"}) as r:
+            assert r.status == 429
+            assert (await r.json())["text"].startswith("PIN 码错误次数过多")
+    # The address is locked out too: another guard from the same tablet waits as well.
+    async with (
+        client(running) as http,
+        http.post("/api/login", json={"guard": "li", "pin": PINS["li"], "lang": "en"}) as r,
+    ):
+        assert r.status == 429
+
+
+async def test_panel_raise_refused_for_a_vehicle_shows_why_and_audits_the_guard(running: PanelSite) -> None:
+    """A van on the loop: the lane shows the inhibit by name, a raise from the panel goes to the supervisor and
+    comes back refused with its reason, and the audit names the guard; without the page's CSRF token nothing is
+    decided."""
+    running.bollard.set_input("loop_a_occupied", True)
+    async with client(running) as http:
+        csrf = await sign_in(http, "wang")
+        for token in (None, csrf + "x"):  # without the page's CSRF token, or a wrong one: refused, nothing decided
+            headers = {"X-CSRF-Token": token} if token else {}
+            async with http.post("/api/action", json={"action": "raise", "lane": "lane-east"}, headers=headers) as r:
+                assert r.status == 403
+        assert running.audit("raise") == []
+        snap = await snapshot(http, until=lambda s: "loop_occupied" in s["lanes"][0]["inhibits"])
+        lane = snap["lanes"][0]
+        assert lane["reasons"][0] == "地感线圈有车"
+        assert snap["mode"] == "normal"
+        assert "lockdown_on" not in snap["allowed"]  # a guard's role may not; an operator's may
+        async with http.post(
+            "/api/action", json={"action": "raise", "lane": "lane-east"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            body = await r.json()
+        assert body == {"ok": False, "text": "lane-east: 升起 已拒绝 (地感线圈有车)"}
+        async with http.post(
+            "/api/action", json={"action": "lockdown_on", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            assert r.status == 403
+            assert (await r.json())["text"] == "your role (guard) may not do this"
+    assert running.gw.bollards.lockdown is None
+    (audit,) = running.audit("raise")
+    assert (audit.device, audit.value, audit.severity) == ("lane-east", "refused", "warning")
+    assert audit.detail is not None
+    assert (audit.detail["operator"], audit.detail["operator_name"], audit.detail["reason"]) == (
+        "wang",
+        "王师傅",
+        "interlock",
+    )
+    (forbidden,) = running.audit("lockdown_on")
+    assert forbidden.detail is not None
+    assert forbidden.detail["reason"] == "forbidden"
+
+
+async def test_panel_operator_declares_and_ends_a_lockdown(
+    running: PanelSite, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """An operator's role may declare a lockdown: the site's mode says so, and it ends from the panel too. The audit
+    reaches the platform as the contract says a `command` event is."""
+    sub = await subscriber_factory(broker.url, "campus/v1/demo-school/gw-east-gate/event/command")
+    async with client(running) as http:
+        csrf = await sign_in(http, "li")
+        async with http.post(
+            "/api/action", json={"action": "lockdown_on", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            assert await r.json() == {"ok": True, "text": "lockdown declared: gates closed"}
+        snap = await snapshot(http)
+        assert (snap["mode"], snap["lockdown"]) == ("lockdown", True)
+        async with http.post(
+            "/api/action", json={"action": "lockdown_off", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            assert (await r.json())["ok"] is True
+    assert running.gw.bollards.lockdown is None
+    assert [e.value for e in running.audit("lockdown_on") + running.audit("lockdown_off")] == ["done", "done"]
+    topic, payload = await sub.wait_for(lambda _t, p: p["point"] == "panel_lockdown_off")
+    validate_message(topic, payload)
+    assert (payload["device"], payload["detail"]["operator"], payload["detail"]["operator_name"]) == (
+        "gw-east-gate",
+        "li",
+        "李队长",
+    )
+
+
+async def test_panel_works_with_the_platform_down_and_greys_a_lost_controller(tmp_path: Path) -> None:
+    """No broker at all: the panel serves, says the link is down, and the guard's commands are decided locally. A
+    controller that stops answering makes its lane stale, with the age of its last data, and a raise is refused."""
+    import socket  # noqa: PLC0415
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed_port = s.getsockname()[1]  # nothing listens there once closed: the platform is unreachable
+    async with panel_site(tmp_path, f"mqtt://127.0.0.1:{closed_port}") as ps, client(ps) as http:
+        csrf = await sign_in(http, "wang")
+        snap = await snapshot(http, "en")
+        assert snap["link_up"] is False
+        async with http.post(
+            "/api/action", json={"action": "lower", "lane": "lane-east", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            assert await r.json() == {"ok": True, "text": "lane-east: lower done"}
+        ps.bollard.faults.silent = True
+        lane = (await snapshot(http, "en", lambda s: bool(s["lanes"][0]["stale"])))["lanes"][0]
+        assert lane["age_s"] > 1.0  # older than the lane's max_staleness_s
+        assert "the controller's data is too old" in lane["reasons"]
+        async with http.post(
+            "/api/action", json={"action": "raise", "lane": "lane-east", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+        ) as r:
+            body = await r.json()
+        assert body["ok"] is False
+        assert "the controller's data is too old" in body["text"]
