@@ -182,11 +182,17 @@ class Rig:
 
     def store(self) -> tuple[int, int, bool]:
         """(last_seq, depth, integrity ok) of the gateway's store, read while it is stopped."""
-        db = sqlite3.connect(self.state / "outbox.db")
+        path = self.state / "outbox.db"
+        if not path.exists():
+            return 0, 0, True  # killed before it made its store (a cold start imports for a while): nothing to check
+        db = sqlite3.connect(path)
         try:
             ok = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-            depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            try:
+                row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+                depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            except sqlite3.OperationalError:  # killed between making the file and its tables
+                row, depth = None, 0
         finally:
             db.close()
         return (int(row[0]) if row else 0), int(depth), ok
