@@ -146,6 +146,14 @@ async def test_panel_browser_main_screen_refusal_fire_ack_release_both_languages
         assert ps.gw.bollards.supervisors["lane-east"].fire_hold is False
         assert await page.locator('[data-action*="efo"]').count() == 0  # EFO is the local key switch's alone
 
+        # STOP asks first too, like every motion command; confirmed, it goes through the supervisor.
+        await lane.locator('[data-action="stop"]').click()
+        await expect(page.locator("#confirm-yes")).to_be_visible(timeout=WAIT_MS)
+        assert ps.audit("stop") == [], "nothing sent before the confirmation"
+        await page.locator("#confirm-yes").click()
+        await expect(page.locator("#result")).to_have_text("lane-east: stop done", timeout=WAIT_MS)
+        assert ps.audit("stop")[0].value == "done"
+
         # The controller stops answering: its lane is greyed, with the age of the last data it gave.
         ps.bollard.faults.silent = True
         await expect(lane).to_have_class(re.compile(r"\bstale\b"), timeout=WAIT_MS)

@@ -113,9 +113,10 @@ function laneCard(l, allowed) {
     return el("button", { type: "button", class: "big", "data-action": action, onclick: () =>
       confirm ? ask(`${label} — ${l.name}? ${T.confirm_q}`, action, { lane: l.lane }) : act({ action, lane: l.lane }) }, label);
   };
-  // A stop is always safe and is needed at once: it is sent without a confirmation.
+  // Every motion command is confirmed (issue 10): a stray tap on STOP can leave a fire lane half raised; the
+  // gate house's physical STOP button needs no screen.
   row.append(...[button("raise", "▲ " + T.raise, true), button("lower", "▼ " + T.lower, true),
-    button("stop", "■ " + T.stop, false)].filter(Boolean));
+    button("stop", "■ " + T.stop, true)].filter(Boolean));
   if (l.fire_hold) { const b = button("release", T.release, true); if (b) row.append(b); }
   card.append(row);
   return card;
