@@ -184,12 +184,26 @@ class ModbusBus:
             MalformedReply: the reply had the wrong length.
             BusError: the serial port or TCP connection cannot be opened.
         """
+        reply = await self._with_retries(
+            unit, function, address, policy, lambda: self._call(unit, function, address, count)
+        )
+        values = [int(bool(b)) for b in reply.bits] if function in (1, 2) else list(reply.registers)
+        if len(values) < count:
+            self.stats[unit].malformed += 1
+            raise MalformedReply(self.name, unit, function, address, f"asked for {count} values, got {len(values)}")
+        return values[:count]
+
+    async def _with_retries(
+        self, unit: int, function: int, address: int, policy: RequestPolicy, call: Callable[[], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
+        """One request, tried again after no reply or exception 06 (busy), counted in the device's stats; any
+        other exception is the answer (`address` names the register, or the object for FC43)."""
         stats = self.stats.setdefault(unit, TransactionStats())
         last: DeviceTimeout | DeviceException | None = None
         for _attempt in range(policy.retries + 1):
             stats.requests += 1
             try:
-                reply = await self._transact(unit, function, address, count, policy.timeout_s)
+                reply = await self._exchange(unit, policy.timeout_s, call)
             except TimeoutError:
                 stats.timeouts += 1
                 last = DeviceTimeout(self.name, unit, function, address, f"no reply within {policy.timeout_s:g} s")
@@ -201,11 +215,7 @@ class ModbusBus:
                 if code == 6:
                     continue
                 raise last
-            values = [int(bool(b)) for b in reply.bits] if function in (1, 2) else list(reply.registers)
-            if len(values) < count:
-                stats.malformed += 1
-                raise MalformedReply(self.name, unit, function, address, f"asked for {count} values, got {len(values)}")
-            return values[:count]
+            return reply
         assert last is not None
         raise last
 
@@ -219,11 +229,10 @@ class ModbusBus:
             DeviceException: the device answered with a Modbus exception.
             BusError: the serial port or TCP connection cannot be opened.
         """
-        stats = self.stats.setdefault(unit, TransactionStats())
         objects: dict[int, str] = {}
         next_id = 0
         for _read in range(_MAX_ID_READS):
-            reply = await self._identification_reply(unit, next_id, policy, stats)
+            reply = await self._identification_reply(unit, next_id, policy)
             for object_id, value in dict(getattr(reply, "information", {})).items():
                 parts = value if isinstance(value, list) else [value]
                 objects[int(object_id)] = " ".join(bytes(p).decode("utf-8", errors="replace") for p in parts)
@@ -234,34 +243,14 @@ class ModbusBus:
             next_id = following
         return objects
 
-    async def _identification_reply(
-        self, unit: int, object_id: int, policy: RequestPolicy, stats: TransactionStats
-    ) -> ModbusPDU:
-        last: DeviceTimeout | DeviceException | None = None
-        for _attempt in range(policy.retries + 1):
-            stats.requests += 1
-            try:
-                reply = await self._exchange(
-                    unit,
-                    policy.timeout_s,
-                    lambda: self._client.read_device_information(read_code=1, object_id=object_id, device_id=unit),
-                )
-            except TimeoutError:
-                stats.timeouts += 1
-                last = DeviceTimeout(
-                    self.name, unit, _IDENTIFICATION_FUNCTION, object_id, f"no reply within {policy.timeout_s:g} s"
-                )
-                continue
-            if reply.isError():
-                code = int(getattr(reply, "exception_code", 0))
-                stats.exceptions[code] = stats.exceptions.get(code, 0) + 1
-                last = DeviceException(self.name, unit, _IDENTIFICATION_FUNCTION, object_id, code)
-                if code == 6:
-                    continue
-                raise last
-            return reply
-        assert last is not None
-        raise last
+    async def _identification_reply(self, unit: int, object_id: int, policy: RequestPolicy) -> ModbusPDU:
+        return await self._with_retries(
+            unit,
+            _IDENTIFICATION_FUNCTION,
+            object_id,
+            policy,
+            lambda: self._client.read_device_information(read_code=1, object_id=object_id, device_id=unit),
+        )
 
     async def write_coil(self, unit: int, address: int, value: bool, timeout_s: float) -> None:
         """Write one coil (FC05), once: a command is not retried, so it is never carried out late.
@@ -284,9 +273,6 @@ class ModbusBus:
             code = int(getattr(reply, "exception_code", 0))
             stats.exceptions[code] = stats.exceptions.get(code, 0) + 1
             raise DeviceException(self.name, unit, 5, address, code)
-
-    async def _transact(self, unit: int, function: Function, address: int, count: int, timeout_s: float) -> ModbusPDU:
-        return await self._exchange(unit, timeout_s, lambda: self._call(unit, function, address, count))
 
     async def _exchange(self, unit: int, timeout_s: float, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
         """One request and its reply, alone on the bus, after the inter-frame gap."""
