@@ -130,9 +130,11 @@ async def test_walktest_report_reaches_the_platform_and_untested_points_fail(
             await until("smoke-1", NORMAL)
             assert wt.command("raise lane-1")
             assert wt.command("raise nowhere")
-            await until("lane-1", "raised")
+            for arrived in ("raised", "upper limit", "warning lights and buzzer"):
+                await until("lane-1", arrived)  # limits and lights may come a poll after the state
             assert wt.command("lower lane-1")
             await until("lane-1", LOWERED)
+            await until("lane-1", "lower limit")
             assert not wt.command("done")
 
         report = await walk(gw, lang="en", out=transcript, by="wang", out_dir=tmp_path / "out", timeout_s=60,
