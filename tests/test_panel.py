@@ -47,23 +47,55 @@ def test_panel_hash_pin_command_prints_a_hash_of_the_pin() -> None:
     assert (short.returncode, short.stderr.strip()) == (2, "campus-edge: PIN 码至少 4 位数字")
 
 
-def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
+async def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
     """A session is gone `session_s` after sign-in; a locked-out id is let in again after `lockout_s`."""
     import trustme  # noqa: PLC0415
 
     now = [100.0]
     gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), session_s=60, lockout_s=30), lambda: now[0])
-    session = gate.sign_in("wang", PINS["wang"], "127.0.0.1")
+    session = await gate.sign_in("wang", PINS["wang"], "127.0.0.1")
     assert session is not None
     assert gate.session(session.token) is session
     now[0] += 60
     assert gate.session(session.token) is None
     for _ in range(3):
-        assert gate.sign_in("wang", "0000", "127.0.0.2") is None
+        assert await gate.sign_in("wang", "0000", "127.0.0.2") is None
     assert gate.locked("id:wang") == 30
     now[0] += 30
     assert gate.locked("id:wang") == 0
-    assert gate.sign_in("wang", PINS["wang"], "127.0.0.1") is not None
+    assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") is not None
+
+
+async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_path: Path) -> None:
+    """Ten wrong PINs sent at once: the first three lock the id out and the other seven are refused as locked, not
+    counted on (had they been checked side by side, the id would be locked again after two more once it lifts)."""
+    import trustme  # noqa: PLC0415
+
+    now = [100.0]
+    gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), lockout_s=30), lambda: now[0])
+    results = await asyncio.gather(*(gate.sign_in("wang", "0000", f"127.0.0.{i}") for i in range(10)))
+    assert results == [None] * 10
+    assert gate.locked("id:wang") == 30
+    now[0] += 30
+    for _ in range(2):
+        assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+    assert gate.locked("id:wang") == 0, "attempts refused as locked were counted"
+    assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+    assert gate.locked("id:wang") == 30
+
+
+async def test_panel_sign_in_leaves_the_event_loop_free(tmp_path: Path) -> None:
+    """The PIN's hash costs tens of milliseconds; other work of the gateway (a fire alarm) goes on meanwhile."""
+    import trustme  # noqa: PLC0415
+
+    gate = Gatekeeper(panel_config(tmp_path, trustme.CA()), lambda: 0.0)
+    ticks = 0
+    signing_in = asyncio.create_task(gate.sign_in("wang", PINS["wang"], "127.0.0.1"))
+    while not signing_in.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    assert await signing_in is not None
+    assert ticks >= 3, f"the loop ran {ticks} times while the PIN was checked"
 
 
 def test_panel_config_names_a_missing_certificate_and_a_bad_hash(tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ async def open_panel(browser: Any, ps: PanelSite) -> Any:
 async def sign_in(page: Any, guard: str, pin: str) -> None:
     await page.fill("#guard", guard)
     await page.fill("#pin", pin)
-    await page.click("#login-form button[type=submit]")
+    async with page.expect_response("**/api/login"):  # the next attempt after this one's answer
+        await page.click("#login-form button[type=submit]")
 
 
 async def test_panel_browser_sign_in_locks_out_after_wrong_pins(

@@ -4,10 +4,15 @@ CSRF token per session.
 A guard's PIN is short, so the hash is what keeps it from whoever copies the configuration: scrypt with a random
 salt, compared in constant time. The lock-out is what keeps it from whoever stands at the tablet: `max_attempts`
 wrong PINs in a row lock the guard id, and the address they came from, for `lockout_s`. Time is the monotonic clock.
+
+The hash runs in a worker thread (hashlib releases the GIL for it), one sign-in at a time: on the event loop it would
+hold up a fire alarm by its whole cost (about 30 ms on a server core, some 100 ms on a Raspberry Pi 4), and one at a
+time keeps a burst of attempts from being checked side by side before the first failure has locked anyone out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,8 +22,8 @@ from dataclasses import dataclass, field
 
 from gateway.config import PanelConfig, PanelGuardConfig
 
-# 16 MiB and some tens of milliseconds on a Raspberry Pi 4: paid once per sign-in, on the event loop (a sign-in is
-# rare and the lock-out bounds how often anyone can make the gateway pay it).
+# 16 MiB and about 100 ms on a Raspberry Pi 4, paid once per sign-in in a worker thread; the lock-out bounds how
+# often anyone can make the gateway pay it.
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -83,26 +88,31 @@ class Gatekeeper:
     mono: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
     _tries: dict[str, _Tries] = field(default_factory=dict)
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def locked(self, *keys: str) -> float:
         """Seconds until the last of `keys` (a guard id, an address) is unlocked; 0 when none is locked."""
         now = self.mono()
         return max((max(0.0, t.locked_until - now) for k in keys if (t := self._tries.get(k))), default=0.0)
 
-    def sign_in(self, guard_id: str, pin: str, address: str) -> Session | None:
-        """A session for a guard whose PIN is right, unless the id or the address is locked out (the caller checks
-        `locked()` first, to say so); a wrong PIN counts against both."""
-        guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
-        ok = check_pin(pin, guard.pin_hash if guard else _DECOY) and guard is not None
+    async def sign_in(self, guard_id: str, pin: str, address: str) -> Session | None:
+        """A session for a guard whose PIN is right; None for a wrong PIN (counted against the id and the address)
+        and for an id or address locked out, also by an attempt that was checked while this one waited (the caller
+        asks `locked()` to tell the two apart)."""
         keys = (f"id:{guard_id}", f"addr:{address}")
-        if not ok or guard is None:
-            for key in keys:
-                tries = self._tries.setdefault(key, _Tries())
-                tries.failures += 1
-                if tries.failures >= self.cfg.max_attempts:
-                    tries.failures = 0
-                    tries.locked_until = self.mono() + self.cfg.lockout_s
-            return None
+        async with self._one_at_a_time:
+            if self.locked(*keys) > 0:
+                return None
+            guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
+            right = await asyncio.to_thread(check_pin, pin, guard.pin_hash if guard else _DECOY)
+            if not right or guard is None:
+                for key in keys:
+                    tries = self._tries.setdefault(key, _Tries())
+                    tries.failures += 1
+                    if tries.failures >= self.cfg.max_attempts:
+                        tries.failures = 0
+                        tries.locked_until = self.mono() + self.cfg.lockout_s
+                return None
         for key in keys:
             self._tries.pop(key, None)
         self._expire()

@@ -235,7 +235,7 @@ class PanelServer:
         if wait > 0:
             log.warning("panel: sign-in as %r from %s refused: locked out", guard_id, address)
             return web.json_response({"ok": False, "text": _say("locked", lang, seconds=int(wait) + 1)}, status=429)
-        session = self.gate.sign_in(guard_id, pin, address)
+        session = await self.gate.sign_in(guard_id, pin, address)
         if session is None:
             log.warning("panel: wrong PIN for %r from %s", guard_id, address)
             wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")

@@ -168,8 +168,15 @@ async function start() {
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const { data } = await post("/api/login", { guard: $("guard").value.trim(), pin: $("pin").value });
-    if (data.ok) showMain(data); else showLogin(data.text);
+    const button = $("login-form").querySelector("button[type=submit]");
+    if (button.disabled) return;  // a second tap while the PIN is checked would count as a second attempt
+    button.disabled = true;
+    try {
+      const { data } = await post("/api/login", { guard: $("guard").value.trim(), pin: $("pin").value });
+      if (data.ok) showMain(data); else showLogin(data.text);
+    } finally {
+      button.disabled = false;
+    }
   });
   $("logout").addEventListener("click", async () => { await post("/api/logout", {}); showLogin(""); });
   $("lang").addEventListener("click", async () => {
