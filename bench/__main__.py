@@ -67,6 +67,10 @@ def scenarios(quick: bool, profile: bool = False) -> dict[str, tuple[str, Callab
             "alarm latency, command flood",
             lambda d: alarm_latency.run(d, edges=50 if quick else 200, flood_rate=1000.0),
         ),
+        "b4": (
+            "alarm latency, sign-ins",
+            lambda d: alarm_latency.run(d, edges=50 if quick else 200, signin_rate=5.0),
+        ),
         "c": ("backlog drain", lambda d: drain.run(d, outage_s=600, rate=500 if quick else 2000)),
         "d": ("rs-485 scheduling", lambda d: rs485.run(d, window_s=10.0 if quick else 30.0)),
         "e": (
@@ -87,6 +91,7 @@ TARGETS: list[tuple[str, tuple[str, ...], float, str]] = [
     ("b", ("latency_ms", "p99"), 20, "max"),
     ("b2", ("during_drain", "p99"), 50, "max"),
     ("b3", ("latency_ms", "p99"), 20, "max"),
+    ("b4", ("latency_ms", "p99"), 20, "max"),
     ("c", ("drain_readings_per_s",), 50_000, "min"),
     ("c", ("lost",), 0, "max"),
     ("d", ("share_of_wire_limit_pct",), 90, "min"),
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--only", default="a,a2,b,b2,b3,c,d,e", help="comma-separated scenarios (default: all)")
+    p.add_argument("--only", default="a,a2,b,b2,b3,b4,c,d,e", help="comma-separated scenarios (default: all)")
     p.add_argument("--profile", action="store_true", help="sample the gateway with py-spy during throughput runs")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario; the table shows medians")
     p.add_argument("--quick", action="store_true", help="shorter windows, smaller backlogs")

@@ -23,10 +23,35 @@ from gateway.clock import Clock
 from gateway.commands.keys import new_keypair
 from gateway.config import parse_config
 from gateway.outbox import PRIORITY_TELEMETRY, Entry, Limits, Outbox
+from gateway.panel.auth import hash_pin
+from simulators.broker import free_port
 from simulators.contacts import SimContact, contact_pin_factory
 
 RELAY_PIN = 23
 RELAY_ID = "panel-fire-relay"
+PIN = "2468"
+
+
+def _panel(workdir: Path, port: int, ca_file: Path) -> str:
+    """A `[panel]` table on loopback with a certificate of a throw-away CA, one guard whose PIN is `PIN`."""
+    import trustme  # noqa: PLC0415  (a development dependency, as the benchmarks are)
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key = workdir / "panel.crt", workdir / "panel.key"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    return (
+        f'\n[panel]\naddress = "127.0.0.1"\nport = {port}\ncert_file = "{chain}"\nkey_file = "{key}"\n'
+        f'max_attempts = 20\n[[panel.guards]]\nid = "wang"\npin_hash = "{hash_pin(PIN)}"\n'
+    )
+
+
+def _signed_in(log: Path) -> dict[str, Any]:
+    """What the sign-in process reported at its stop: how many got a session, so a run that signed nobody in shows."""
+    said = log.read_text(encoding="utf-8", errors="replace").split()
+    return {"let_in": int(said[-1]) if said[-2:-1] == ["in"] else None, "log_tail": " ".join(said[-12:])}
 
 
 def prefill(state_dir: Path, rows: int) -> None:
@@ -58,9 +83,12 @@ async def _edges(gw: Gateway, relay: SimContact, count: int, gap_s: tuple[float,
     return edges
 
 
-def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: float = 0.0) -> dict[str, Any]:
+def run(
+    workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: float = 0.0, signin_rate: float = 0.0
+) -> dict[str, Any]:
     """`edges` relay changes, 40-120 ms apart (5-15 ms while a backlog drains, for enough samples in the drain).
-    With `flood_rate`, another process floods the gateway's command topic meanwhile (bench/flood.py)."""
+    With `flood_rate`, another process floods the gateway's command topic meanwhile (bench/flood.py); with
+    `signin_rate`, guards sign in to the gate-house panel that often (bench/signins.py)."""
     random.seed(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     state = workdir / "state"
@@ -82,6 +110,12 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: 
             flood_cmd = rig.python("-m", "bench.flood", "--broker", broker.url, "--key", str(private), "--site",
                                    rig.SITE, "--gateway", rig.GATEWAY, "--target", rig.GATEWAY, "--rate",
                                    str(flood_rate))  # fmt: skip
+        if signin_rate:
+            panel_port, ca_file = free_port(), workdir / "panel-ca.pem"
+            text += _panel(workdir, panel_port, ca_file)
+            signin_cmd = rig.python("-m", "bench.signins", "--url", f"https://127.0.0.1:{panel_port}", "--ca",
+                                    str(ca_file), "--guard", "wang", "--pin", PIN, "--rate",
+                                    str(signin_rate))  # fmt: skip
         factory = contact_pin_factory()
         relay = SimContact(factory, RELAY_PIN, "NO")
         gap = (0.005, 0.015) if backlog else (0.04, 0.12)
@@ -96,6 +130,9 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: 
                     await gw.uplink.listening.wait()
                     stack.enter_context(rig.process(flood_cmd, workdir / "flood.log"))
                     await asyncio.sleep(2.0)  # the flood at full rate before the first edge
+                if signin_rate:
+                    stack.enter_context(rig.process(signin_cmd, workdir / "signins.log"))
+                    await asyncio.sleep(2.0)
                 began = time.monotonic()
                 emptied_at: list[float] = []
                 empty = asyncio.Event()
@@ -158,5 +195,6 @@ def run(workdir: Path, edges: int, backlog: int = 0, seed: int = 1, flood_rate: 
         }
         if flood_seen
         else None,
+        "signins": _signed_in(workdir / "signins.log") if signin_rate else None,
         "unmatched_edges": missing,
     }
