@@ -21,7 +21,7 @@ from gateway.clock import Clock
 from gateway.commands.service import CommandService
 from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
 from gateway.contract import Topics
-from gateway.doors import DoorAlarms
+from gateway.doors import DoorAlarms, FieldDoorFeed, field_door_lateness, site_doors
 from gateway.event_memory import EventMemory
 from gateway.hazards import Inspector, ReportClock, run_reports
 from gateway.health import HealthSampler, publish_health, status_line
@@ -129,7 +129,10 @@ class Gateway:
             rc.day,
             cfg.gateway.state_dir / "reports.json",
         )
-        self.doors = DoorAlarms(cfg.gpio.inputs, self.recorder, self.clock, lambda: self.bollards.closed_campus)
+        self.doors = DoorAlarms(site_doors(cfg), self.recorder, self.clock, lambda: self.bollards.closed_campus,
+                                field_door_lateness(cfg))  # fmt: skip
+        if any(d.doors for d in cfg.devices):
+            self.recorder.on_readings.append(FieldDoorFeed(cfg, self.doors).on_readings)
         self.doors.warn_unarmed(cfg.schedule is not None)
         self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
         self.inputs.on_door = self.doors.changed

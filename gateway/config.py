@@ -153,6 +153,19 @@ class TcpBusConfig(_Frozen):
 BusConfig = Annotated[RtuBusConfig | TcpBusConfig, Field(discriminator="type")]
 
 
+class FieldDoorConfig(_Frozen):
+    """A door on a loop of a field node (a door_node device): forced-open and held-open alarms (R11) as a door on a
+    GPIO pin has, armed by the same rules; a rex input may name it as its door."""
+
+    loop: int = Field(ge=1, le=4)
+    id: Id
+    name: str = ""
+    armed: Literal["schedule", "always", "never"] = "schedule"
+    rex_window_s: float = Field(default=1.0, ge=0, le=30)
+    held_open_s: float = Field(default=60.0, gt=0, le=86400)
+    held_prewarn_s: float | None = Field(default=None, gt=0, le=86400)  # default: 3/4 of held_open_s
+
+
 class DeviceConfig(_Frozen):
     """A Modbus device, decoded by a profile."""
 
@@ -168,6 +181,7 @@ class DeviceConfig(_Frozen):
     offline_after_s: float = Field(default=10.0, ge=0, le=3600)
     backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)
     heartbeat_s: float = Field(default=300.0, ge=1, le=86400)
+    doors: tuple[FieldDoorConfig, ...] = ()  # a door node's loops that are doors with alarms
 
 
 class GpioInputConfig(_Frozen):
@@ -457,14 +471,18 @@ class Config(_Frozen):
 def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
     """Map key paths (as pydantic reports them) to the line that defines them, for error messages."""
     lines: dict[tuple[str | int, ...], int] = {}
-    counters: dict[tuple[str, ...], int] = {}
+    counters: dict[tuple[str | int, ...], int] = {}
     current: tuple[str | int, ...] = ()
     header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
     key = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
     for number, line in enumerate(text.splitlines(), start=1):
         m = header.match(line)
         if m:
-            parts = tuple(m.group(2).split("."))
+            parts: tuple[str | int, ...] = ()
+            for name in m.group(2).split("."):
+                if parts in counters:
+                    parts = (*parts, counters[parts])  # a table inside the latest entry of an array of tables
+                parts = (*parts, name)
             if m.group(1) == "[[":
                 index = counters.get(parts, -1) + 1
                 counters[parts] = index
@@ -654,7 +672,7 @@ def _check_panel(panel: PanelConfig | None, base_dir: Path) -> tuple[PanelConfig
 
 
 # What an id already belongs to, in "id 'x' is already used by a device".
-_USES = {"device": N_("device"), "lane": N_("lane"), "input": N_("GPIO input")}
+_USES = {"device": N_("device"), "lane": N_("lane"), "input": N_("GPIO input"), "door": N_("field node door")}
 
 
 def _cross_check(cfg: Config) -> Problems:
@@ -680,9 +698,24 @@ def _cross_check(cfg: Config) -> Problems:
             problems.append((("devices", i, "unit"), unit_used))
         units.add((d.bus, d.unit))
         try:
-            load_profile(d.profile)
+            points = {p.name for p in load_profile(d.profile).points}
         except ProfileError as exc:
             problems.append((("devices", i, "profile"), _profile_problem(d.profile, exc)))
+            points = set()
+        loops: set[int] = set()
+        for j, door in enumerate(d.doors):
+            where = ("devices", i, "doors", j)
+            if door.id in seen_ids:
+                problems.append(((*where, "id"), _used_by(door.id, seen_ids)))
+            seen_ids[door.id] = _USES["door"]
+            if points and f"door{door.loop}_open" not in points:
+                not_a_node = Message(N_("profile {profile!r} has no door loop {loop}"), profile=d.profile,
+                                     loop=door.loop)  # fmt: skip
+                problems.append(((*where, "loop"), not_a_node))
+            if door.loop in loops:
+                problems.append(((*where, "loop"), Message(N_("loop {loop} is used twice"), loop=door.loop)))
+            loops.add(door.loop)
+            problems += _door_settings_problems(cfg, where, door)
     profiles = {d.id: d.profile for d in cfg.devices}
     pins: dict[str, str] = {}
     for i, lane in enumerate(cfg.lanes):
@@ -720,18 +753,14 @@ def _cross_check(cfg: Config) -> Problems:
             problems.append((("gpio", "inputs", i, "lane"), needs_lane))
         if g.kind not in GUARD_KINDS and g.lane is not None:
             problems.append((("gpio", "inputs", i, "lane"), Message(N_("a {kind} input has no lane"), kind=g.kind)))
-        doors = sorted(d.id for d in cfg.gpio.inputs if d.kind == "door")
+        doors = sorted([d.id for d in cfg.gpio.inputs if d.kind == "door"] + [d.id for d in field_doors(cfg)])
         if g.kind == "rex" and g.door not in doors:
             needs_door = Message(N_("a rex input needs door = one of {known}"), known=doors)
             problems.append((("gpio", "inputs", i, "door"), needs_door))
         if g.kind != "rex" and g.door is not None:
             problems.append((("gpio", "inputs", i, "door"), Message(N_("a {kind} input has no door"), kind=g.kind)))
-        if g.kind == "door" and g.armed == "schedule" and "armed" in g.model_fields_set and cfg.schedule is None:
-            needs_schedule = Message(N_('armed = "schedule" needs a [schedule]; or "always"'))
-            problems.append((("gpio", "inputs", i, "armed"), needs_schedule))
-        if g.held_prewarn_s is not None and g.held_prewarn_s >= g.held_open_s:
-            less = Message(N_("expected less than held_open_s"))
-            problems.append((("gpio", "inputs", i, "held_prewarn_s"), less))
+        if g.kind == "door":
+            problems += _door_settings_problems(cfg, ("gpio", "inputs", i), g)
     if cfg.commands is not None:
         targets = {lane.id for lane in cfg.lanes} | {cfg.gateway.id}
         for i, command_key in enumerate(cfg.commands.keys):
@@ -740,6 +769,23 @@ def _cross_check(cfg: Config) -> Problems:
                 no_target = Message(N_("no target {target!r}; expected of {known}"), target=strangers[0],
                                     known=sorted(targets))  # fmt: skip
                 problems.append((("commands", "keys", i, "targets"), no_target))
+    return problems
+
+
+def field_doors(cfg: Config) -> list[FieldDoorConfig]:
+    """Every door on a field node's loop, in the order of the configuration."""
+    return [door for d in cfg.devices for door in d.doors]
+
+
+def _door_settings_problems(
+    cfg: Config, where: tuple[str | int, ...], door: GpioInputConfig | FieldDoorConfig
+) -> Problems:
+    problems: Problems = []
+    if door.armed == "schedule" and "armed" in door.model_fields_set and cfg.schedule is None:
+        needs_schedule = Message(N_('armed = "schedule" needs a [schedule]; or "always"'))
+        problems.append(((*where, "armed"), needs_schedule))
+    if door.held_prewarn_s is not None and door.held_prewarn_s >= door.held_open_s:
+        problems.append(((*where, "held_prewarn_s"), Message(N_("expected less than held_open_s"))))
     return problems
 
 

@@ -3,20 +3,25 @@
 Forced open: the door opens while armed with no request-to-exit (or access grant) in the `rex_window_s` before
 the change. Held open: open longer than `held_open_s` while armed, with a pre-alarm at `held_prewarn_s`. Each
 alarm is raised once and cleared when the door closes, so the platform can close its risk record with the time.
+
+Doors on GPIO pins are timed by their debounced edges. Doors on a field node's loops are seen when the node is
+polled, up to a poll interval after they moved: their request-to-exit window is longer by that interval, or a
+guard who pressed the button just before opening would be reported as forcing the door.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal, Protocol
 
 from drivers.profile import Quality
 from gateway.clock import Clock
-from gateway.config import GpioInputConfig
+from gateway.config import Config
 from gateway.i18n import N_, tr
 from gateway.recorder import Recorder
-from gateway.records import Detail, Event, EventState, Severity, Stamp
+from gateway.records import Detail, Event, EventState, Reading, Severity, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +37,25 @@ _ALARMS: dict[str, tuple[Severity, str, str]] = {
 }
 
 
+class DoorSettings(Protocol):
+    """What a door's alarms are configured by: a GPIO door input or a door on a field node's loop."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def armed(self) -> Literal["schedule", "always", "never"]: ...
+    @property
+    def rex_window_s(self) -> float: ...
+    @property
+    def held_open_s(self) -> float: ...
+    @property
+    def held_prewarn_s(self) -> float | None: ...
+
+
 class _Door:
-    def __init__(self, cfg: GpioInputConfig) -> None:
+    def __init__(self, cfg: DoorSettings, late_s: float) -> None:
         self.cfg = cfg
+        self.late_s = late_s  # how long after it moved the gateway may see it (a polled door: its poll interval)
         self.open = False
         self.opened_mono: float | None = None
         self.last_rex: float | None = None
@@ -52,15 +73,16 @@ class DoorAlarms:
 
     def __init__(
         self,
-        doors: tuple[GpioInputConfig, ...],
+        doors: Iterable[DoorSettings],
         recorder: Recorder,
         clock: Clock,
         closed_campus: Callable[[], bool | None],
+        late_s: Mapping[str, float] | None = None,
     ) -> None:
         self.recorder = recorder
         self.clock = clock
         self.closed_campus = closed_campus
-        self.doors = {d.id: _Door(d) for d in doors if d.kind == "door"}
+        self.doors = {d.id: _Door(d, (late_s or {}).get(d.id, 0.0)) for d in doors}
 
     def warn_unarmed(self, has_schedule: bool) -> None:
         """Doors armed by the schedule on a site without one never alarm: said once, at start."""
@@ -103,9 +125,12 @@ class DoorAlarms:
         if initial:
             self._start_held(d)
             return
-        window = d.cfg.rex_window_s
+        window = d.cfg.rex_window_s + d.late_s
         if d.last_rex is None or not (mono - window <= d.last_rex <= mono + 0.05):
-            self._raise(d, "forced_open", mono, {"rex_window_s": window})
+            detail: Detail = {"rex_window_s": d.cfg.rex_window_s}
+            if d.late_s:
+                detail["seen_within_s"] = d.late_s
+            self._raise(d, "forced_open", mono, detail)
         self._start_held(d)
 
     def rearm(self) -> None:
@@ -149,3 +174,38 @@ class DoorAlarms:
         """Stop every timer."""
         for d in self.doors.values():
             d.cancel()
+
+
+def site_doors(cfg: Config) -> list[DoorSettings]:
+    """The doors with alarms: GPIO inputs of kind door, and doors on field nodes' loops."""
+    return [i for i in cfg.gpio.inputs if i.kind == "door"] + [door for d in cfg.devices for door in d.doors]
+
+
+def field_door_lateness(cfg: Config) -> dict[str, float]:
+    """A field node's door is seen up to one poll interval after it moved."""
+    return {door.id: d.poll_interval_s for d in cfg.devices for door in d.doors}
+
+
+class FieldDoorFeed:
+    """A field node's loop states, as the gateway polls them, to the doors configured on those loops.
+
+    A loop shorted or cut (tamper, its own warning) says nothing of the door: the door keeps the state it had. The
+    first state after start, or after the node was lost, is where the door stands, not a movement: an open door then
+    starts held-open timing but is not taken as forced.
+    """
+
+    def __init__(self, cfg: Config, doors: DoorAlarms) -> None:
+        self.doors = doors
+        self._door_of = {(d.id, f"door{door.loop}_state"): door.id for d in cfg.devices for door in d.doors}
+        self._known: set[str] = set()
+
+    def on_readings(self, readings: list[Reading]) -> None:
+        for r in readings:
+            door = self._door_of.get((r.device, r.point))
+            if door is None:
+                continue
+            if r.quality is not Quality.GOOD:
+                self._known.discard(door)
+            elif r.value in ("open", "normal"):
+                self.doors.changed(door, r.value == "open", r.at.mono, initial=door not in self._known)
+                self._known.add(door)

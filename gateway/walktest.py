@@ -108,6 +108,7 @@ class Checklist:
         self.on_progress: list[Callable[[Check, str], None]] = []
         self._lane_of: dict[str, str] = {}  # the device whose readings tell a lane's state -> the lane
         self._door_of: dict[tuple[str, str], str] = {}  # (field node, its loop's state point) -> the door point
+        self._field_doors = {(d.id, door.loop): door for d in cfg.devices for door in d.doors}
         lanes = {lane.controller: lane for lane in cfg.lanes if lane.controller}
         for inp in cfg.gpio.inputs:
             required = _REQUIRED.get(inp.kind, (PRESSED, RELEASED))
@@ -164,15 +165,17 @@ class Checklist:
 
     def _add_supervised(self, readings: list[Reading]) -> None:
         """A field node's door loops become points of their own once the node says which are wired (a loop reads
-        `unused` when nothing is connected): each must be seen open, closed, and shorted or cut (its tamper)."""
+        `unused` when nothing is connected): each must be seen open, closed, and shorted or cut (its tamper). A loop
+        configured as a door (`[[devices.doors]]`) is named by its door's id and name."""
         for r in readings:
             node = self.checks.get(r.device)
             m = _SUPERVISED_POINT.fullmatch(r.point)
             if node is None or node.kind != "device" or m is None or r.value in (None, "unused"):
                 continue
-            pid = f"{r.device}.door{m.group(1)}"
+            configured = self._field_doors.get((r.device, int(m.group(1))))
+            pid = configured.id if configured else f"{r.device}.door{m.group(1)}"
             if pid not in self.checks:
-                name = f"{node.name} {m.group(1)}".strip()
+                name = configured.name if configured and configured.name else f"{node.name} {m.group(1)}".strip()
                 self._add(Check(pid, "supervised_door", name, _REQUIRED["supervised_door"], profile=node.profile))
                 self._door_of[(r.device, r.point)] = pid
 

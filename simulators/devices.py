@@ -345,4 +345,8 @@ def make_device(model: str) -> SimDevice:
         return BollardSim()
     if model == "analog_module":
         return AnalogModuleSim()
+    if model == "door_node":
+        from simulators.door_node import DoorNodeSim  # noqa: PLC0415 - the node's model builds on this module
+
+        return DoorNodeSim()
     raise ValueError(f"no simulator for device model {model!r}")

@@ -85,6 +85,7 @@ ACTIONS = {
     " does",
     "power_on": "a bollard controller's power returns: state UNKNOWN until a limit switch is seen",
     "efo_key": "the local key switch that allows a remote EFO on a bollard controller: `value` = true or false",
+    "loop": 'a door node\'s loop changes: `value` = "DOOR=STATE", e.g. "2=open", "1=normal", "3=short", "1=cut"',
     "reset_fault": "a technician presses the fault reset at a bollard controller (refused while the cause remains)",
 }
 

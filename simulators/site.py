@@ -18,6 +18,7 @@ from simulators.devices import (
     SmokeDetectorSim,
     make_device,
 )
+from simulators.door_node import DoorNodeSim
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair
 from simulators.scenario import (
@@ -145,6 +146,15 @@ class SimulatedSite:
             target.set_input(name, level == "true")
         elif isinstance(target, BollardSim) and action == "position":
             target.set_state(target.state, int(step.value or 0))
+        elif isinstance(target, DoorNodeSim) and action == "loop":
+            door, _, state = str(step.value).partition("=")
+            if not door.isdigit() or state not in ("normal", "open", "short", "cut"):
+                raise ScenarioError(f'step at {step.at_s:g} s: expected value = "DOOR=normal|open|short|cut", '
+                                    f"got {step.value!r}")  # fmt: skip
+            try:
+                target.set_loop(int(door), state)  # type: ignore[arg-type]  # checked just above
+            except ValueError as exc:
+                raise ScenarioError(f"step at {step.at_s:g} s: {exc}") from None
         elif isinstance(target, BollardSim) and action in _BOLLARD_ACTIONS:
             _BOLLARD_ACTIONS[action](target, step)
         else:

@@ -265,3 +265,21 @@ def test_walktest_a_field_nodes_wired_loops_are_points_with_a_tamper_test(tmp_pa
     read("door1_state", "cut")
     assert door.passed
     assert checklist.done
+
+
+def test_walktest_a_loop_configured_as_a_door_is_named_by_the_door(tmp_path: Path) -> None:
+    """A loop with a `[[devices.doors]]` table is the point of that door: its id and name, as the guard knows it."""
+    from drivers.profile import Quality  # noqa: PLC0415
+    from gateway.records import Reading, Stamp  # noqa: PLC0415
+
+    text = config_text(
+        tmp_path / "state", "mqtt://127.0.0.1:1",
+        [{"id": "field", "type": "rtu", "port": "/dev/ttyUSB9"}],
+        [{"id": "node-1", "bus": "field", "unit": 5, "profile": "door_node", "name": "Block B"}],
+    ) + '[[devices.doors]]\nloop = 2\nid = "door-lab"\nname = "Lab door"\narmed = "always"\n'  # fmt: skip
+    checklist = Checklist(make_config(text), lambda: 0)
+    at = Stamp(0, 0.0, True)
+    checklist.on_readings([Reading("node-1", "door1_state", "normal", Quality.GOOD, at),
+                           Reading("node-1", "door2_state", "normal", Quality.GOOD, at)])  # fmt: skip
+    assert set(checklist.checks) == {"node-1", "node-1.door1", "door-lab"}
+    assert (checklist.checks["door-lab"].kind, checklist.checks["door-lab"].name) == ("supervised_door", "Lab door")
