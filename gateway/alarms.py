@@ -404,7 +404,9 @@ class AlarmBook:
             }
             for a in sorted(self.alarms.values(), key=lambda a: (a.priority, a.raised_ms))
         ]
-        body = {"alarms": alarms, "ts": rfc3339_ms(self.clock.wall_ms())}
+        body: dict[str, object] = {"alarms": alarms, "ts": rfc3339_ms(self.clock.wall_ms())}
+        if self.recorder.walk_test:
+            body["test"] = True  # the walk test's own book, not the site's open alarms
         payload = self.topics.head(SCHEMA_ALARMS) + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]
         self.recorder.board.set_retained(self.topics.alarms, payload.encode())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drivers.device import ModbusDevice
@@ -55,8 +56,14 @@ def _pin_factory(cfg: Config) -> Any:
 class Gateway:
     """One gateway process: pollers per bus, GPIO inputs, the outbox and the uplink."""
 
-    def __init__(self, cfg: Config, *, pin_factory: Any = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, pin_factory: Any = None, clock: Clock | None = None, walk_test: bool = False
+    ) -> None:
+        """`walk_test`: the installer's walk test runs this gateway. Its events say `"test": true`; it keeps an
+        alarm book of its own (the site's is left as the service left it) and counts nothing towards the hazard
+        reports, and writes none."""
         self.cfg = cfg
+        self.walk_test = walk_test
         self.clock = clock or Clock()
         self.topics = Topics(cfg.site.id, cfg.gateway.id)
         self.outbox = Outbox(
@@ -67,6 +74,7 @@ class Gateway:
         self.recorder = Recorder(
             self.outbox, self.topics, self.board, self.clock, self.memory, cfg.outbox.commit_window_ms / 1000
         )
+        self.recorder.walk_test = walk_test
         self.identity = Identity.new(__version__, cfg.digest)
         self.uplink = Uplink(
             cfg.mqtt,
@@ -102,7 +110,7 @@ class Gateway:
             self.recorder,
             self.topics,
             self.clock,
-            cfg.gateway.state_dir / "alarms.json",
+            self._alarm_book_file(),
             panels,
             cfg.alarms.renotify_s,
             cfg.alarms.chatter_s,
@@ -117,7 +125,8 @@ class Gateway:
             self.clock,
             cfg.gateway.state_dir / "detector-tests.json",
             cfg.reports.untested_after_days,
-            cfg.gateway.state_dir / "report-history.json",
+            None if walk_test else cfg.gateway.state_dir / "report-history.json",
+            counting=not walk_test,
         )
         self.report_check_s = 30.0  # how often report times are checked and the history saved
         self.recorder.on_events.append(self.inspector.on_events)
@@ -176,6 +185,15 @@ class Gateway:
 
             self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, self.health, self.recorder, self.clock)
         self.recorder.declare_recovery()
+
+    def _alarm_book_file(self) -> Path:
+        """The site's alarm book; a walk test's own, begun afresh, beside it."""
+        state_dir = self.cfg.gateway.state_dir
+        if not self.walk_test:
+            return state_dir / "alarms.json"
+        path = state_dir / "walktest-alarms.json"
+        path.unlink(missing_ok=True)
+        return path
 
     def _watch_bus_load(self) -> None:
         """R24: a line the configuration overloads is reported at start; then each bus is judged by its polling."""
@@ -256,7 +274,8 @@ class Gateway:
                 if self.cfg.schedule is not None:
                     tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
                 tg.create_task(self.supervisor.keep("alarms", self.alarms.run), name="alarms")
-                tg.create_task(self.supervisor.keep("reports", self._reports), name="reports")
+                if not self.walk_test:
+                    tg.create_task(self.supervisor.keep("reports", self._reports), name="reports")
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
                 if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:

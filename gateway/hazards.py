@@ -90,6 +90,7 @@ class Inspector:
         tests_file: Path | None = None,
         untested_after_days: int = 30,
         history_file: Path | None = None,
+        counting: bool = True,
     ) -> None:
         self.board = board
         self.alarms = alarms
@@ -111,6 +112,7 @@ class Inspector:
         self.history = {period: History(now) for period in PERIODS}
         self._opened: dict[str, int] = {}  # door -> wall ms it opened
         self.history_file = history_file
+        self.counting = counting  # off during a walk test
         self._dirty = False
         self._load_history()
         for h in self.history.values():
@@ -138,16 +140,18 @@ class Inspector:
         save_json(self.history_file, data, "the report history")
 
     def on_events(self, events: list[Event]) -> None:
-        """Count what a report needs (a recorder listener)."""
+        """Count what a report needs (a recorder listener). A walk test's alarms and doors are not the site's day;
+        its detector tests are real tests."""
         for ev in events:
-            for h in self.history.values():
-                self._dirty |= self._count(h, ev)
+            if self.counting:
+                for h in self.history.values():
+                    self._dirty |= self._count(h, ev)
             if ev.cls == "test" and ev.state == "raised":
                 self.tested[ev.device] = {"first_seen": self.tested.get(ev.device, {}).get("first_seen"),
                                           "last_test": ev.at.wall_ms}  # fmt: skip
                 if self.tests_file is not None:
                     save_json(self.tests_file, self.tested, "the detector tests")
-            if ev.cls == "door" and ev.point == "open":
+            if ev.cls == "door" and ev.point == "open" and self.counting:
                 self._dirty = True
                 if ev.value is True:
                     self._opened[ev.device] = ev.at.wall_ms

@@ -57,6 +57,9 @@ class Recorder:
         self.on_readings: list[Callable[[list[Reading]], None]] = []  # e.g. the walk test; none in normal running
         self.dropped_readings = 0
         self.dropped_events = 0
+        # During a walk test every event says so (`"test": true`): the platform must not dispatch to a fire that an
+        # installer made with test smoke. Still priority, still durable: the platform sees what the test did.
+        self.walk_test = False
         self.store_failing = False
         self.usage_warned = False
 
@@ -94,13 +97,14 @@ class Recorder:
         queueing, the age of readings at the platform too. The retained state follows each commit. Without a
         running loop (tools, tests) everything commits at once.
         """
-        alarms = [Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body()) for ev in events if ev.is_alarm]
+        test = self.walk_test
+        alarms = [Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body(test)) for ev in events if ev.is_alarm]
         if alarms:
             self.pending_alarms += alarms
             if not self._commit_alarms():
                 self._health(False)
         self.pending_events += [
-            Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body()) for ev in events if not ev.is_alarm
+            Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body(test)) for ev in events if not ev.is_alarm
         ]
         self._readings += [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
         self._board_updates.append((readings, online, device))
@@ -191,7 +195,7 @@ class Recorder:
         if not notes:
             return
         try:
-            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body()) for n in notes])
+            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body(self.walk_test)) for n in notes])
         except StoreError as exc:
             log.error("cannot store store-health events: %s", exc)
         for n in notes:

@@ -89,8 +89,8 @@ class Event:
         """Alarms are committed with fsync and published ahead of everything else."""
         return self.severity == "alarm"
 
-    def body(self) -> str:
-        """The JSON object stored in the outbox, without the sequence number."""
+    def body(self, test: bool = False) -> str:
+        """The JSON object stored in the outbox, without the sequence number; `test` marks what a walk test made."""
         obj: dict[str, object] = {
             "class": self.cls,
             "severity": self.severity,
@@ -104,4 +104,6 @@ class Event:
         }
         if self.detail:
             obj["detail"] = self.detail
+        if test:
+            obj["test"] = True
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

@@ -136,7 +136,9 @@ async def walk(
 ) -> dict[str, Any]:
     """Run the gateway with the checklist until every point passed, the installer ends it, or the time is up; then
     write and publish the report. `installer` is a coroutine function taking the WalkTest (the prompt, or a
-    scenario)."""
+    scenario). The gateway must be one made for a walk test (`Gateway(..., walk_test=True)`)."""
+    if not gw.walk_test:
+        raise ValueError("walk: the gateway was not made for a walk test (walk_test=True)")
     wt = WalkTest(gw, lang, out)
     wt.say(_("Walk test of {site} / {gateway}: trigger each point in turn.", site=gw.cfg.site.id,
              gateway=gw.cfg.gateway.id))  # fmt: skip
@@ -237,7 +239,7 @@ async def _simulated(cfg: Config, args: argparse.Namespace, lang: str, by: str) 
         factory = contact_pin_factory()
         async with simulate(cfg, run_dir, factory) as site:
             live = point_at_simulation(cfg, site, run_dir, broker.url)
-            gw = Gateway(live, pin_factory=factory)
+            gw = Gateway(live, pin_factory=factory, walk_test=True)
             for lane in live.lanes:
                 site.externals[lane.id] = lambda step: gw.bollards.guard_input(
                     f"bollard_{step.action.removeprefix('guard_')}", step.target
@@ -270,7 +272,9 @@ def run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway  # noqa: PLC0415
 
     async def main() -> dict[str, Any]:
-        return await walk(Gateway(cfg), lang=lang, out=sys.stdout, by=by, out_dir=out_dir, timeout_s=args.timeout_s)
+        return await walk(
+            Gateway(cfg, walk_test=True), lang=lang, out=sys.stdout, by=by, out_dir=out_dir, timeout_s=args.timeout_s
+        )
 
     report = asyncio.run(main())
     return 0 if report["result"] == "pass" else 1

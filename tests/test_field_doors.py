@@ -132,6 +132,7 @@ async def test_field_node_door_forced_and_held_open(
             await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
     for topic, payload in sub.messages:
         validate_message(topic, payload)
+        assert "test" not in payload, "only a walk test's events say test"
 
 
 async def test_field_node_door_open_at_start_is_held_not_forced(

@@ -101,10 +101,15 @@ async def test_walktest_report_reaches_the_platform_and_untested_points_fail(
     door1 = SimContact(factory, 17, "NC")
     SimContact(factory, 18, "NC")  # door-2: closed, and left alone
     sub = await subscriber_factory(broker.url, f"{PREFIX}/commissioning")
+    events = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    alarm_list = await subscriber_factory(broker.url, f"{PREFIX}/alarms")
     async with SimServer.tcp(devices) as server:
         host, port = server.address
         cfg = make_config(_site(tmp_path, broker.url, host, port))
-        gw = Gateway(cfg, pin_factory=factory, clock=Clock(assume_synced=True))
+        state_dir = cfg.gateway.state_dir
+        state_dir.mkdir(parents=True)
+        (state_dir / "alarms.json").write_text("{}", encoding="utf-8")  # the service's book, left as it was
+        gw = Gateway(cfg, pin_factory=factory, clock=Clock(assume_synced=True), walk_test=True)
         transcript = io.StringIO()
 
         async def installer(wt: WalkTest) -> None:
@@ -150,6 +155,19 @@ async def test_walktest_report_reaches_the_platform_and_untested_points_fail(
     assert published["schema"] == "campus-edge/commissioning/1"
     assert published["summary"]["failed"] == ["door-2"]
     validate_message(f"{PREFIX}/commissioning", published)
+    # Every event of the walk test says so, the smoke detector's fire among them; the service's own state is as it
+    # was: its alarm book, and nothing counted towards the hazard reports.
+    _, fire = await events.wait_for(lambda topic, p: topic.endswith("/event/fire") and p["device"] == "smoke-1")
+    assert fire["test"] is True
+    assert events.messages, "no events"
+    for topic, payload in events.messages:
+        assert payload.get("test") is True, (topic, payload)
+        validate_message(topic, payload)
+    _, retained = await alarm_list.wait_for(lambda _t, p: bool(p["alarms"]))
+    assert retained["test"] is True
+    validate_message(f"{PREFIX}/alarms", retained)
+    assert (state_dir / "alarms.json").read_text(encoding="utf-8") == "{}"
+    assert not (state_dir / "report-history.json").exists()
 
 
 async def test_walktest_the_installers_prompt_raises_and_lowers_a_lane(tmp_path: Path, broker: PrivateBroker) -> None:
