@@ -426,7 +426,7 @@ class PanelGuardConfig(_Frozen):
 class PanelConfig(_Frozen):
     """The gate-house panel (issue 10): HTTPS on `address`:`port` with the gateway's certificate, off unless this
     table is present. Sessions end `session_s` after sign-in; `max_attempts` wrong PINs in a row lock the guard id
-    (and the address they came from) out for `lockout_s`."""
+    out for `lockout_s`, `address_attempts` (default four times `max_attempts`) the address they came from."""
 
     address: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
@@ -435,7 +435,13 @@ class PanelConfig(_Frozen):
     guards: tuple[PanelGuardConfig, ...] = Field(min_length=1)
     session_s: float = Field(default=900.0, ge=10, le=43200)
     max_attempts: int = Field(default=5, ge=1, le=20)
+    address_attempts: int | None = Field(default=None, ge=1, le=200)
     lockout_s: float = Field(default=300.0, ge=1, le=86400)
+
+    @property
+    def address_limit(self) -> int:
+        """Wrong PINs in a row from one address (any guard ids) that lock the address out."""
+        return self.address_attempts if self.address_attempts is not None else 4 * self.max_attempts
 
     @field_validator("address")
     @classmethod

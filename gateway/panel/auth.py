@@ -3,7 +3,9 @@ CSRF token per session.
 
 A guard's PIN is short, so the hash is what keeps it from whoever copies the configuration: scrypt with a random
 salt, compared in constant time. The lock-out is what keeps it from whoever stands at the tablet: `max_attempts`
-wrong PINs in a row lock the guard id, and the address they came from, for `lockout_s`. Time is the monotonic clock.
+wrong PINs in a row lock the guard id for `lockout_s`, and `address_attempts` (four times as many by default) lock
+the address they came from. The gate house's tablet is one address for every guard: one guard who forgot a PIN
+must not lock the others out of it, while someone trying id after id still is. Time is the monotonic clock.
 
 The hash runs in a worker thread (hashlib releases the GIL for it), one sign-in at a time: on the event loop it would
 hold up a fire alarm by its whole cost (about 30 ms on a server core, some 100 ms on a Raspberry Pi 4), and one at a
@@ -106,10 +108,10 @@ class Gatekeeper:
             guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
             right = await asyncio.to_thread(check_pin, pin, guard.pin_hash if guard else _DECOY)
             if not right or guard is None:
-                for key in keys:
+                for key, most in zip(keys, (self.cfg.max_attempts, self.cfg.address_limit), strict=True):
                     tries = self._tries.setdefault(key, _Tries())
                     tries.failures += 1
-                    if tries.failures >= self.cfg.max_attempts:
+                    if tries.failures >= most:
                         tries.failures = 0
                         tries.locked_until = self.mono() + self.cfg.lockout_s
                 return None
