@@ -21,6 +21,12 @@ from simulators.scenario import ScenarioError
 _QUIET = ("demo", "scan", "check", "walktest")  # their output is for people: only warnings are logged beside it
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="campus-edge", description="Edge gateway for school safety.")
     p.add_argument("--version", action="version", version=f"campus-edge {__version__}")
@@ -36,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=30.0, metavar="S", help="stop after S seconds (default 30)")
     demo.add_argument("--scenario", type=Path, help="a scenario file to play instead of the built-in one")
     demo.add_argument("--state-dir", type=Path, help="keep the outbox and pty links here (default: a temp dir)")
+    demo.add_argument("--panel", type=_port, metavar="PORT",
+                      help="also serve the guards' panel on https://127.0.0.1:PORT/ (0: any free port)")  # fmt: skip
 
     watch = sub.add_parser("watch", help="follow a site as the platform would: check, de-duplicate, account for gaps")
     watch.add_argument("--broker", metavar="URL", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
@@ -164,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     scenario=args.scenario,
                     broker_url=args.broker,
                     state_dir=args.state_dir,
+                    panel_port=args.panel,
                 )
             )
             await _run_until_signal(task)

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from gateway.app import Gateway
-from gateway.config import Config, RtuBusConfig, TcpBusConfig
+from gateway.config import Config, PanelConfig, PanelGuardConfig, RtuBusConfig, TcpBusConfig
 from gateway.mqtt_client import Client
+from gateway.panel.auth import hash_pin
 from simulators.bollard import BollardSim
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
@@ -24,6 +32,8 @@ from simulators.scenario import Step, load_scenario, parse_scenario
 from simulators.site import SimulatedSite
 
 log = logging.getLogger(__name__)
+
+DEMO_GUARD, DEMO_PIN = "demo", "2468"
 
 
 def builtin_scenario() -> list[Step]:
@@ -173,6 +183,41 @@ async def watch(url: str, prefix: str, view: PlatformView, out: TextIO, started:
             print(f"  +{loop.time() - started:6.2f}s  {describe(topic, payload, prefix)}", file=out, flush=True)
 
 
+def demo_panel(run_dir: Path, port: int) -> PanelConfig:
+    """The guards' panel for the demo: on loopback, with a self-signed certificate made now and one guard (an
+    operator) whose PIN the console prints. A site's panel uses the gateway's own certificate and a PIN per guard
+    (docs/guard-panel.md)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "campus-edge demo panel")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = run_dir / "demo-panel.crt", run_dir / "demo-panel.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    guard = PanelGuardConfig(id=DEMO_GUARD, name="Demo guard", pin_hash=hash_pin(DEMO_PIN), role="operator")
+    return PanelConfig(address="127.0.0.1", port=port, cert_file=cert_file, key_file=key_file, guards=(guard,))
+
+
+async def _announce_panel(gateway: Gateway, out: TextIO) -> None:
+    assert gateway.panel is not None
+    await gateway.panel.bound.wait()
+    print(f"guard panel: https://127.0.0.1:{gateway.panel.port}/ (a self-signed certificate: let the browser accept "
+          f"it), guard {DEMO_GUARD}, PIN {DEMO_PIN}", file=out, flush=True)  # fmt: skip
+
+
 async def run_demo(
     cfg: Config,
     *,
@@ -181,8 +226,9 @@ async def run_demo(
     broker_url: str | None,
     state_dir: Path | None,
     out: TextIO = sys.stdout,
+    panel_port: int | None = None,
 ) -> PlatformView:
-    """Run the demo and return what the platform saw."""
+    """Run the demo and return what the platform saw; with `panel_port`, the guards' panel on it (0: any)."""
     steps = load_scenario(scenario) if scenario else builtin_scenario()
     with contextlib.ExitStack() as stack:
         run_dir = state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="campus-edge-demo-")))
@@ -198,6 +244,8 @@ async def run_demo(
         started = loop.time()
         async with simulate(cfg, run_dir, factory) as site:
             live = point_at_simulation(cfg, site, run_dir, url)
+            if panel_port is not None:
+                live = live.model_copy(update={"panel": demo_panel(run_dir, panel_port)})
             gateway = Gateway(live, pin_factory=factory)
             prefix = gateway.topics.prefix
             print(f"site {cfg.site.id}, gateway {cfg.gateway.id}: watching {prefix}/# as the platform", file=out)
@@ -224,6 +272,8 @@ async def run_demo(
                     tg.create_task(watch(url, prefix, view, out, started, ready), name="platform-view")
                     await ready.wait()
                     tg.create_task(gateway.run(), name="gateway")
+                    if gateway.panel is not None:
+                        tg.create_task(_announce_panel(gateway, out), name="panel-address")
                     tg.create_task(site.play(steps, on_step), name="scenario")
             except TimeoutError:
                 pass

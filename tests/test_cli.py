@@ -153,3 +153,40 @@ async def test_cli_demo_shows_a_warning_opened_and_restored_and_a_daily_report(t
     assert "report      daily hazard check" in text
     assert "- 未关闭风险预警: smoke-103.low_battery" in text
     assert "- risk warnings open: smoke-103.low_battery" in text
+
+
+async def test_cli_demo_serves_the_guards_panel(tmp_path: Path) -> None:
+    """`campus-edge demo --panel 0`: the panel of the simulated site on loopback, with the certificate it made and
+    the PIN it prints; the demo guard signs in and sees the site's lane."""
+    import ssl  # noqa: PLC0415
+
+    import aiohttp  # noqa: PLC0415
+
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text('[[step]]\nat_s = 0.5\ntarget = "door-north"\naction = "open"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--config", str(ROOT / "examples" / "demo-site.toml"),
+        "--scenario", str(scenario), "--duration", "30", "--state-dir", str(tmp_path / "run"), "--panel", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while not (line := (await proc.stdout.readline()).decode()).startswith("guard panel: "):
+                assert line, "the demo ended without a panel"
+        url, pin = line.split()[2].rstrip("/"), line.split()[-1]
+        context = ssl.create_default_context(cafile=str(tmp_path / "run" / "demo-panel.crt"))
+        jar = aiohttp.CookieJar(unsafe=True)  # the session cookie of an address, not a host name
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), cookie_jar=jar) as http:
+            async with http.post(f"{url}/api/login", json={"guard": "demo", "pin": pin, "lang": "en"}) as r:
+                assert r.status == 200, await r.text()
+                who = await r.json()
+            assert (who["guard"], who["name"], who["role"]) == ("demo", "Demo guard", "operator")
+            async with http.get(f"{url}/api/events") as r:
+                first = (await r.content.readuntil(b"\n\n")).decode()
+            assert "lane-east" in first
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            await proc.wait()
