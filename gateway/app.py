@@ -22,7 +22,7 @@ from gateway.clock import Clock
 from gateway.commands.service import CommandService
 from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
 from gateway.contract import Topics
-from gateway.doors import DoorAlarms, FieldDoorFeed, field_door_lateness, site_doors
+from gateway.doors import DoorAlarms, FieldDoorFeed, site_doors
 from gateway.event_memory import EventMemory
 from gateway.hazards import Inspector, ReportClock, run_reports
 from gateway.health import HealthSampler, publish_health, status_line
@@ -75,7 +75,7 @@ class Gateway:
             self.outbox, self.topics, self.board, self.clock, self.memory, cfg.outbox.commit_window_ms / 1000
         )
         self.recorder.walk_test = walk_test
-        self.identity = Identity.new(__version__, cfg.digest)
+        self.identity = Identity.new(__version__, cfg.digest, walk_test)
         self.uplink = Uplink(
             cfg.mqtt,
             self.topics,
@@ -139,9 +139,12 @@ class Gateway:
             cfg.gateway.state_dir / "reports.json",
         )
         self.doors = DoorAlarms(site_doors(cfg), self.recorder, self.clock, lambda: self.bollards.closed_campus,
-                                field_door_lateness(cfg))  # fmt: skip
+                                self.memory)  # fmt: skip
         if any(d.doors for d in cfg.devices):
-            self.recorder.on_readings.append(FieldDoorFeed(cfg, self.doors).on_readings)
+            feed = FieldDoorFeed(cfg, self.doors)
+            self.recorder.on_readings.append(feed.on_readings)
+            for poller in self.pollers.values():
+                poller.on_poll.append(feed.on_poll)
         self.doors.warn_unarmed(cfg.schedule is not None)
         self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
         self.inputs.on_door = self.doors.changed

@@ -714,7 +714,7 @@ def _cross_check(cfg: Config) -> Problems:
             if door.id in seen_ids:
                 problems.append(((*where, "id"), _used_by(door.id, seen_ids)))
             seen_ids[door.id] = _USES["door"]
-            if points and f"door{door.loop}_open" not in points:
+            if points and f"door{door.loop}_state" not in points:
                 not_a_node = Message(N_("profile {profile!r} has no door loop {loop}"), profile=d.profile,
                                      loop=door.loop)  # fmt: skip
                 problems.append(((*where, "loop"), not_a_node))

@@ -5,21 +5,26 @@ the change. Held open: open longer than `held_open_s` while armed, with a pre-al
 alarm is raised once and cleared when the door closes, so the platform can close its risk record with the time.
 
 Doors on GPIO pins are timed by their debounced edges. Doors on a field node's loops are seen when the node is
-polled, up to a poll interval after they moved: their request-to-exit window is longer by that interval, or a
-guard who pressed the button just before opening would be reported as forcing the door.
+polled: a door may have moved at any time since the last good read began (a poll interval, more after lost replies
+or while the node was lost), and its request-to-exit window is longer by that much, or a guard who pressed the
+button just before opening would be reported as forcing the door.
+
+Alarms raised before a restart are taken from the event memory: a door found shut at start clears them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Literal, Protocol
 
 from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.event_memory import EventMemory
 from gateway.i18n import N_, tr
+from gateway.polling import PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, EventState, Reading, Severity, Stamp
 
@@ -53,9 +58,8 @@ class DoorSettings(Protocol):
 
 
 class _Door:
-    def __init__(self, cfg: DoorSettings, late_s: float) -> None:
+    def __init__(self, cfg: DoorSettings) -> None:
         self.cfg = cfg
-        self.late_s = late_s  # how long after it moved the gateway may see it (a polled door: its poll interval)
         self.open = False
         self.opened_mono: float | None = None
         self.last_rex: float | None = None
@@ -77,12 +81,15 @@ class DoorAlarms:
         recorder: Recorder,
         clock: Clock,
         closed_campus: Callable[[], bool | None],
-        late_s: Mapping[str, float] | None = None,
+        memory: EventMemory | None = None,
     ) -> None:
         self.recorder = recorder
         self.clock = clock
         self.closed_campus = closed_campus
-        self.doors = {d.id: _Door(d, (late_s or {}).get(d.id, 0.0)) for d in doors}
+        self.doors = {d.id: _Door(d) for d in doors}
+        if memory is not None:
+            for door_id, d in self.doors.items():
+                d.raised = {point for point, value in memory.of(door_id).items() if point in _ALARMS and value is True}
 
     def warn_unarmed(self, has_schedule: bool) -> None:
         """Doors armed by the schedule on a site without one never alarm: said once, at start."""
@@ -105,10 +112,15 @@ class DoorAlarms:
         """A request-to-exit button or an access grant for `door`."""
         self.doors[door].last_rex = mono
 
-    def changed(self, door: str, is_open: bool, mono: float, initial: bool = False) -> None:
-        """The door's contact changed (debounced), at `mono`; `initial`: its level when the gateway starts (an
-        open door then counts towards held open, but was not seen being forced)."""
+    def changed(self, door: str, is_open: bool, mono: float, initial: bool = False, late_s: float = 0.0) -> None:
+        """The door's contact changed (debounced), seen at `mono`, having moved up to `late_s` before; `initial`: its
+        level when the gateway starts (an open door then counts towards held open, but was not seen being forced;
+        a shut one ends what was raised before the restart)."""
         d = self.doors[door]
+        if initial and not is_open and d.raised:
+            for point in sorted(d.raised):
+                self._emit(d, point, False, mono)
+            d.raised.clear()
         if is_open == d.open:
             return
         d.open = is_open
@@ -125,11 +137,11 @@ class DoorAlarms:
         if initial:
             self._start_held(d)
             return
-        window = d.cfg.rex_window_s + d.late_s
+        window = d.cfg.rex_window_s + late_s
         if d.last_rex is None or not (mono - window <= d.last_rex <= mono + 0.05):
             detail: Detail = {"rex_window_s": d.cfg.rex_window_s}
-            if d.late_s:
-                detail["seen_within_s"] = d.late_s
+            if late_s:
+                detail["seen_within_s"] = round(late_s, 3)
             self._raise(d, "forced_open", mono, detail)
         self._start_held(d)
 
@@ -181,31 +193,73 @@ def site_doors(cfg: Config) -> list[DoorSettings]:
     return [i for i in cfg.gpio.inputs if i.kind == "door"] + [door for d in cfg.devices for door in d.doors]
 
 
-def field_door_lateness(cfg: Config) -> dict[str, float]:
-    """A field node's door is seen up to one poll interval after it moved."""
-    return {door.id: d.poll_interval_s for d in cfg.devices for door in d.doors}
-
-
 class FieldDoorFeed:
     """A field node's loop states, as the gateway polls them, to the doors configured on those loops.
 
     A loop shorted or cut (tamper, its own warning) says nothing of the door: the door keeps the state it had. The
-    first state after start, or after the node was lost, is where the door stands, not a movement: an open door then
-    starts held-open timing but is not taken as forced.
+    first state after start is where the door stands, not a movement: an open door then starts held-open timing but
+    is not taken as forced. A node lost and found again is not a start: a door found open was opened while no one
+    could see it, and is checked against the exit button over all that time. A door opened and shut between two
+    reads shows only in its loop's change counter: two changes or more with the same state are an opening seen late.
     """
 
     def __init__(self, cfg: Config, doors: DoorAlarms) -> None:
         self.doors = doors
-        self._door_of = {(d.id, f"door{door.loop}_state"): door.id for d in cfg.devices for door in d.doors}
-        self._known: set[str] = set()
+        self._loops: dict[tuple[str, str], tuple[str, int]] = {}  # (node, point) -> (door, loop)
+        for d in cfg.devices:
+            for door in d.doors:
+                for point in (f"door{door.loop}_state", f"door{door.loop}_changes"):
+                    self._loops[(d.id, point)] = (door.id, door.loop)
+        self._state: dict[str, str] = {}  # door -> the door's last known state: open or normal (shut)
+        self._raw: dict[str, str] = {}  # door -> its loop's last state read, tamper (short, cut) included
+        self._changes: dict[str, int] = {}  # door -> its loop's change counter at the last good read
+        self._read_started: dict[str, float] = {}  # node -> when its last good read began
+        self._unused_said: set[str] = set()
+
+    def on_poll(self, entry: PolledDevice) -> None:
+        """After each poll of a device (a BusPoller listener): when a good read began, for the next one's lateness."""
+        if entry.last_values is not None:
+            self._read_started[entry.device.name] = entry.last_read_started_mono
 
     def on_readings(self, readings: list[Reading]) -> None:
+        moved: dict[str, tuple[Reading, str | None, int | None]] = {}  # door -> (a reading, new state, new count)
         for r in readings:
-            door = self._door_of.get((r.device, r.point))
-            if door is None:
+            found = self._loops.get((r.device, r.point))
+            if found is None or r.quality is not Quality.GOOD:
                 continue
-            if r.quality is not Quality.GOOD:
-                self._known.discard(door)
-            elif r.value in ("open", "normal"):
-                self.doors.changed(door, r.value == "open", r.at.mono, initial=door not in self._known)
-                self._known.add(door)
+            door, loop = found
+            _, state, count = moved.get(door, (r, None, None))
+            if r.point.endswith("_state") and isinstance(r.value, str):
+                state = r.value
+            elif r.point.endswith("_changes") and isinstance(r.value, int):
+                count = r.value
+            moved[door] = (r, state, count)
+            if r.value == "unused" and door not in self._unused_said:
+                self._unused_said.add(door)
+                log.warning("door %s: loop %d of %s reads unused: the node is set up without it (config.json "
+                            "point_count); no door alarms from it", door, loop, r.device)  # fmt: skip
+        for door, (r, state, count) in moved.items():
+            self._moved(door, r, state, count)
+
+    def _moved(self, door: str, r: Reading, state: str | None, count: int | None) -> None:
+        before, before_raw, before_count = self._state.get(door), self._raw.get(door), self._changes.get(door)
+        if count is not None:
+            self._changes[door] = count
+        if state is not None:
+            self._raw[door] = state
+        if state in ("open", "normal"):
+            self._state[door] = state
+        if before is None:  # the first read since start: where the door stands
+            if door in self._state:
+                self.doors.changed(door, self._state[door] == "open", r.at.mono, initial=True)
+            return
+        started = self._read_started.get(r.device)
+        late_s = max(0.0, r.at.mono - started) if started is not None else 0.0
+        now = self._state[door]
+        seen = int(state is not None and state != before_raw)  # the changes this read shows; the rest went unseen
+        counted = (count - before_count) % 0x10000 if count is not None and before_count is not None else seen
+        if now == before == "normal" and counted - seen >= 2:
+            self.doors.changed(door, True, r.at.mono, late_s=late_s)  # opened and shut between two reads
+            self.doors.changed(door, False, r.at.mono)
+        elif now != before:
+            self.doors.changed(door, now == "open", r.at.mono, late_s=late_s)

@@ -17,8 +17,11 @@ from gateway.statefile import save_json
 
 log = logging.getLogger(__name__)
 
-# Events about the gateway itself, not a point's state.
-_NOT_REMEMBERED = frozenset({"gap", "store", "online", "offline"})
+# Events about the gateway itself, not a point's state; and those that name a point without being its state: the
+# alarm book's lifecycle (`alarm`, value "raised" ... "closed", kept in alarms.json) and the audit of commands. Kept
+# here, an alarm's "raised" took the place of its source's True: a fire relay released during a restart was then
+# never cleared.
+_NOT_REMEMBERED = frozenset({"gap", "store", "online", "offline", "alarm", "command"})
 
 
 class EventMemory:

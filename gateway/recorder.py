@@ -57,9 +57,11 @@ class Recorder:
         self.on_readings: list[Callable[[list[Reading]], None]] = []  # e.g. the walk test; none in normal running
         self.dropped_readings = 0
         self.dropped_events = 0
-        # During a walk test every event says so (`"test": true`): the platform must not dispatch to a fire that an
-        # installer made with test smoke. Still priority, still durable: the platform sees what the test did.
+        # During a walk test (`walk_test`) an event from a point still under test says so (`"test": true`): the
+        # platform must not dispatch to a fire an installer made with test smoke. Still priority, still durable:
+        # the platform sees what the test did. A point that passed, and the outbox's own events, are not marked.
         self.walk_test = False
+        self.under_test: Callable[[Event], bool] | None = None
         self.store_failing = False
         self.usage_warned = False
 
@@ -97,14 +99,20 @@ class Recorder:
         queueing, the age of readings at the platform too. The retained state follows each commit. Without a
         running loop (tools, tests) everything commits at once.
         """
-        test = self.walk_test
-        alarms = [Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body(test)) for ev in events if ev.is_alarm]
+        test = self.under_test
+        alarms = [
+            Entry(PRIORITY_ALARM, self.topics.event(ev.cls), ev.body(test is not None and test(ev)))
+            for ev in events
+            if ev.is_alarm
+        ]
         if alarms:
             self.pending_alarms += alarms
             if not self._commit_alarms():
                 self._health(False)
         self.pending_events += [
-            Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body(test)) for ev in events if not ev.is_alarm
+            Entry(PRIORITY_EVENT, self.topics.event(ev.cls), ev.body(test is not None and test(ev)))
+            for ev in events
+            if not ev.is_alarm
         ]
         self._readings += [Entry(PRIORITY_TELEMETRY, None, r.body()) for r in readings]
         self._board_updates.append((readings, online, device))
@@ -195,7 +203,7 @@ class Recorder:
         if not notes:
             return
         try:
-            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body(self.walk_test)) for n in notes])
+            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body()) for n in notes])
         except StoreError as exc:
             log.error("cannot store store-health events: %s", exc)
         for n in notes:

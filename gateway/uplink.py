@@ -41,11 +41,12 @@ class Identity:
     version: str
     config_hash: str
     boot_id: str
+    walk_test: bool = False  # an installer's walk test runs this gateway (`"walk_test": true` in the status)
 
     @staticmethod
-    def new(version: str, config_hash: str) -> Identity:
+    def new(version: str, config_hash: str, walk_test: bool = False) -> Identity:
         """A fresh boot id for this process."""
-        return Identity(version, config_hash, uuid.uuid4().hex)
+        return Identity(version, config_hash, uuid.uuid4().hex, walk_test)
 
 
 STATE_REFUSAL_HOLD_S = 300.0  # a retained state the broker refused is not offered again sooner (an ACL to fix)
@@ -108,6 +109,8 @@ class Uplink:
             "boot_id": self.identity.boot_id,
             "ts": rfc3339_ms(since_ms),
         }
+        if self.identity.walk_test:
+            body["walk_test"] = True
         return (self.topics.head(SCHEMA_STATUS) + json.dumps(body, separators=(",", ":"))[1:]).encode()
 
     def _client(self, url: str, since_ms: int) -> Client:

@@ -61,6 +61,7 @@ _REQUIRED = {
     "supervised_door": (OPEN, CLOSED, TAMPER),
 }
 _SUPERVISED_POINT = re.compile(r"door(\d+)_state")  # a field node's door loops (drivers/profiles/door_node.toml)
+_SUPERVISED_LOOP = re.compile(r"door(\d+)_")  # any point of a loop: open, tamper, state, changes, level
 _READING_POINT = {"door": "open", "trouble_relay": "trouble", "fire_relay": "fire"}
 _VERSION_POINTS = ("map_version", "model_code", "fw_version")
 _LANE_ARRIVALS = {
@@ -244,6 +245,16 @@ class Checklist:
             check.armed.add(RELEASED)
         elif RELEASED in check.armed:
             self._see(check, RELEASED)
+
+    def under_test(self, ev: Event) -> bool:
+        """Whether `ev` comes from a point the walk test has not passed yet (the recorder marks it `test`): a real
+        fire at a detector already tested, or at a point that is not on the checklist, is not marked."""
+        check = self.checks.get(self._lane_of.get(ev.device, ev.device))
+        m = _SUPERVISED_LOOP.match(ev.point)
+        if m is not None and check is not None and check.kind == "device":
+            door = self._field_doors.get((ev.device, int(m.group(1))))
+            check = self.checks.get(door.id if door else f"{ev.device}.door{m.group(1)}")
+        return check is not None and not check.passed
 
     # -- results ----------------------------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class WalkTest:
         self.finished = asyncio.Event()
         gw.recorder.on_readings.append(self.checklist.on_readings)
         gw.recorder.on_events.append(self.checklist.on_events)
+        gw.recorder.under_test = self.checklist.under_test
         gw.inputs.on_button.append(self.checklist.on_button)
         self.checklist.on_progress.append(self._progress)
 

@@ -90,3 +90,39 @@ async def test_door_armed_by_the_schedule_only(tmp_path: Path, broker: PrivateBr
         door.set(True)
         await asyncio.sleep(0.8)
         assert [p["point"] for _, p in sub.messages].count("forced_open") == 2, "raised once, cleared once"
+
+
+async def test_gpio_alarms_raised_before_a_restart_clear_when_found_normal(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A door forced open and a panel's fire relay closed; the gateway stops; both return to normal meanwhile. The
+    next start clears both, at the platform and in the alarm book. (The alarm book's own "raised" once took the
+    place of the relay's remembered True, and the relay's fire was never cleared.)"""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    relay_cfg = {"id": "fire-relay", "pin": 23, "kind": "fire_relay", "contact": "NO", "debounce_ms": 10}
+    text = door_site(tmp_path, broker.url, "always").replace(
+        "[[gpio.inputs]]", _table(relay_cfg) + "[[gpio.inputs]]", 1
+    )
+    cfg = make_config(text)
+    factory = contact_pin_factory()
+    door, relay = SimContact(factory, 17, "NC"), SimContact(factory, 23, "NO")
+    async with running_gateway(cfg, pin_factory=factory):
+        door.set(True)
+        relay.set(True)
+        for source in ("door-main", "fire-relay"):
+            await sub.wait_for(lambda t, p, s=source: t.endswith("/event/alarm") and p["device"] == s)
+    door.set(False)
+    relay.set(False)
+    async with running_gateway(cfg, pin_factory=factory):
+        await sub.wait_for(door_event("forced_open", "cleared"))
+        await sub.wait_for(
+            lambda t, p: t.endswith("/event/fire") and p["device"] == "fire-relay" and p["state"] == "cleared"
+        )
+        for alarm_id in ("door-main.forced_open", "fire-relay.fire"):
+            await sub.wait_for(lambda t, p, a=alarm_id: t.endswith("/event/alarm") and p["value"] == "cleared"
+                               and p["detail"]["alarm_id"] == a)  # fmt: skip
+
+
+def _table(values: dict[str, Any]) -> str:
+    lines = ["[[gpio.inputs]]"] + [f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in values.items()]
+    return "\n".join(lines) + "\n"

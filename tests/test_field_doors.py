@@ -151,6 +151,67 @@ async def test_field_node_door_open_at_start_is_held_not_forced(
     assert not any(p["point"] == "forced_open" for _, p in sub.messages)
 
 
+async def test_field_node_door_moved_unseen_is_still_reported(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """What the gateway could not watch: a door opened and shut between two reads shows in the loop's change
+    counter (forced open, raised and cleared); a door opened while the node could not be reached, found open when
+    it answers again, was opened unseen (forced, not a start); a tamper blip seen as it happened is not a door."""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    node = DoorNodeSim(points=2)
+    async with SimServer.tcp({5: node}) as server:
+        cfg = make_config(node_site(tmp_path, broker.url, *server.address, DOORS))
+        async with running_gateway(cfg, pin_factory=contact_pin_factory()) as gw:
+            await node_read(gw)
+            node.open_door(2)
+            node.open_door(2, False)  # within one poll
+            _, forced = await sub.wait_for(door_event("door-store", "forced_open", "raised"))
+            assert forced["detail"]["seen_within_s"] > 0
+            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+
+            node.set_loop(2, "cut")
+            await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["point"] == "door2_tamper")
+            node.set_loop(2, "normal")
+            await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["state"] == "cleared")
+
+            node.faults.silent = True
+            await sub.wait_for(lambda t, p: t.endswith("/event/offline") and p["device"] == "node-b")
+            node.open_door(2)
+            node.faults.silent = False
+            before = len(sub.messages)
+            _, unseen = await sub.wait_for(
+                lambda t, p: (
+                    door_event("door-store", "forced_open", "raised")(t, p) and sub.messages.index((t, p)) >= before
+                )
+            )
+            assert unseen["detail"]["seen_within_s"] > 1.0, "the outage is part of when it may have opened"
+            node.open_door(2, False)
+            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+    forced_raised = [p for t, p in sub.messages if door_event("door-store", "forced_open", "raised")(t, p)]
+    assert len(forced_raised) == 2, "the tamper blip was taken for a door"
+
+
+async def test_a_door_alarm_raised_before_a_restart_clears_when_the_door_is_found_shut(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """Forced open, then the gateway stops; the door is shut meanwhile. The next start finds it shut and clears
+    the alarm (it would otherwise stay raised at the platform and in the alarm book for good)."""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    node = DoorNodeSim(points=2)
+    async with SimServer.tcp({5: node}) as server:
+        cfg = make_config(node_site(tmp_path, broker.url, *server.address, DOORS))
+        async with running_gateway(cfg, pin_factory=contact_pin_factory()) as gw:
+            await node_read(gw)
+            node.open_door(2)
+            await sub.wait_for(door_event("door-store", "forced_open", "raised"))
+            await sub.wait_for(lambda t, p: t.endswith("/event/alarm") and p["device"] == "door-store")
+        node.open_door(2, False)
+        async with running_gateway(cfg, pin_factory=contact_pin_factory()):
+            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+            _, book = await sub.wait_for(lambda t, p: t.endswith("/event/alarm") and p["value"] == "cleared")
+            assert book["detail"]["alarm_id"] == "door-store.forced_open"
+
+
 @pytest.mark.parametrize(
     ("doors", "where", "problem"),
     [

@@ -102,6 +102,7 @@ async def test_walktest_report_reaches_the_platform_and_untested_points_fail(
     SimContact(factory, 18, "NC")  # door-2: closed, and left alone
     sub = await subscriber_factory(broker.url, f"{PREFIX}/commissioning")
     events = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
+    status = await subscriber_factory(broker.url, f"{PREFIX}/status")
     alarm_list = await subscriber_factory(broker.url, f"{PREFIX}/alarms")
     async with SimServer.tcp(devices) as server:
         host, port = server.address
@@ -155,18 +156,25 @@ async def test_walktest_report_reaches_the_platform_and_untested_points_fail(
     assert published["schema"] == "campus-edge/commissioning/1"
     assert published["summary"]["failed"] == ["door-2"]
     validate_message(f"{PREFIX}/commissioning", published)
-    # Every event of the walk test says so, the smoke detector's fire among them; the service's own state is as it
-    # was: its alarm book, and nothing counted towards the hazard reports.
+    # The events of points under test say so: the smoke detector's fire and its alarm, the lane's motions. Once a
+    # point passed, its events are the site's again (the detector's alarm closed after its test); the outbox's own
+    # events never are a test. The service's own state is as it was: its alarm book, the hazard reports.
     _, fire = await events.wait_for(lambda topic, p: topic.endswith("/event/fire") and p["device"] == "smoke-1")
     assert fire["test"] is True
-    assert events.messages, "no events"
+    _, raised = await events.wait_for(lambda t, p: t.endswith("/event/alarm") and p["detail"]["alarm_id"] ==
+                                      "smoke-1.fire_alarm" and p["value"] == "raised")  # fmt: skip
+    assert raised["test"] is True
+    marked = {(p["device"], p.get("test", False)) for t, p in events.messages if not t.endswith(("/store", "/gap"))}
+    assert ("bollard-1", True) in marked
+    assert not any(p.get("test") for t, p in events.messages if t.endswith(("/store", "/gap")))
     for topic, payload in events.messages:
-        assert payload.get("test") is True, (topic, payload)
         validate_message(topic, payload)
     _, retained = await alarm_list.wait_for(lambda _t, p: bool(p["alarms"]))
     assert retained["test"] is True
     validate_message(f"{PREFIX}/alarms", retained)
     assert (state_dir / "alarms.json").read_text(encoding="utf-8") == "{}"
+    _, online = await status.wait_for(lambda _t, p: p["state"] == "online")
+    assert online["walk_test"] is True
     assert not (state_dir / "report-history.json").exists()
 
 
