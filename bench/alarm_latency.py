@@ -51,7 +51,10 @@ def _panel(workdir: Path, port: int, ca_file: Path) -> str:
 def _signed_in(log: Path) -> dict[str, Any]:
     """What the sign-in process reported at its stop: how many got a session, so a run that signed nobody in shows."""
     said = log.read_text(encoding="utf-8", errors="replace").split()
-    return {"let_in": int(said[-1]) if said[-2:-1] == ["in"] else None, "log_tail": " ".join(said[-12:])}
+    let_in = int(said[-1]) if said[-2:-1] == ["in"] else None
+    if not let_in:
+        raise RuntimeError(f"{log}: no guard was signed in, the run measured no sign-in load: {' '.join(said[-12:])}")
+    return {"let_in": let_in}
 
 
 def prefill(state_dir: Path, rows: int) -> None:
@@ -130,8 +133,11 @@ def run(
                     await gw.uplink.listening.wait()
                     stack.enter_context(rig.process(flood_cmd, workdir / "flood.log"))
                     await asyncio.sleep(2.0)  # the flood at full rate before the first edge
+                signing_in = None
                 if signin_rate:
-                    stack.enter_context(rig.process(signin_cmd, workdir / "signins.log"))
+                    assert gw.panel is not None
+                    await gw.panel.bound.wait()
+                    signing_in = stack.enter_context(rig.process(signin_cmd, workdir / "signins.log"))
                     await asyncio.sleep(2.0)
                 began = time.monotonic()
                 emptied_at: list[float] = []
@@ -150,6 +156,8 @@ def run(
                         async with asyncio.timeout(120):
                             await empty.wait()
                 await asyncio.sleep(0.5)
+                if signing_in is not None:
+                    rig.stop(signing_in)  # while the panel still answers: it says how many it signed in
                 if gw.commands is not None:
                     flood_seen.update(refused=gw.commands.refused, accepted=gw.commands.accepted,
                                       seconds=time.monotonic() - began + 2.0)  # fmt: skip

@@ -33,8 +33,11 @@ async def sign_in_loop(url: str, ca_file: str, guard: str, pin: str, rate: float
                         await stop.wait()
                 continue
             sent += 1
-            async with http.post(f"{url}/api/login", json={"guard": guard, "pin": pin}) as r:
-                let_in += r.status == 200
+            try:
+                async with http.post(f"{url}/api/login", json={"guard": guard, "pin": pin}) as r:
+                    let_in += r.status == 200
+            except aiohttp.ClientError as exc:
+                print(f"sign-in {sent}: {exc}", file=sys.stderr, flush=True)
             http.cookie_jar.clear()
     return let_in
 

@@ -204,6 +204,7 @@ def demo_panel(run_dir: Path, port: int) -> PanelConfig:
     cert_file, key_file = run_dir / "demo-panel.crt", run_dir / "demo-panel.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.touch(mode=0o600)
+    key_file.chmod(0o600)  # also when a kept --state-dir had one
     key_file.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )

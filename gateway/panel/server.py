@@ -237,8 +237,9 @@ class PanelServer:
             return web.json_response({"ok": False, "text": _say("locked", lang, seconds=int(wait) + 1)}, status=429)
         session = await self.gate.sign_in(guard_id, pin, address)
         if session is None:
-            log.warning("panel: wrong PIN for %r from %s", guard_id, address)
             wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")
+            log.warning("panel: sign-in as %r from %s refused: %s", guard_id, address,
+                        "locked out" if wait > 0 else "wrong PIN")  # fmt: skip
             text = _say("locked", lang, seconds=int(wait) + 1) if wait > 0 else _say("wrong_pin", lang)
             return web.json_response({"ok": False, "text": text}, status=429 if wait > 0 else 401)
         session.lang = lang
