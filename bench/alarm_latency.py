@@ -157,7 +157,9 @@ def run(
                             await empty.wait()
                 await asyncio.sleep(0.5)
                 if signing_in is not None:
-                    rig.stop(signing_in)  # while the panel still answers: it says how many it signed in
+                    # While the panel still answers (in a thread: the panel is on this loop), so that it finishes
+                    # its request and says how many it signed in.
+                    await asyncio.to_thread(rig.stop, signing_in)
                 if gw.commands is not None:
                     flood_seen.update(refused=gw.commands.refused, accepted=gw.commands.accepted,
                                       seconds=time.monotonic() - began + 2.0)  # fmt: skip

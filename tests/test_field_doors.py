@@ -4,6 +4,8 @@ has, from the node's polled loop states, with a simulated door node over Modbus 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,18 @@ held_open_s = 0.6
 """
 
 
+@contextlib.asynccontextmanager
+async def node_gateway(
+    tmp_path: Path, broker_url: str, node: DoorNodeSim, pin_factory: Any = None
+) -> AsyncIterator[Any]:
+    """The node on Modbus TCP, a gateway with DOORS on it, running once it has read the node's loops."""
+    async with SimServer.tcp({5: node}) as server:
+        cfg = make_config(node_site(tmp_path, broker_url, *server.address, DOORS))
+        async with running_gateway(cfg, pin_factory=pin_factory or contact_pin_factory()) as gw:
+            await node_read(gw)
+            yield gw
+
+
 async def node_read(gw: Any) -> None:
     """Until the gateway has read the node's loops once: a door open before that is where it stood at start."""
     read = asyncio.Event()
@@ -95,41 +109,38 @@ async def test_field_node_door_forced_and_held_open(
     node = DoorNodeSim(points=2)
     factory = contact_pin_factory()
     rex = SimContact(factory, REX_PIN, "NO")
-    async with SimServer.tcp({5: node}) as server:
-        cfg = make_config(node_site(tmp_path, broker.url, *server.address, DOORS))
-        async with running_gateway(cfg, pin_factory=factory) as gw:
-            await node_read(gw)
-            node.open_door(1)
-            _, forced = await sub.wait_for(door_event("door-lab", "forced_open", "raised"))
-            assert (forced["severity"], forced["detail"]["rex_window_s"]) == ("alarm", 0.5)
-            await sub.wait_for(door_event("door-lab", "held_open_prewarn", "raised"))
-            _, held = await sub.wait_for(door_event("door-lab", "held_open", "raised"))
-            assert held["detail"]["open_s"] >= 0.8
-            node.set_loop(1, "short")
-            await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["point"] == "door1_tamper")
-            await asyncio.sleep(0.3)
-            assert not any(door_event("door-lab", "held_open", "cleared")(t, p) for t, p in sub.messages)
-            node.open_door(1, False)
-            for point in ("forced_open", "held_open", "held_open_prewarn"):
-                await sub.wait_for(door_event("door-lab", point, "cleared"))
+    async with node_gateway(tmp_path, broker.url, node, factory):
+        node.open_door(1)
+        _, forced = await sub.wait_for(door_event("door-lab", "forced_open", "raised"))
+        assert (forced["severity"], forced["detail"]["rex_window_s"]) == ("alarm", 0.5)
+        await sub.wait_for(door_event("door-lab", "held_open_prewarn", "raised"))
+        _, held = await sub.wait_for(door_event("door-lab", "held_open", "raised"))
+        assert held["detail"]["open_s"] >= 0.8
+        node.set_loop(1, "short")
+        await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["point"] == "door1_tamper")
+        await asyncio.sleep(0.3)
+        assert not any(door_event("door-lab", "held_open", "cleared")(t, p) for t, p in sub.messages)
+        node.open_door(1, False)
+        for point in ("forced_open", "held_open", "held_open_prewarn"):
+            await sub.wait_for(door_event("door-lab", point, "cleared"))
 
-            # The guard presses the exit button and opens the door within a poll: a normal exit.
-            rex.set(True)
-            await asyncio.sleep(0.05)
-            rex.set(False)
-            await asyncio.sleep(0.3)  # later than the 0.5 s window alone would allow, with the poll's 0.1 s
-            node.open_door(1)
-            await sub.wait_for(door_event("door-lab", "held_open", "raised"))
-            node.open_door(1, False)
-            await sub.wait_for(door_event("door-lab", "held_open", "cleared"))
-            lab_forced = [p for t, p in sub.messages if door_event("door-lab", "forced_open", "raised")(t, p)]
-            assert len(lab_forced) == 1, "the exit was taken for a forced door"
+        # The guard presses the exit button and opens the door within a poll: a normal exit.
+        rex.set(True)
+        await asyncio.sleep(0.05)
+        rex.set(False)
+        await asyncio.sleep(0.4)  # opened within the 0.5 s window, seen at the next read: up to 0.1 s later
+        node.open_door(1)
+        await sub.wait_for(door_event("door-lab", "held_open", "raised"))
+        node.open_door(1, False)
+        await sub.wait_for(door_event("door-lab", "held_open", "cleared"))
+        lab_forced = [p for t, p in sub.messages if door_event("door-lab", "forced_open", "raised")(t, p)]
+        assert len(lab_forced) == 1, "the exit was taken for a forced door"
 
-            # The store room has no exit button.
-            node.open_door(2)
-            await sub.wait_for(door_event("door-store", "forced_open", "raised"))
-            node.open_door(2, False)
-            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+        # The store room has no exit button.
+        node.open_door(2)
+        await sub.wait_for(door_event("door-store", "forced_open", "raised"))
+        node.open_door(2, False)
+        await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
     for topic, payload in sub.messages:
         validate_message(topic, payload)
         assert "test" not in payload, "only a walk test's events say test"
@@ -159,34 +170,31 @@ async def test_field_node_door_moved_unseen_is_still_reported(
     it answers again, was opened unseen (forced, not a start); a tamper blip seen as it happened is not a door."""
     sub = await subscriber_factory(broker.url, f"{PREFIX}/event/#")
     node = DoorNodeSim(points=2)
-    async with SimServer.tcp({5: node}) as server:
-        cfg = make_config(node_site(tmp_path, broker.url, *server.address, DOORS))
-        async with running_gateway(cfg, pin_factory=contact_pin_factory()) as gw:
-            await node_read(gw)
-            node.open_door(2)
-            node.open_door(2, False)  # within one poll
-            _, forced = await sub.wait_for(door_event("door-store", "forced_open", "raised"))
-            assert forced["detail"]["seen_within_s"] > 0
-            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+    async with node_gateway(tmp_path, broker.url, node):
+        node.open_door(2)
+        node.open_door(2, False)  # within one poll
+        _, forced = await sub.wait_for(door_event("door-store", "forced_open", "raised"))
+        assert forced["detail"]["seen_within_s"] > 0
+        await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
 
-            node.set_loop(2, "cut")
-            await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["point"] == "door2_tamper")
-            node.set_loop(2, "normal")
-            await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["state"] == "cleared")
+        node.set_loop(2, "cut")
+        await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["point"] == "door2_tamper")
+        node.set_loop(2, "normal")
+        await sub.wait_for(lambda t, p: t.endswith("/event/tamper") and p["state"] == "cleared")
 
-            node.faults.silent = True
-            await sub.wait_for(lambda t, p: t.endswith("/event/offline") and p["device"] == "node-b")
-            node.open_door(2)
-            node.faults.silent = False
-            before = len(sub.messages)
-            _, unseen = await sub.wait_for(
-                lambda t, p: (
-                    door_event("door-store", "forced_open", "raised")(t, p) and sub.messages.index((t, p)) >= before
-                )
+        node.faults.silent = True
+        await sub.wait_for(lambda t, p: t.endswith("/event/offline") and p["device"] == "node-b")
+        node.open_door(2)
+        node.faults.silent = False
+        before = len(sub.messages)
+        _, unseen = await sub.wait_for(
+            lambda t, p: (
+                door_event("door-store", "forced_open", "raised")(t, p) and sub.messages.index((t, p)) >= before
             )
-            assert unseen["detail"]["seen_within_s"] > 1.0, "the outage is part of when it may have opened"
-            node.open_door(2, False)
-            await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
+        )
+        assert unseen["detail"]["seen_within_s"] > 1.0, "the outage is part of when it may have opened"
+        node.open_door(2, False)
+        await sub.wait_for(door_event("door-store", "forced_open", "cleared"))
     forced_raised = [p for t, p in sub.messages if door_event("door-store", "forced_open", "raised")(t, p)]
     assert len(forced_raised) == 2, "the tamper blip was taken for a door"
 
