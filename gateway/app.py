@@ -127,6 +127,7 @@ class Gateway:
             cfg.reports.untested_after_days,
             None if walk_test else cfg.gateway.state_dir / "report-history.json",
             counting=not walk_test,
+            field_doors={(d.id, f"door{door.loop}_open"): door.id for d in cfg.devices for door in d.doors},
         )
         self.report_check_s = 30.0  # how often report times are checked and the history saved
         self.recorder.on_events.append(self.inspector.on_events)

@@ -17,7 +17,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,11 @@ class Inspector:
         untested_after_days: int = 30,
         history_file: Path | None = None,
         counting: bool = True,
+        field_doors: dict[tuple[str, str], str] | None = None,
     ) -> None:
+        """`field_doors`: (node, its loop's open point) -> the door configured on that loop, counted as a door."""
         self.board = board
+        self.field_doors = field_doors or {}
         self.alarms = alarms
         self.outbox = outbox
         self.clock = clock
@@ -143,6 +146,9 @@ class Inspector:
         """Count what a report needs (a recorder listener). A walk test's alarms and doors are not the site's day;
         its detector tests are real tests."""
         for ev in events:
+            door = self.field_doors.get((ev.device, ev.point)) if ev.cls == "door" else None
+            if door is not None:  # a field node's loop: counted as the door it is
+                ev = replace(ev, device=door, point="open")  # noqa: PLW2901
             if self.counting:
                 for h in self.history.values():
                     self._dirty |= self._count(h, ev)

@@ -40,7 +40,8 @@ class Site:
         clock = DayClock(assume_synced=True)
         self.recorder = Recorder(self.outbox, self.topics, self.board, clock)
         self.alarms = AlarmBook(self.recorder, self.topics, clock, state / "alarms.json")
-        self.inspector = Inspector(self.board, self.alarms, self.outbox, clock)
+        field_doors = {("node-b", "door2_open"): "door-store"}  # a field node's loop configured as a door
+        self.inspector = Inspector(self.board, self.alarms, self.outbox, clock, field_doors=field_doors)
         self.recorder.on_events.append(self.inspector.on_events)
 
     def at(self, minutes: float, cls: str, state: EventState, device: str, point: str, value: Any = True,
@@ -61,6 +62,10 @@ def test_hazards_a_day_adds_up(tmp_path: Path) -> None:
     site.at(40, "door", "raised", "door-main", "open")
     site.at(41, "door", "raised", "door-main", "held_open")
     site.at(44, "door", "cleared", "door-main", "open", False)
+    site.at(45, "door", "raised", "node-b", "door2_open", severity="info")
+    site.at(46.5, "door", "cleared", "node-b", "door2_open", False, "info")
+    site.at(47, "door", "raised", "door-store", "held_open")
+    site.at(48, "door", "raised", "node-b", "door1_open", severity="info")  # a loop that is no door: not counted
     site.at(50, "bollard", "changed", "bollard-east", "state", "up", "info")
     site.at(60, "bollard", "changed", "bollard-east", "state", "up", "info")
     site.at(61, "bollard", "changed", "lane-east", "command", "lower", rule="presence_during_rise")
@@ -70,11 +75,11 @@ def test_hazards_a_day_adds_up(tmp_path: Path) -> None:
     report = site.inspector.report("daily")
     assert report["devices"]["went_offline"] == {"smoke-104": 4}
     assert report["devices"]["flapping"] == ["smoke-104"]
-    assert report["doors"]["opened"] == {"door-main": 2}
-    assert report["doors"]["held_open"] == {"door-main": 1}
-    assert report["doors"]["longest_open_s"] == {"door-main": 240.0}
+    assert report["doors"]["opened"] == {"door-main": 2, "door-store": 1}
+    assert report["doors"]["held_open"] == {"door-main": 1, "door-store": 1}
+    assert report["doors"]["longest_open_s"] == {"door-main": 240.0, "door-store": 90.0}
     assert report["bollards"] == {"cycles": {"bollard-east": 2}, "faults": {}, "reversals": {"lane-east": 1}}
-    assert report["alarms_raised"] == {"maintenance": 5, "security": 1}
+    assert report["alarms_raised"] == {"maintenance": 5, "security": 2}
     assert [w["alarm_id"] for w in report["open_warnings"]] == ["smoke-104.offline", "smoke-102.low_battery"]
     assert report["outbox"]["gap_messages"] == 12
     assert "smoke-104" in report["readable"]["en"]
