@@ -128,7 +128,7 @@ async def test_field_node_door_forced_and_held_open(
         rex.set(True)
         await asyncio.sleep(0.05)
         rex.set(False)
-        await asyncio.sleep(0.4)  # opened within the 0.5 s window, seen at the next read: up to 0.1 s later
+        await asyncio.sleep(0.2)  # opened within the 0.5 s window, seen at the next read: up to 0.1 s later
         node.open_door(1)
         await sub.wait_for(door_event("door-lab", "held_open", "raised"))
         node.open_door(1, False)
