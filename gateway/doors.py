@@ -200,7 +200,8 @@ class FieldDoorFeed:
     first state after start is where the door stands, not a movement: an open door then starts held-open timing but
     is not taken as forced. A node lost and found again is not a start: a door found open was opened while no one
     could see it, and is checked against the exit button over all that time. A door opened and shut between two
-    reads shows only in its loop's change counter: two changes or more with the same state are an opening seen late.
+    reads shows only in its loop's change counter: two changes or more with the same state are an opening seen late
+    (a counter that went back is the node restarted, not changes).
     """
 
     def __init__(self, cfg: Config, doors: DoorAlarms) -> None:
@@ -257,7 +258,11 @@ class FieldDoorFeed:
         late_s = max(0.0, r.at.mono - started) if started is not None else 0.0
         now = self._state[door]
         seen = int(state is not None and state != before_raw)  # the changes this read shows; the rest went unseen
-        counted = (count - before_count) % 0x10000 if count is not None and before_count is not None else seen
+        counted = seen
+        if count is not None and before_count is not None:
+            # Back by less than half the range is the node starting again (counters from 0), not a wrap.
+            restarted = count < before_count and before_count - count < 0x8000
+            counted = seen if restarted else (count - before_count) % 0x10000
         if now == before == "normal" and counted - seen >= 2:
             self.doors.changed(door, True, r.at.mono, late_s=late_s)  # opened and shut between two reads
             self.doors.changed(door, False, r.at.mono)
