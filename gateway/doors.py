@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 from drivers.profile import Quality
 from gateway.clock import Clock
-from gateway.config import Config
+from gateway.config import Config, field_doors
 from gateway.event_memory import EventMemory
 from gateway.i18n import N_, tr
 from gateway.polling import PolledDevice
@@ -190,7 +190,7 @@ class DoorAlarms:
 
 def site_doors(cfg: Config) -> list[DoorSettings]:
     """The doors with alarms: GPIO inputs of kind door, and doors on field nodes' loops."""
-    return [i for i in cfg.gpio.inputs if i.kind == "door"] + [door for d in cfg.devices for door in d.doors]
+    return [*(i for i in cfg.gpio.inputs if i.kind == "door"), *field_doors(cfg)]
 
 
 class FieldDoorFeed:
