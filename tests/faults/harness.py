@@ -286,6 +286,14 @@ async def _first_new_arrival(rig: Rig, mark: int, before: int, timeout_s: float 
     return None
 
 
+async def _until_exists(path: Path, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(path.exists):
+            return
+        await asyncio.sleep(0.05)
+
+
 CORRUPTIONS = ("truncate", "flip", "zero", "garbage-wal", "text", "other-db")
 
 
@@ -322,13 +330,19 @@ async def corrupt_stores(workdir: Path, variants: int, seed: int) -> Result:
     async with Rig(workdir, rng) as rig:
         for i in range(variants):
             await rig.start_gateway()
+            # A cold start on a loaded machine can take longer than the pause: a store not yet made is no store to
+            # damage (the directory itself may not exist yet).
+            await _until_exists(rig.state / "outbox.db", within_s=30.0)
             await asyncio.sleep(rng.uniform(0.5, 1.0))
             await rig.stop_gateway(signal.SIGKILL)
             kind = CORRUPTIONS[i % len(CORRUPTIONS)]
             corrupt(rig.state / "outbox.db", kind, rng)
             result.faults += 1
+            mark = len(rig.arrivals)
             await rig.start_gateway()
-            await asyncio.sleep(1.0)
+            # Up once it delivers again: its store is open (a damaged one moved aside). A fixed pause was shorter
+            # than a cold start on a loaded machine, and the check then read the damaged file itself.
+            await _first_new_arrival(rig, mark, 0, timeout_s=30.0)
             assert rig.proc is not None
             if rig.proc.returncode is not None:
                 result.notes.append(f"variant {i} ({kind}): gateway exited with {rig.proc.returncode}")
