@@ -113,13 +113,14 @@ class MqttConfig(_Frozen):
 
 
 class OutboxConfig(_Frozen):
-    """Bounds of the local store: bytes, and a share of the free disk (whichever is smaller).
+    """Bounds of the local store: bytes, and a share of the disk (whichever is smaller). Both count every file the
+    store keeps (database, WAL, ballast), so the smallest bound that leaves room for rows is 1 MiB.
 
     `commit_window_ms`: readings and events wait this long for others to share their commit (one fsync for many
     polls); 0 commits what each turn of the event loop recorded. Alarms never wait.
     """
 
-    max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
     max_disk_share: float = Field(default=0.5, gt=0, le=0.95)
     commit_window_ms: float = Field(default=2.0, ge=0, le=1000)
 

@@ -7,9 +7,12 @@ beside the store (`seq.reserved`) keeps it from being reused even when a corrupt
 Priorities: 2 alarms, 1 other events, 0 telemetry. The uplink reads each priority with its own cursor, highest
 first, so an alarm committed behind a backlog of telemetry is the next thing sent.
 
-The store is bounded (bytes, and a share of the free disk). When full, the oldest telemetry goes, a tenth of the
-bound at a time so that evictions (and the gap events that declare them) stay rare; events, alarms among them,
-are never evicted. A disk that fills up anyway is met with a ballast file released to make room for alarms.
+The store is bounded (bytes, and a share of the disk), and the bound counts every file it keeps on disk: the
+database, its WAL (kept small by frequent checkpoints and a journal size limit) and shared memory, the ballast and
+the seq reservation. When full, the oldest telemetry goes, a tenth of the bound at a time so that evictions (and
+the gap events that declare them) stay rare; events, alarms among them, are never evicted. A disk that fills up
+anyway (another file took it) is met with a ballast file inside the bound: given up to make the room that an
+alarm, or a delete that frees space, needs, and made again only once it fits.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from gateway.errors import StoreError
 
@@ -37,10 +41,20 @@ PRIORITY_TELEMETRY = 0
 ROW_OVERHEAD = 48  # bytes per row beyond topic and body: rowid, integers, record and index entries
 FREE_RECHECK_S = 1.0
 SEQ_BLOCK = 10_000  # sequence numbers reserved ahead in `seq.reserved`
-BALLAST_BYTES = 2 * 1024 * 1024
+BALLAST_BYTES = 2 * 1024 * 1024  # at most; an eighth of the bound on a small disk
 EVICT_SHARE = 10  # evict 1/10 of the bound at a time
+WAL_PAGES_MAX = 1000  # SQLite's default checkpoint interval; a sixteenth of the bound on a small disk
+WAL_PAGES_MIN = 8
+SHM_BYTES = 32 * 1024  # the WAL index: one 32 KiB region covers 4,096 frames, more than the WAL ever holds
+RECLAIM_STEP = 256  # pages given back per incremental vacuum: each moved page goes through the WAL first
 
 _FULL_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR")
+
+_T = TypeVar("_T")
+
+
+class _Recount(Exception):
+    """Some rows of a delete were gone already: roll back and count the bytes row by row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +113,7 @@ class Health:
     store_errors: int = 0
     last_error: str = ""
     ballast_released: bool = False
+    undeleted_rows: int = 0  # delivered, not yet deleted: the disk refused the delete, it is tried again
 
 
 def _errname(exc: sqlite3.Error) -> str:
@@ -117,19 +132,30 @@ class Outbox:
         self._on_delete: list[Callable[[], None]] = []
         self._reserved_path = path.with_name(path.name + ".seq-reserved")
         self._ballast = path.with_name(path.name + ".ballast")
+        self._wal = Path(str(path) + "-wal")
+        self._files = (path, self._wal, Path(str(path) + "-shm"), self._ballast, self._reserved_path)
+        self._undeleted: list[tuple[int, int]] = []  # (seq, bytes) of delivered rows whose delete failed
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"outbox {path}: cannot create {path.parent}: {exc.strerror}") from exc
         self._db = self._open_checked()
-        self._free_at = -1e9  # when the free disk space was last read (monotonic), and what it was
+        self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        # What the store may take of its file system, read at most every FREE_RECHECK_S: statvfs and a stat of
+        # each file on every commit cost more than the insert.
+        self._free_at = -1e9
         self._free = 0
+        self._limit = 0
         self.bytes = int(
             self._db.execute(
                 "SELECT COALESCE(SUM(LENGTH(body) + COALESCE(LENGTH(topic), 0)), 0) + COUNT(*) * ? FROM outbox",
                 (ROW_OVERHEAD,),
             ).fetchone()[0]
         )
+        self._refresh_limit()
+        self._wal_pages = max(WAL_PAGES_MIN, min(WAL_PAGES_MAX, self._limit // (16 * self._page)))
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {self._wal_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit = {2 * self._wal_pages * self._page}")
         self._reserved = self._read_reserved()
         floor = self._reserved if self.recovery.moved_aside else 0
         if floor > self.last_seq():
@@ -251,19 +277,94 @@ class Outbox:
         self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (last,))
         self._db.execute("COMMIT")
 
+    # -- what the store takes of its file system ---------------------------------------------------------------
+
+    def _on_disk(self) -> int:
+        """Bytes the store's files take on the file system now, as allocated blocks."""
+        total = 0
+        for f in self._files:
+            with contextlib.suppress(OSError):
+                total += f.stat().st_blocks * 512
+        return total
+
+    def _refresh_limit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._free_at < FREE_RECHECK_S:
+            return
+        self._free_at = now
+        try:
+            total, _used, self._free = shutil.disk_usage(self.path.parent)
+        except OSError:
+            total, self._free = 0, 0
+        own = self._on_disk()
+        share = self.limits.max_disk_share
+        # What the store holds already, within its share of the whole file system, it keeps: another file that
+        # fills the disk stops the store growing, but does not make it throw its own rows away.
+        self._limit = min(self.limits.max_bytes, max(int((self._free + own) * share), min(own, int(total * share))))
+        if self.health.ballast_released:
+            self._keep_ballast()  # the disk may have room again
+
+    def limit_bytes(self) -> int:
+        """The current bound on everything the store keeps on disk: the smaller of `max_bytes` and the allowed
+        share of (free disk + the store's own files), never below what the store holds within its share of the
+        file system."""
+        self._refresh_limit()
+        return self._limit
+
+    def _ballast_bytes(self) -> int:
+        """The ballast for this bound, in whole pages."""
+        return min(BALLAST_BYTES, self._limit // 8) // self._page * self._page
+
+    def _overhead(self) -> int:
+        """What the bound holds besides the database's pages: the WAL at its limit (its checkpoint interval, and
+        as much again for one transaction past it), the WAL index, the ballast, the reservation file's block."""
+        return 2 * self._wal_pages * self._page + SHM_BYTES + self._ballast_bytes() + self._page
+
+    def _budget(self) -> int:
+        """Bytes the database file may take."""
+        return self._limit - self._overhead()
+
+    def _pages(self) -> tuple[int, int]:
+        """The database's pages, and how many of them are free (reused before the file grows)."""
+        pages, free = self._db.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count()").fetchone()
+        return int(pages), int(free)
+
+    def _ratio(self) -> float:
+        """Bytes of pages per byte counted in `bytes`: how many pages a row of a given size takes."""
+        if self.bytes < 64 * 1024:
+            return 1.25
+        pages, free = self._pages()
+        return min(4.0, max(0.5, (pages - free) * self._page / self.bytes))
+
     def _keep_ballast(self) -> None:
-        """A file whose space is given back to alarms when the disk fills up."""
-        if self._ballast.exists():
+        """A file whose space is given up when the disk is full: to an alarm, or to a delete that frees space.
+
+        Made only when it fits inside the bound and the disk has room for it twice over, so that a disk another
+        file filled is not taken again by the ballast the moment a little space frees.
+        """
+        size = self._ballast_bytes()
+        if self._ballast.exists() or size == 0:
+            return
+        if self._on_disk() + size > self._limit or self._disk_free() < 2 * size:
             return
         try:
             with open(self._ballast, "wb") as f:
-                f.truncate(0)
-                f.write(b"\0" * BALLAST_BYTES)
+                f.write(b"\0" * size)
                 f.flush()
                 os.fsync(f.fileno())
             self.health.ballast_released = False
         except OSError:
             self._ballast.unlink(missing_ok=True)
+
+    def _release_ballast(self) -> bool:
+        """Give the ballast's space back to the file system; False if there was none to give."""
+        if not self._ballast.exists():
+            return False
+        self._ballast.unlink(missing_ok=True)
+        self.health.ballast_released = True
+        self._free_at = -1e9
+        log.warning("outbox %s: disk full: ballast released", self.path)
+        return True
 
     # -- writing ------------------------------------------------------------------------------------------------
 
@@ -275,26 +376,17 @@ class Outbox:
         """Call `listener` after acknowledged rows are deleted."""
         self._on_delete.append(listener)
 
-    def limit_bytes(self) -> int:
-        """The current bound: the smaller of `max_bytes` and the allowed share of the disk.
-
-        The free space is read at most every FREE_RECHECK_S: statvfs on every commit cost more than the insert.
-        """
-        now = time.monotonic()
-        if now - self._free_at >= FREE_RECHECK_S:
-            self._free = self._disk_free()
-            self._free_at = now
-        return min(self.limits.max_bytes, int((self._free + self.bytes) * self.limits.max_disk_share))
-
     def usage(self) -> float:
-        """Fraction of the bound in use."""
-        return self.bytes / max(1, self.limit_bytes())
+        """Fraction of the database's share of the bound in use."""
+        self._refresh_limit()
+        pages, free = self._pages()
+        return (pages - free) * self._page / max(self._page, self._budget())
 
     def put(self, entries: Sequence[Entry]) -> list[int]:
         """Commit entries in one transaction (fsync) and return their sequence numbers.
 
         Makes room first by evicting telemetry when the bound would be passed. On a full disk or an I/O error it
-        releases the ballast, evicts, and tries once more.
+        evicts telemetry (an alarm also takes the ballast's space) and tries once more.
 
         Raises:
             StoreError: the entries could not be committed; nothing of them is in the store.
@@ -302,36 +394,48 @@ class Outbox:
         if not entries:
             return []
         alarm = any(e.priority == PRIORITY_ALARM for e in entries)
-        if not alarm and self.health.ballast_released and self._disk_free() < 2 * BALLAST_BYTES:
-            # The ballast went to an alarm and the disk is still nearly full: what is left is kept for alarms.
-            self.health.store_errors += 1
-            self.health.last_error = "disk nearly full: room is kept for alarms"
-            raise StoreError(f"outbox {self.path}: {self.health.last_error}")
+        # The ballast is gone and the disk still nearly full: what is left is kept for alarms. Anything else goes
+        # in only where older telemetry makes room inside the file as it is (the newest readings are kept).
+        grow = alarm or not (
+            self.health.ballast_released and self._disk_free() < 2 * max(self._ballast_bytes(), 64 * self._page)
+        )
         size = sum(len(e.body) + len(e.topic or "") + ROW_OVERHEAD for e in entries)
-        limit = self.limit_bytes()
-        if self.bytes + size > limit:
-            self._evict(max(self.bytes + size - limit, limit // EVICT_SHARE))
+        self._refresh_limit()
+        self._make_room(size, grow)
         self._reserve(len(entries))
         try:
-            seqs = self._insert(entries)
+            seqs = self._write(lambda cur: self._insert(cur, entries), ballast=alarm)
         except sqlite3.Error as exc:
             self._free_at = -1e9  # the disk may have filled since it was last read
             if not _errname(exc).startswith(_FULL_ERRORS):
                 self._fail(exc)
-            log.error("outbox %s: %s; evicting telemetry%s", self.path, exc, " and releasing the ballast" * alarm)
-            if alarm:
-                self._release_ballast()  # the ballast is for alarms only: telemetry would use it up
-            self._evict(max(size, self.bytes // 10))
+            log.error("outbox %s: %s; evicting telemetry", self.path, exc)
+            self._evict(max(int(size * self._ratio()) + self._page, self._budget() // EVICT_SHARE))
             try:
-                seqs = self._insert(entries)
+                seqs = self._write(lambda cur: self._insert(cur, entries), ballast=alarm)
             except sqlite3.Error as again:
                 self._fail(again)
         self.bytes += size
-        if self.health.ballast_released and not alarm and self._disk_free() > 4 * BALLAST_BYTES:
-            self._keep_ballast()  # the disk has room again
+        if self._undeleted:
+            self.delete_sent(())  # the disk took this commit: it takes the deletes it refused before
         for listener in self._on_commit:
             listener()
         return seqs
+
+    def _make_room(self, size: int, grow: bool = True) -> None:
+        """Evict telemetry, and give free pages back, so that a commit of `size` bytes stays inside the bound
+        (without `grow`, inside the database file as it is)."""
+        budget = self._budget()
+        pages, free = self._pages()
+        if not grow:
+            budget = min(budget, pages * self._page)
+        need = (pages - free) * self._page + int(size * self._ratio()) + self._page - budget
+        if need > 0:
+            self._evict(max(need, budget // EVICT_SHARE))
+            pages, free = self._pages()
+        over = pages * self._page - budget  # the file itself is past the bound: the bound shrank
+        if over > 0 and free:
+            self.reclaim(min(free, -(-over // self._page)))
 
     def _disk_free(self) -> int:
         try:
@@ -339,61 +443,74 @@ class Outbox:
         except OSError:
             return 0
 
-    def _fail(self, exc: sqlite3.Error) -> None:
+    def _fail(self, exc: sqlite3.Error) -> NoReturn:
         self.health.store_errors += 1
         self.health.last_error = str(exc)
         raise StoreError(f"outbox {self.path}: {exc}") from exc
 
-    def _insert(self, entries: Sequence[Entry]) -> list[int]:
-        now = time.time_ns() // 1_000_000
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-            cur.executemany(
-                "INSERT INTO outbox (priority, topic, body, created_ms) VALUES (?, ?, ?, ?)",
-                [(e.priority, e.topic, e.body, now) for e in entries],
-            )
-            # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT numbered the rows consecutively up to here.
-            last = int(cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0])
-            seqs = list(range(last - len(entries) + 1, last + 1))
-            cur.execute("COMMIT")
-        except sqlite3.Error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        return seqs
+    def _write(self, work: Callable[[sqlite3.Cursor], _T], ballast: bool = True, durable: bool = True) -> _T:
+        """Run `work` in one write transaction, rolled back whole if it fails.
 
-    def _release_ballast(self) -> None:
-        if self._ballast.exists():
-            self._ballast.unlink(missing_ok=True)
-            self.health.ballast_released = True
+        With `ballast`, a full disk gives up the ballast for the room the write needs and the write is tried once
+        more. Without `durable` the commit is not synced on its own (the next durable commit syncs it).
+        """
+        for last in (not ballast, True):
+            cur = self._db.cursor()
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                result = work(cur)
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                full = isinstance(exc, sqlite3.Error) and _errname(exc).startswith(_FULL_ERRORS)
+                if last or not full or not self._release_ballast():
+                    raise
+            else:
+                return result
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = FULL")
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _insert(cur: sqlite3.Cursor, entries: Sequence[Entry]) -> list[int]:
+        now = time.time_ns() // 1_000_000
+        cur.executemany(
+            "INSERT INTO outbox (priority, topic, body, created_ms) VALUES (?, ?, ?, ?)",
+            [(e.priority, e.topic, e.body, now) for e in entries],
+        )
+        # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT numbered the rows consecutively up to here.
+        last = int(cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0])
+        return list(range(last - len(entries) + 1, last + 1))
 
     def _evict(self, need_bytes: int) -> None:
-        """Delete the oldest telemetry until `need_bytes` are freed (or no telemetry is left)."""
+        """Delete the oldest telemetry until about `need_bytes` of pages are freed (or no telemetry is left)."""
+        need = need_bytes / self._ratio()  # in the bytes `bytes` counts
         freed = 0
-        for priority in (PRIORITY_TELEMETRY,):
-            while freed < need_bytes:
-                rows = self._db.execute(
-                    "SELECT seq, LENGTH(body) + COALESCE(LENGTH(topic), 0) FROM outbox WHERE priority = ? "
-                    "ORDER BY seq LIMIT 500",
-                    (priority,),
-                ).fetchall()
-                if not rows:
+        while freed < need:
+            rows = self._db.execute(
+                "SELECT seq, LENGTH(body) + COALESCE(LENGTH(topic), 0) FROM outbox WHERE priority = ? "
+                "ORDER BY seq LIMIT 500",
+                (PRIORITY_TELEMETRY,),
+            ).fetchall()
+            if not rows:
+                break
+            take = []
+            for seq, length in rows:
+                take.append(int(seq))
+                freed += int(length) + ROW_OVERHEAD
+                if freed >= need:
                     break
-                take = []
-                for seq, length in rows:
-                    take.append((int(seq), int(length) + ROW_OVERHEAD))
-                    freed += int(length) + ROW_OVERHEAD
-                    if freed >= need_bytes:
-                        break
-                gone = self._delete_rows([s for s, _ in take], "evict")
-                if gone is None:
-                    return
-                ev = Eviction(take[0][0], take[-1][0], len(take), gone)
-                self.health.evictions.append(ev)
-                self.health.evicted_rows += len(take)
-                log.warning("outbox full: evicted %d rows, seq %d-%d", ev.count, ev.first_seq, ev.last_seq)
-        self.reclaim()
+            gone = self._delete_rows(take, "evict")
+            if gone is None:
+                return
+            ev = Eviction(take[0], take[-1], len(take), gone)
+            self.health.evictions.append(ev)
+            self.health.evicted_rows += len(take)
+            log.warning("outbox full: evicted %d rows, seq %d-%d", ev.count, ev.first_seq, ev.last_seq)
 
     def take_evictions(self) -> list[Eviction]:
         """Evictions not yet declared to the platform, runs that follow each other merged into one."""
@@ -429,46 +546,57 @@ class Outbox:
             for listener in self._on_delete:
                 listener()
 
-    def delete_sent(self, rows: Sequence[Row]) -> None:
+    def delete_sent(self, rows: Iterable[Row]) -> None:
         """Remove rows the broker acknowledged, as fetched: their sizes are known, so one statement does it.
 
         Not synced to disk on its own (the next commit syncs it): a delete lost to a power cut only means the rows
-        are sent again, which at-least-once delivery allows.
+        are sent again, which at-least-once delivery allows. A delete the disk refuses is kept and tried again
+        with the next one, or after the next commit: the rows were delivered, and must not wait for a reconnect
+        to leave.
         """
-        if not rows:
+        batch = self._undeleted + [(r.seq, len(r.body) + len(r.topic or "") + ROW_OVERHEAD) for r in rows]
+        if not batch:
             return
+
+        def work(cur: sqlite3.Cursor) -> None:
+            if cur.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s, _ in batch]).rowcount != len(batch):
+                raise _Recount
+
         try:
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows]).rowcount
-                if deleted != len(rows):
-                    # Some were gone already (acknowledged twice): count bytes row by row instead.
-                    self._db.execute("ROLLBACK")
-                    self.delete(r.seq for r in rows)
-                    return
-                self._db.execute("COMMIT")
-            finally:
-                self._db.execute("PRAGMA synchronous = FULL")
+            self._write(work, durable=False)
+        except _Recount:
+            # Some were gone already (acknowledged twice): count bytes row by row instead.
+            self._undeleted = []
+            self.delete(s for s, _ in batch)
+            return
         except sqlite3.Error as exc:
+            self._undeleted = batch
+            self.health.undeleted_rows = len(batch)
             self._delete_failed(exc, "delete acknowledged rows")
             return
-        self.bytes -= sum(len(r.body) + len(r.topic or "") + ROW_OVERHEAD for r in rows)
+        if self._undeleted:
+            log.info("outbox %s: %d delivered rows deleted after the disk refused it", self.path, len(batch))
+        self._undeleted = []
+        self.health.undeleted_rows = 0
+        self.bytes -= sum(size for _, size in batch)
         for listener in self._on_delete:
             listener()
 
     def _delete_rows(self, ids: list[int], what: str) -> int | None:
         """Delete rows in one transaction; the bytes freed, or None (counted and logged) if the store refused."""
-        freed = 0
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+
+        def work(cur: sqlite3.Cursor) -> int:
+            freed = 0
             for s in ids:
-                row = self._db.execute(
+                row = cur.execute(
                     "DELETE FROM outbox WHERE seq = ? RETURNING LENGTH(body) + COALESCE(LENGTH(topic), 0)", (s,)
                 ).fetchone()
                 if row is not None:
                     freed += int(row[0]) + ROW_OVERHEAD
-            self._db.execute("COMMIT")
+            return freed
+
+        try:
+            freed = self._write(work)
         except sqlite3.Error as exc:
             self._delete_failed(exc, what)
             return None
@@ -477,8 +605,6 @@ class Outbox:
 
     def _delete_failed(self, exc: sqlite3.Error, what: str) -> None:
         """A refused delete leaves the rows (they are sent again); it is counted and logged."""
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
         self.health.store_errors += 1
         self.health.last_error = str(exc)
         log.error("outbox %s: cannot %s: %s", self.path, what, exc)
@@ -490,16 +616,24 @@ class Outbox:
         return len(ids)
 
     def reclaim(self, pages: int = 2000) -> None:
-        """Give free pages back to the file system (SQLite does not shrink a file by itself)."""
+        """Give up to `pages` free pages back to the file system (SQLite does not shrink a file by itself).
+
+        In steps of the WAL's checkpoint interval, each checkpointed: every moved page goes through the WAL, which
+        must stay inside its share of the bound. The WAL is not truncated: its blocks are the room the next
+        delete needs on a full disk.
+        """
+        left = int(pages)
         try:
-            # The pragma steps once per page: execute() would free a single page; executescript runs it through.
-            self._db.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            while True:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if left <= 0 or self.free_pages() == 0:
+                    break
+                step = min(left, self._wal_pages)
+                # The pragma steps once per page: execute() would free a single page; executescript runs it through.
+                self._db.executescript(f"PRAGMA incremental_vacuum({step});")
+                left -= step
         except sqlite3.Error as exc:
             log.warning("outbox %s: reclaim failed: %s", self.path, exc)
-            return
-        if self.health.ballast_released:
-            self._keep_ballast()
 
     def free_pages(self) -> int:
         """Pages on SQLite's free list, waiting for `reclaim`."""

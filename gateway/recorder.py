@@ -160,8 +160,11 @@ class Recorder:
                 if excess > 0:
                     self.dropped_events += excess
                     del self.pending_events[:excess]
-                log.error("cannot store %d readings (dropped) and %d events (kept in memory): %s",
-                          len(readings), len(self.pending_events), exc)  # fmt: skip
+                # Loud once, quiet until the store takes writes again: a full disk refuses every poll.
+                (log.debug if self.store_failing else log.error)(
+                    "cannot store %d readings (dropped) and %d events (kept in memory): %s",
+                    len(readings), len(self.pending_events), exc,
+                )  # fmt: skip
         for board_readings, online, device in updates:
             self.board.apply(board_readings, online, device)
         self._health(ok)
@@ -202,9 +205,13 @@ class Recorder:
         )  # fmt: skip
         if not notes:
             return
+        entries = [Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body()) for n in notes]
         try:
-            self.outbox.put([Entry(PRIORITY_EVENT, self.topics.event(n.cls), n.body()) for n in notes])
+            self.outbox.put(entries)
         except StoreError as exc:
-            log.error("cannot store store-health events: %s", exc)
+            # Kept with the other events and tried again: a gap taken from the outbox and then not stored would be
+            # seqs neither delivered nor declared.
+            self.pending_events += entries
+            log.debug("store-health events kept in memory: %s", exc)
         for n in notes:
             log.warning("store: %s %s %s", n.cls, n.point, n.detail)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 from drivers.profile import Quality
 from gateway.clock import Clock
 from gateway.contract import Topics
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, Limits, Outbox
+from gateway.errors import StoreError
+from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Limits, Outbox
 from gateway.recorder import Recorder
 from gateway.records import Event, Reading, Stamp
 from gateway.stateboard import StateBoard
@@ -75,3 +77,28 @@ def test_recorder_bounds_the_events_it_holds(tmp_path: Path) -> None:
         rec.record([], [door()] * 4000)
     assert len(rec.pending_events) == 10_000
     assert rec.dropped_events == 2_000
+
+
+def test_recorder_declares_an_eviction_even_when_the_store_first_refuses_the_gap(tmp_path: Path) -> None:
+    """Evicted seqs taken from the outbox are declared once the store takes writes again, never forgotten."""
+    topics = Topics("test-school", "gw-1")
+    box = Outbox(tmp_path / "o.db", Limits(max_bytes=1024 * 1024, max_disk_share=1.0))
+    rec = Recorder(box, topics, StateBoard(topics), Clock(assume_synced=True))
+    while not box.health.evictions:
+        box.put([Entry(PRIORITY_TELEMETRY, None, "{" + "x" * 2000 + "}")] * 20)
+    evicted = list(box.health.evictions)
+    box.delete(r.seq for r in box.fetch(PRIORITY_TELEMETRY, 0, 100_000))  # nothing left to evict for room
+    box.reclaim(100_000)
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")
+    with contextlib.suppress(StoreError):
+        while True:  # take the last free bytes of the last pages
+            box.put([Entry(PRIORITY_EVENT, "campus/v1/test-school/gw-1/event/door", json.dumps({"pad": "d" * 500}))])
+    rec.record(readings(5), [])
+    assert box.health.evictions == []  # taken for the gap event, which the store refused
+    box._db.execute("PRAGMA max_page_count = 1073741823")
+    rec.record(readings(1), [])
+    events = [json.loads(r.body) for r in box.fetch(PRIORITY_EVENT, 0, 100_000)]
+    declared = {(e["detail"]["first_seq"], e["detail"]["last_seq"]) for e in events if e.get("class") == "gap"}
+    assert evicted[0].first_seq == min(first for first, _ in declared)
+    assert max(last for _, last in declared) == evicted[-1].last_seq
