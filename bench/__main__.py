@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import alarm_latency, drain, footprint, rs485, throughput
+from bench import alarm_latency, drain, footprint, rs485, store_full, throughput
 from bench.stats import median
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,6 +77,7 @@ def scenarios(quick: bool, profile: bool = False) -> dict[str, tuple[str, Callab
             "footprint",
             lambda d: footprint.run(d, settle_s=10.0 if quick else 20.0, queued=200_000 if quick else 1_000_000),
         ),
+        "f": ("store on a full disk", lambda d: store_full.run(d, full_s=5.0 if quick else 10.0)),
     }
 
 
@@ -100,6 +101,11 @@ TARGETS: list[tuple[str, tuple[str, ...], float, str]] = [
     ("e", ("demo_rss_mb",), 50, "max"),
     ("e", ("queued_rss_mb",), 80, "max"),
     ("e", ("start_to_first_publish_s",), 1.0, "max"),
+    ("f", ("store_peak_share_of_fs",), 0.5, "max"),
+    ("f", ("first_delivery_after_back_s",), 5.0, "max"),
+    ("f", ("caught_up_after_back_s",), 10.0, "max"),
+    ("f", ("lost",), 0, "max"),
+    ("f", ("cannot_delete_lines",), 0, "max"),
 ]
 
 
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--only", default="a,a2,b,b2,b3,b4,c,d,e", help="comma-separated scenarios (default: all)")
+    p.add_argument("--only", default="a,a2,b,b2,b3,b4,c,d,e,f", help="comma-separated scenarios (default: all)")
     p.add_argument("--profile", action="store_true", help="sample the gateway with py-spy during throughput runs")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario; the table shows medians")
     p.add_argument("--quick", action="store_true", help="shorter windows, smaller backlogs")

@@ -37,6 +37,12 @@ class Tally:
         self.per_second: dict[int, int] = {}
         self.age_ms: list[float] = []
         self.events: list[dict[str, Any]] = []
+        # Arrivals after a silence of more than a second (a link back), and the first fresh reading (under a second
+        # old) after stale ones (a backlog sent): when delivery resumed, and when it caught up.
+        self.resumed_mono: list[float] = []
+        self.caught_up_mono: list[float] = []
+        self._stale = False
+        self._last_seq_mono = 0.0
 
     def mark(self, seq: int) -> None:
         if seq >= len(self.seen):
@@ -54,6 +60,10 @@ class Tally:
         data = json.loads(payload)
         if not self.messages:
             self.first_mono = mono
+        if "readings" in data or "seq" in data:
+            if self._last_seq_mono and mono - self._last_seq_mono > 1.0:
+                self.resumed_mono.append(mono)
+            self._last_seq_mono = mono
         self.messages += 1
         self.last_mono = mono
         if "readings" in data:
@@ -66,6 +76,12 @@ class Tally:
             # The oldest and the newest reading of each message: the spread of poll-to-platform ages.
             for r in (readings[0], readings[-1]):
                 self.age_ms.append(wall_ms - datetime.fromisoformat(r["ts"]).timestamp() * 1000)
+            newest = self.age_ms[-1]
+            if newest >= 2000:
+                self._stale = True
+            elif self._stale and newest < 1000:
+                self._stale = False
+                self.caught_up_mono.append(mono)
         elif "seq" in data:
             self.mark(data["seq"])
             self.events.append(
@@ -76,6 +92,7 @@ class Tally:
                     "class": data.get("class"),
                     "device": data.get("device"),
                     "state": data.get("state"),
+                    **({"detail": data.get("detail")} if data.get("class") == "gap" else {}),
                 }
             )
 
@@ -92,6 +109,8 @@ class Tally:
             "per_second": self.per_second,
             "age_ms": self.age_ms,
             "events": self.events,
+            "resumed_mono": self.resumed_mono,
+            "caught_up_mono": self.caught_up_mono,
         }
 
 
@@ -110,7 +129,9 @@ def expand(ranges: list[list[int]]) -> set[int]:
     return {s for first, last in ranges for s in range(first, last + 1)}
 
 
-async def listen(url: str, topic_filters: list[str], ready: Path, out: Path, events_only: bool = False) -> None:
+async def listen(
+    url: str, topic_filters: list[str], ready: Path, out: Path, events_only: bool = False, session: str | None = None
+) -> None:
     host, _, port = url.removeprefix("mqtt://").partition(":")
     tally = Tally(events_only)
     stop = asyncio.Event()
@@ -121,7 +142,10 @@ async def listen(url: str, topic_filters: list[str], ready: Path, out: Path, eve
     async def receive() -> None:
         while True:
             try:
-                async with Client(host, int(port), max_queued_incoming_messages=0) as client:
+                # With a session id the broker keeps the subscription and queues for it while this reconnects, also
+                # across a broker restart: nothing the gateway sends in between is missed.
+                kept: dict[str, Any] = {"identifier": session, "clean_session": False} if session else {}
+                async with Client(host, int(port), max_queued_incoming_messages=0, **kept) as client:
                     for topic_filter in topic_filters:
                         await client.subscribe(topic_filter, qos=1)
                     ready.touch()  # noqa: ASYNC240 - once, before anything arrives
@@ -146,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready", type=Path, required=True, help="touched once subscribed")
     p.add_argument("--out", type=Path, required=True, help="the JSON summary, written on SIGTERM")
     p.add_argument("--events-only", action="store_true", help="count telemetry messages without parsing them")
+    p.add_argument("--session", help="a client id whose session the broker keeps (persistent subscription)")
     args = p.parse_args(argv)
-    asyncio.run(listen(args.broker, args.topic, args.ready, args.out, args.events_only))
+    asyncio.run(listen(args.broker, args.topic, args.ready, args.out, args.events_only, args.session))
     return 0
 
 

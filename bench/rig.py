@@ -187,7 +187,9 @@ class Listener:
 
 
 @contextlib.contextmanager
-def listener(workdir: Path, broker_url: str, events_only: bool = False) -> Iterator[Listener]:
+def listener(
+    workdir: Path, broker_url: str, events_only: bool = False, session: str | None = None
+) -> Iterator[Listener]:
     """A platform subscriber to the gateway's topics in a process of its own, subscribed before this returns."""
     ready, out = workdir / "listener.ready", workdir / "listener.json"
     ready.unlink(missing_ok=True)
@@ -196,6 +198,8 @@ def listener(workdir: Path, broker_url: str, events_only: bool = False) -> Itera
     cmd = python("-m", "bench.listener", "--broker", broker_url, *(a for t in topics for a in ("--topic", t)))
     if events_only:
         cmd.append("--events-only")
+    if session:
+        cmd += ["--session", session]
     with process([*cmd, "--ready", str(ready), "--out", str(out)], workdir / "listener.log") as proc:
         deadline = time.monotonic() + 10
         while not ready.exists():
