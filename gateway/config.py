@@ -11,13 +11,24 @@ import hashlib
 import ipaddress
 import re
 import tomllib
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticKnownError
 
 from drivers.errors import ProfileError
 from drivers.profile import load_profile, shipped_profiles
@@ -28,6 +39,51 @@ from gateway.i18n import N_, Message, MessageError
 from gateway.schedule import DAYS, Period, Schedule
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+_T = TypeVar("_T")
+# Types are strict (a string is never a number or a boolean, nor a float an integer), except where TOML has no
+# type of its own: a path is a string, and a list is a TOML array (its items stay strict).
+ConfigPath = Annotated[Path, Strict(False)]
+Array = Annotated[tuple[_T, ...], Strict(False)]
+
+
+def _toml_type(value: object) -> Message:
+    """What a TOML value is, in the installer's words: said after what was expected instead."""
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, N_("a boolean")), (int, N_("an integer")), (float, N_("a number with a decimal point")),
+        (str, N_("a string in quotes")), (list, N_("a list")), (dict, N_("a table")),
+        (datetime, N_("a date and time")), (date, N_("a date")), (time, N_("a time of day")),
+    )  # fmt: skip
+    return Message(next((name for kind, name in kinds if isinstance(value, kind)), N_("a value of another type")))
+
+
+def _exact_int(value: object) -> object:
+    """An integer choice (Literal[1, 2]) takes true as 1 and 1.0 as 1 even in strict mode: refused here."""
+    if type(value) is not int:
+        raise PydanticKnownError("int_type")
+    return value
+
+
+IntChoice = BeforeValidator(_exact_int)
+
+
+def _pin_type(value: object) -> object:
+    """A pin's type checked before the union (int | str), which would say each member's error in turn."""
+    if type(value) not in (int, str):
+        raise MessageError(N_("expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', not {given}"),
+                           given=_toml_type(value))  # fmt: skip
+    return value
+
+
+def _contact_or_pin_type(value: object) -> object:
+    """As `_pin_type`, for an input that may also be a table (ContactPin); a table's own errors are its keys'."""
+    if type(value) not in (int, str, dict):
+        raise MessageError(N_("expected a pin like 17 or 'GPIO17', or a table with its pin and contact, not {given}"),
+                           given=_toml_type(value))  # fmt: skip
+    return value
+
+
+# A GPIO pin: a BCM number or a name.
+GpioPin = Annotated[int | str, BeforeValidator(_pin_type)]
 
 
 def _known_zone(value: str) -> str:
@@ -43,7 +99,7 @@ HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]  # "HH:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SiteConfig(_Frozen):
@@ -70,22 +126,22 @@ class GatewayConfig(_Frozen):
     """This gateway."""
 
     id: Id
-    state_dir: Path = Path("/var/lib/campus-edge")
-    control_socket: Path | None = None  # the gate house's local control; default: state_dir/control.sock
+    state_dir: ConfigPath = Path("/var/lib/campus-edge")
+    control_socket: ConfigPath | None = None  # the gate house's local control; default: state_dir/control.sock
     control_group: str | None = None  # members of this group may use it (the socket is 0660)
 
 
 class MqttConfig(_Frozen):
     """The link to the platform's broker. Several URLs are tried in turn."""
 
-    urls: tuple[str, ...] = Field(min_length=1)
+    urls: Array[str] = Field(min_length=1)
     protocol: Literal["5", "3.1.1"] = "5"
     allow_plaintext: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
     username: str | None = None
-    password_file: Path | None = None
+    password_file: ConfigPath | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
     reconnect_min_s: float = Field(default=0.5, gt=0)
@@ -131,9 +187,9 @@ class RtuBusConfig(_Frozen):
     id: Id
     type: Literal["rtu"]
     port: str
-    baud: Literal[2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    baud: Annotated[Literal[2400, 4800, 9600, 19200, 38400, 57600, 115200], IntChoice] = 9600
     parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    stopbits: Annotated[Literal[1, 2], IntChoice] = 1
     timeout_ms: int = Field(default=500, ge=10, le=10000)
     retries: int = Field(default=2, ge=0, le=5)
     # A device's own time to answer, added to each transaction's wire time when the line's load is estimated.
@@ -182,7 +238,7 @@ class DeviceConfig(_Frozen):
     offline_after_s: float = Field(default=10.0, ge=0, le=3600)
     backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)
     heartbeat_s: float = Field(default=300.0, ge=1, le=86400)
-    doors: tuple[FieldDoorConfig, ...] = ()  # a door node's loops that are doors with alarms
+    doors: Array[FieldDoorConfig] = ()  # a door node's loops that are doors with alarms
 
 
 class GpioInputConfig(_Frozen):
@@ -190,7 +246,7 @@ class GpioInputConfig(_Frozen):
     fire relay (closes on fire: a fire alarm that reaches the gateway even when the panel's serial link is down)."""
 
     id: Id
-    pin: int | str
+    pin: GpioPin
     kind: Literal[
         "door", "trouble_relay", "fire_relay", "bollard_raise", "bollard_lower", "bollard_stop", "efo_key",
         "lockdown_key", "rex",
@@ -214,7 +270,7 @@ class PeriodConfig(_Frozen):
     """School hours on some days: `start` and `end` as "HH:MM" local time (an end before the start runs past
     midnight)."""
 
-    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    days: Array[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
     start: HourMinute
     end: HourMinute
 
@@ -230,9 +286,9 @@ class ScheduleConfig(_Frozen):
     """The closed-campus schedule: scheduled lanes up and doors armed while the school is in session."""
 
     timezone: Zone = "Asia/Shanghai"
-    periods: tuple[PeriodConfig, ...] = Field(min_length=1)
-    holidays: tuple[date, ...] = ()
-    extra_days: tuple[ExtraDayConfig, ...] = ()
+    periods: Array[PeriodConfig] = Field(min_length=1)
+    holidays: Array[date] = ()
+    extra_days: Array[ExtraDayConfig] = ()
 
     def build(self) -> Schedule:
         """The schedule to run."""
@@ -248,10 +304,7 @@ class GpioConfig(_Frozen):
     """GPIO pins; `pin_factory = "mock"` runs against simulated pins."""
 
     pin_factory: Literal["default", "mock"] = "default"
-    inputs: tuple[GpioInputConfig, ...] = ()
-
-
-GpioPin = int | str
+    inputs: Array[GpioInputConfig] = ()
 
 
 class ContactPin(_Frozen):
@@ -259,6 +312,10 @@ class ContactPin(_Frozen):
 
     pin: GpioPin
     contact: Literal["NC", "NO"]
+
+
+# A contact input: a pin alone (the usual contact) or a table with its pin and contact.
+ContactOrPin = Annotated[ContactPin | int | str, BeforeValidator(_contact_or_pin_type)]
 
 
 class DryContactConfig(_Frozen):
@@ -274,15 +331,15 @@ class DryContactConfig(_Frozen):
     relay_active_high: bool = True
     pulse_ms: int = Field(default=500, ge=50, le=5000)
     poll_ms: int = Field(default=50, ge=10, le=500)
-    limit_up: ContactPin | GpioPin
-    limit_down: ContactPin | GpioPin
-    loop_a: ContactPin | GpioPin
-    loop_b: ContactPin | GpioPin | None = None
-    photocell: ContactPin | GpioPin
-    pressure_edge: ContactPin | GpioPin | None = None
-    estop: ContactPin | GpioPin | None = None
-    local_mode: ContactPin | GpioPin | None = None
-    manual_release: ContactPin | GpioPin | None = None
+    limit_up: ContactOrPin
+    limit_down: ContactOrPin
+    loop_a: ContactOrPin
+    loop_b: ContactOrPin | None = None
+    photocell: ContactOrPin
+    pressure_edge: ContactOrPin | None = None
+    estop: ContactOrPin | None = None
+    local_mode: ContactOrPin | None = None
+    manual_release: ContactOrPin | None = None
 
     def relays(self) -> dict[str, GpioPin]:
         """Relay name -> pin, for the wired ones."""
@@ -343,23 +400,23 @@ class CommandKeyConfig(_Frozen):
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     issuer: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-    public_key_file: Path
-    roles: tuple[Literal["guard", "operator", "admin"], ...] = Field(min_length=1)
+    public_key_file: ConfigPath
+    roles: Array[Literal["guard", "operator", "admin"]] = Field(min_length=1)
     revoked: bool = False
-    targets: tuple[str, ...] | None = None  # the lanes (or the gateway id) this key may act on; default: all
+    targets: Array[str] | None = None  # the lanes (or the gateway id) this key may act on; default: all
 
 
 class CommandsConfig(_Frozen):
     """Signed commands from the platform and guard stations, on `campus/v1/{site}/{gateway}/cmd/{target}`.
     `roles` may narrow what each role may do (action names as in the contract)."""
 
-    keys: tuple[CommandKeyConfig, ...] = Field(min_length=1)
+    keys: Array[CommandKeyConfig] = Field(min_length=1)
     skew_s: float = Field(default=2.0, ge=0, le=30)
     # Commands looked at, at most, a second (burst: at once); beyond, dropped unread and counted: a flood must
     # not take the CPU the fire alarms need.
     max_per_s: float = Field(default=20.0, gt=0, le=1000)
     burst: int = Field(default=40, ge=1, le=10000)
-    roles: dict[Literal["guard", "operator", "admin"], tuple[str, ...]] = Field(default_factory=dict)
+    roles: dict[Literal["guard", "operator", "admin"], Array[str]] = Field(default_factory=dict)
 
 
 class AlarmsConfig(_Frozen):
@@ -431,9 +488,9 @@ class PanelConfig(_Frozen):
 
     address: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
-    cert_file: Path = Path("tls/gateway.crt")
-    key_file: Path = Path("tls/gateway.key")
-    guards: tuple[PanelGuardConfig, ...] = Field(min_length=1)
+    cert_file: ConfigPath = Path("tls/gateway.crt")
+    key_file: ConfigPath = Path("tls/gateway.key")
+    guards: Array[PanelGuardConfig] = Field(min_length=1)
     session_s: float = Field(default=900.0, ge=10, le=43200)
     max_attempts: int = Field(default=5, ge=1, le=20)
     address_attempts: int | None = Field(default=None, ge=1, le=200)
@@ -461,10 +518,10 @@ class Config(_Frozen):
     gateway: GatewayConfig
     mqtt: MqttConfig
     outbox: OutboxConfig = OutboxConfig()
-    buses: tuple[BusConfig, ...] = ()
-    devices: tuple[DeviceConfig, ...] = ()
+    buses: Array[BusConfig] = ()
+    devices: Array[DeviceConfig] = ()
     gpio: GpioConfig = GpioConfig()
-    lanes: tuple[LaneConfig, ...] = ()
+    lanes: Array[LaneConfig] = ()
     schedule: ScheduleConfig | None = None
     commands: CommandsConfig | None = None
     alarms: AlarmsConfig = AlarmsConfig()
@@ -504,9 +561,22 @@ def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
     return lines
 
 
-def _where(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> tuple[int | None, str]:
-    # Tagged unions add the tag to the location ("buses", 0, "rtu", "port"); drop such segments.
-    path = tuple(p for p in loc if not (isinstance(p, str) and p in ("rtu", "tcp")) or p == loc[-1])
+def _written(data: object, loc: tuple[str | int, ...], kind: str) -> tuple[str | int, ...]:
+    """pydantic's location of an error as the keys and indexes the file has: unions add the member they tried
+    (a bus's "rtu", a pin's "int" or "ContactPin"), a dict its "[key]"; a missing key is the one that is not."""
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        children = node if isinstance(node, dict) else dict(enumerate(node)) if isinstance(node, list) else {}
+        if part in children:
+            node = children[part]
+        elif not (kind == "missing" and i == len(loc) - 1):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _where(lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> tuple[int | None, str]:
     key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
     for n in range(len(path), 0, -1):
         if path[:n] in lines:
@@ -528,26 +598,22 @@ _PYDANTIC: dict[str, str] = {
     "literal_error": N_("Input should be {expected}"),
     "too_short": N_("Input should have at least {min_length} item(s), not {actual_length}"),
     "too_long": N_("Input should have at most {max_length} item(s), not {actual_length}"),
+    "union_tag_invalid": N_("Input should be one of {expected_tags}, not {tag!r}"),
+    "union_tag_not_found": N_("required key {discriminator} is missing"),
+}
+# Strict types (no string is a number, no integer a boolean): these errors say what was written instead.
+_TYPES: dict[str, str] = {
     "int_type": N_("Input should be a valid integer"),
-    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
-    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
     "float_type": N_("Input should be a valid number"),
-    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
     "string_type": N_("Input should be a valid string"),
     "bool_type": N_("Input should be a valid boolean"),
-    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
     "tuple_type": N_("Input should be a list"),
     "list_type": N_("Input should be a list"),
     "dict_type": N_("Input should be a table"),
     "model_type": N_("Input should be a table"),
     "model_attributes_type": N_("Input should be a table"),
     "date_type": N_("Input should be a valid date (YYYY-MM-DD)"),
-    "date_parsing": N_("Input should be a valid date (YYYY-MM-DD)"),
-    "date_from_datetime_parsing": N_("Input should be a valid date (YYYY-MM-DD)"),
-    "date_from_datetime_inexact": N_("Input should be a valid date (YYYY-MM-DD)"),
     "path_type": N_("Input should be a valid path"),
-    "union_tag_invalid": N_("Input should be one of {expected_tags}, not {tag!r}"),
-    "union_tag_not_found": N_("required key {discriminator} is missing"),
 }
 
 
@@ -567,6 +633,8 @@ def _expected(err: Any) -> Message:
     error = ctx.get("error")
     if isinstance(error, MessageError):
         return error.message
+    if kind in _TYPES:
+        return Message(N_("{expected}, not {given}"), expected=Message(_TYPES[kind]), given=_toml_type(err["input"]))
     if kind in _PYDANTIC:
         # A float limit pydantic says as an integer (gt=0 on a float: "greater than 0"); say it the same way.
         ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
@@ -854,7 +922,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(err["loc"])
+        loc = _written(data, tuple(err["loc"]), err["type"])
         if err["type"] == "union_tag_invalid":  # pydantic names the table; the installer wrote the wrong tag
             loc = (*loc, str(err["ctx"]["discriminator"]).strip("'"))
         line, key = _where(lines, loc)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from gateway.config import RtuBusConfig, load_config, parse_config
+from gateway.config import ContactPin, RtuBusConfig, load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.i18n import set_language
 
@@ -100,6 +102,104 @@ def test_config_error_names_file_line_key(old: str, new: str, message: str) -> N
     assert old in MINIMAL
     with pytest.raises(ConfigError) as err:
         parse_config(MINIMAL.replace(old, new, 1), "g.toml")
+    assert str(err.value) == message
+
+
+TCP_BUS = '\n[[buses]]\nid = "tcp-1"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 1502\n'
+SCHEDULE = """
+[schedule]
+holidays = [2026-10-01]
+[[schedule.periods]]
+days = ["mon", "tue"]
+start = "07:30"
+end = "17:30"
+"""
+DOOR = '\n[[gpio.inputs]]\nid = "door-a"\npin = "GPIO17"\nkind = "door"\n'
+
+
+def typed_site() -> str:
+    """A site with a value of each type family the schema has: integers, numbers, booleans, strings, paths, lists,
+    choices, dates, pins and contacts."""
+    text = MINIMAL.replace("[mqtt]\n", "[mqtt]\npublish_timeout_s = 5\nallow_plaintext = false\n")
+    text = text.replace('id = "g1"\n', 'id = "g1"\nstate_dir = "state"\n')
+    text = text.replace('type = "rtu"', 'type = "rtu"\nbaud = 19200\nparity = "E"')
+    return text + TCP_BUS + SCHEDULE + DRY_LANE + DOOR
+
+
+def test_config_types_as_toml_writes_them_are_accepted(tmp_path: Path) -> None:
+    """An integer where a number is expected, a path as a string, a list, an unquoted date, a choice as a string, a
+    pin as a number or a name: what TOML has for each type still loads."""
+    cfg = parse_config(typed_site(), "g.toml", tmp_path)
+    assert (cfg.mqtt.publish_timeout_s, type(cfg.mqtt.publish_timeout_s)) == (5.0, float)
+    assert cfg.mqtt.urls == ("mqtts://broker.example:8883",)
+    assert cfg.gateway.state_dir == tmp_path / "state"
+    assert isinstance(cfg.buses[0], RtuBusConfig)
+    assert (cfg.buses[0].baud, cfg.buses[0].parity) == (19200, "E")
+    assert cfg.buses[1].port == 1502
+    assert cfg.schedule is not None
+    assert cfg.schedule.holidays == (date(2026, 10, 1),)
+    assert cfg.schedule.periods[0].days == ("mon", "tue")
+    assert cfg.gpio.inputs[0].pin == "GPIO17"
+    dry = cfg.lanes[0].dry_contact
+    assert dry is not None
+    assert dry.limit_up == 20
+    assert dry.photocell == ContactPin(pin=12, contact="NO")
+
+
+INTEGER = "Input should be a valid integer, not "
+PIN = "expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', not "
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("port = 1502", 'port = "1502"', f"g.toml:36: buses[1].port: {INTEGER}a string in quotes"),
+        ("port = 1502", "port = 1502.0", f"g.toml:36: buses[1].port: {INTEGER}a number with a decimal point"),
+        ("port = 1502", "port = true", f"g.toml:36: buses[1].port: {INTEGER}a boolean"),
+        ("unit = 2", "unit = true", f"g.toml:29: devices[1].unit: {INTEGER}a boolean"),
+        ('urls = ["mqtts://broker.example:8883"]', 'urls = ["mqtt://broker.example:1883"]',
+         "g.toml:8: mqtt: mqtt://broker.example:1883 is plaintext MQTT; use mqtts:// or set allow_plaintext = true"),
+        ("allow_plaintext = false", 'allow_plaintext = "yes"',
+         "g.toml:10: mqtt.allow_plaintext: Input should be a valid boolean, not a string in quotes"),
+        ("allow_plaintext = false", "allow_plaintext = 1",
+         "g.toml:10: mqtt.allow_plaintext: Input should be a valid boolean, not an integer"),
+        ("allow_plaintext = false", 'allow_plaintext = "true"',
+         "g.toml:10: mqtt.allow_plaintext: Input should be a valid boolean, not a string in quotes"),
+        ("publish_timeout_s = 5", 'publish_timeout_s = "5"',
+         "g.toml:9: mqtt.publish_timeout_s: Input should be a valid number, not a string in quotes"),
+        ("publish_timeout_s = 5", "publish_timeout_s = true",
+         "g.toml:9: mqtt.publish_timeout_s: Input should be a valid number, not a boolean"),
+        ('id = "s1"', "id = 1", "g.toml:2: site.id: Input should be a valid string, not an integer"),
+        ('state_dir = "state"', "state_dir = 5",
+         "g.toml:6: gateway.state_dir: Input should be a valid path, not an integer"),
+        ('state_dir = "state"', "state_dir = false",
+         "g.toml:6: gateway.state_dir: Input should be a valid path, not a boolean"),
+        ('urls = ["mqtts://broker.example:8883"]', 'urls = "mqtts://broker.example:8883"',
+         "g.toml:11: mqtt.urls: Input should be a list, not a string in quotes"),
+        ('days = ["mon", "tue"]', 'days = "mon"',
+         "g.toml:41: schedule.periods[0].days: Input should be a list, not a string in quotes"),
+        ("baud = 19200", "baud = 19200.0", f"g.toml:16: buses[0].baud: {INTEGER}a number with a decimal point"),
+        ('type = "rtu"', 'type = "rtu"\nstopbits = true', f"g.toml:16: buses[0].stopbits: {INTEGER}a boolean"),
+        ('parity = "E"', "parity = 0", "g.toml:17: buses[0].parity: Input should be 'N', 'E' or 'O'"),
+        ("holidays = [2026-10-01]", 'holidays = ["2026-10-01"]',
+         "g.toml:39: schedule.holidays[0]: Input should be a valid date (YYYY-MM-DD), not a string in quotes"),
+        ('start = "07:30"', "start = 07:30:00",
+         "g.toml:42: schedule.periods[0].start: Input should be a valid string, not a time of day"),
+        ('pin = "GPIO17"', "pin = true", f"g.toml:61: gpio.inputs[0].pin: {PIN}a boolean"),
+        ('pin = "GPIO17"', "pin = 17.0", f"g.toml:61: gpio.inputs[0].pin: {PIN}a number with a decimal point"),
+        ("limit_up = 20", "limit_up = true", "g.toml:54: lanes[0].dry_contact.limit_up: expected a pin like 17 or "
+         "'GPIO17', or a table with its pin and contact, not a boolean"),
+        ("{ pin = 12,", "{ pin = [12],", f"g.toml:57: lanes[0].dry_contact.photocell.pin: {PIN}a list"),
+        ('[site]\nid = "s1"', 'site = "s1"', "g.toml:1: site: Input should be a table, not a string in quotes"),
+    ],
+)  # fmt: skip
+def test_config_types_are_strict(old: str, new: str, message: str) -> None:
+    """A value of the wrong type is refused at its line, saying the type expected and the one written: no string
+    is a number or consents to plaintext, no boolean or number with a decimal point is an integer."""
+    text = typed_site()
+    assert old in text
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace(old, new, 1), "g.toml")
     assert str(err.value) == message
 
 
@@ -363,9 +463,14 @@ GPIO_TWICE = (
          "g.toml:13: buses[0].parity: 应为 'N', 'E' 或 'O'"),
         ("unit = 2", "unit = 248", "g.toml:24: devices[1].unit: Input should be less than or equal to 247",
          "g.toml:24: devices[1].unit: 应小于或等于 247"),
-        ("unit = 2", 'unit = "two"',
-         "g.toml:24: devices[1].unit: Input should be a valid integer, unable to parse string as an integer",
-         "g.toml:24: devices[1].unit: 应为整数, 所填的字符串不是整数"),
+        ("unit = 2", 'unit = "two"', "g.toml:24: devices[1].unit: Input should be a valid integer, not a string in "
+         "quotes", "g.toml:24: devices[1].unit: 应为整数, 而不是带引号的字符串"),
+        ('urls = ["mqtts://broker.example:8883"]', 'urls = ["mqtt://broker.example:1883"]\nallow_plaintext = "yes"',
+         "g.toml:9: mqtt.allow_plaintext: Input should be a valid boolean, not a string in quotes",
+         "g.toml:9: mqtt.allow_plaintext: 应为布尔值 true 或 false, 而不是带引号的字符串"),
+        ("[[buses]]", '[[gpio.inputs]]\nid = "door-a"\npin = true\nkind = "door"\n\n[[buses]]',
+         "g.toml:12: gpio.inputs[0].pin: expected a pin like 17, 'GPIO17', 'BOARD11' or 'J8:11', not a boolean",
+         "g.toml:12: gpio.inputs[0].pin: 需要引脚编号, 例如 17, 'GPIO17', 'BOARD11' 或 'J8:11', 而不是布尔值"),
         ('id = "g1"', 'id = "G 1"', "g.toml:5: gateway.id: String should match pattern '^[a-z0-9][a-z0-9_-]{0,63}$'",
          "g.toml:5: gateway.id: 字符串应符合格式 '^[a-z0-9][a-z0-9_-]{0,63}$'"),
         ('type = "rtu"', 'type = "rs232"', "g.toml:12: buses[0].type: Input should be one of 'rtu', 'tcp', not 'rs232'",
@@ -441,7 +546,8 @@ def test_config_unreadable_file_reason_in_chinese(tmp_path: Path) -> None:
 )
 def test_config_pydantic_wording_kept_in_english(old: str, new: str) -> None:
     """Where the catalogue keeps pydantic's words, the English is pydantic's own, limits and choices filled in
-    from the error: a template whose fields do not match pydantic's would show here."""
+    from the error (and, for a wrong type, what was written instead): a template whose fields do not match
+    pydantic's would show here."""
     from pydantic import ValidationError  # noqa: PLC0415
 
     from gateway.config import Config  # noqa: PLC0415
@@ -451,7 +557,7 @@ def test_config_pydantic_wording_kept_in_english(old: str, new: str) -> None:
         Config.model_validate(tomllib.loads(text))
     with pytest.raises(ConfigError) as err:
         parse_config(text, "g.toml")
-    assert err.value.render("en").endswith(": " + raw.value.errors()[0]["msg"])
+    assert re.search(": " + re.escape(raw.value.errors()[0]["msg"]) + "(, not [a-z ]+)?$", err.value.render("en"))
     assert err.value.render("zh-CN") != err.value.render("en")
 
 
