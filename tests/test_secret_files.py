@@ -1,13 +1,21 @@
 """Secret files are private: every key, password and PIN hash the gateway reads is refused when group or others
-may read it, or another user owns it, with the file, the config line and the command that fixes it."""
+may read it, or another user owns it, with the file, the config line and the command that fixes it; what the
+gateway and its tools write is private unless public on purpose."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
 from gateway.commands.keys import KeyFileError, load_private, new_keypair
 from gateway.config import load_config
@@ -15,8 +23,11 @@ from gateway.errors import ConfigError
 from gateway.i18n import set_language
 from gateway.panel.auth import hash_pin
 from gateway.site_check import Check, Verdict, run_checks
+from simulators.broker import PrivateBroker
 from tests.gateway_harness import config_text
 
+PREFIX = "campus/v1/test-school/gw-1"
+ROOT = Path(__file__).resolve().parent.parent
 KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
 CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
@@ -165,3 +176,66 @@ async def test_secret_check_reports_the_file_as_a_failure(tmp_path: Path, kind: 
     checks = await run_checks(config, synced=lambda: True, broker_timeout_s=1)
     fix = f"{secret}: mode 0644 lets others read it; expected 0600 (chmod 600 {secret})"
     assert checks == [Check("configuration", Verdict.FAIL, f"{where}: {fix}")]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+async def test_secret_state_dir_files_of_the_running_gateway_are_private(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """`campus-edge run` (under a umask that lets everyone read): the outbox and the other files it writes in its
+    state dir are its user's alone (the control socket is its group's, 0660, on purpose); the state dir it made lets
+    the control group through to the socket (0711)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(config_text(tmp_path / "state", broker.url, [], []))
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/status")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        cwd=ROOT, umask=0o022,
+    )  # fmt: skip
+    try:
+        await sub.wait_for(lambda t, p: p["state"] == "online")
+        state = tmp_path / "state"
+        modes = _modes(state)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        async with asyncio.timeout(15):
+            await proc.wait()
+    assert "outbox.db" in modes
+    assert modes.pop("control.sock") == 0o660  # the guards' control group's, on purpose
+    assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
+    assert stat.S_IMODE(state.stat().st_mode) == 0o711
+
+
+def test_secret_keys_new_writes_a_private_key_and_a_public_one(tmp_path: Path) -> None:
+    """`campus-edge keys new` (under the umask 077 of its own, or of a hardened shell): the private key 0600, the
+    public key 0644 (a gateway's service user reads it)."""
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "new", "platform-1", "--dir", str(tmp_path / "keys")],
+        cwd=ROOT, capture_output=True, text=True, check=True, umask=0o077,
+    )  # fmt: skip
+    assert _modes(tmp_path / "keys") == {"platform-1.key": 0o600, "platform-1.pub": 0o644}
+
+
+def test_secret_init_under_a_private_umask_keeps_public_files_readable(tmp_path: Path) -> None:
+    """`campus-edge init` (under the umask 077 of its own, or of a hardened shell): the TLS key is 0600; the
+    configuration, the CA, the request and the folders stay readable by the service user."""
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    site_dir = tmp_path / "etc"
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "init", "--non-interactive", "--lang", "en", "--dir", str(site_dir),
+         "--site-id", "s1", "--gateway-id", "gw-1", "--broker", "mqtts://broker.example:8883", "--ca-file", str(ca),
+         "--rs485-port", "none", "--school-hours", "none"],
+        cwd=ROOT, capture_output=True, text=True, check=True, umask=0o077,
+    )  # fmt: skip
+    files = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in sorted(site_dir.rglob("*"))}
+    files["etc"] = stat.S_IMODE(site_dir.stat().st_mode)
+    assert files == {
+        "etc": 0o755, "etc/command-keys": 0o755, "etc/gateway.toml": 0o644, "etc/tls": 0o755,
+        "etc/tls/gateway.csr": 0o644, "etc/tls/gateway.key": 0o600, "etc/tls/platform-ca.pem": 0o644,
+    }  # fmt: skip

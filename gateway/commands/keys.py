@@ -25,7 +25,8 @@ class KeyFileError(MessageError):
 
 
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write `name.key` (private, 0600, never over an existing file) and `name.pub` in `directory`."""
+    """Write `name.key` (private, 0600, never over an existing file) and `name.pub` (0644, whatever the umask:
+    it is copied to gateways that read it as another user) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private_path = directory / f"{name}.key"
@@ -41,6 +42,7 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     public_path.write_bytes(public_pem)
+    public_path.chmod(0o644)
     return private_path, public_path
 
 
