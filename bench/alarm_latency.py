@@ -42,6 +42,8 @@ def _panel(workdir: Path, port: int, ca_file: Path) -> str:
     chain, key = workdir / "panel.crt", workdir / "panel.key"
     cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
     cert.private_key_pem.write_to_path(str(key))
+    for secret in (chain, key):  # the chain holds the key too: both are secrets the gateway refuses unless 0600
+        secret.chmod(0o600)
     return (
         f'\n[panel]\naddress = "127.0.0.1"\nport = {port}\ncert_file = "{chain}"\nkey_file = "{key}"\n'
         f'max_attempts = 20\n[[panel.guards]]\nid = "wang"\npin_hash = "{hash_pin(PIN)}"\n'

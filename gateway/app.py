@@ -34,6 +34,7 @@ from gateway.records import Event
 from gateway.schedule import DAYS
 from gateway.sdnotify import Notifier, keep_systemd_informed
 from gateway.stateboard import StateBoard
+from gateway.statefile import make_state_dir
 from gateway.supervise import Supervisor
 from gateway.tracking import DeviceTracker
 from gateway.uplink import Identity, Uplink
@@ -66,6 +67,7 @@ class Gateway:
         self.walk_test = walk_test
         self.clock = clock or Clock()
         self.topics = Topics(cfg.site.id, cfg.gateway.id)
+        make_state_dir(cfg.gateway.state_dir)
         self.outbox = Outbox(
             cfg.gateway.state_dir / "outbox.db", Limits(cfg.outbox.max_bytes, cfg.outbox.max_disk_share)
         )

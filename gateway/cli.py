@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from gateway.panel import cli as panel_cli
 from simulators.scenario import ScenarioError
 
 _QUIET = ("demo", "scan", "check", "walktest")  # their output is for people: only warnings are logged beside it
+# The gateway and the tools that write secrets: what they create is their user's alone (the state dir's files, keys,
+# passwords) unless given a mode on purpose (a public key, a certificate request, the control socket).
+_PRIVATE = ("run", "demo", "walktest", "init", "keys")
 
 
 def _port(text: str) -> int:
@@ -118,6 +122,8 @@ def _watch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command in _PRIVATE:
+        os.umask(0o077)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.command in _QUIET else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

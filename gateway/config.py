@@ -684,11 +684,10 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], Pro
             continue
         if not content:
             problems.append((("mqtt", name), Message(N_("{path} is empty"), path=full)))
-        elif name in ("key_file", "password_file"):
-            try:
-                check_private_file(full)
-            except KeyFileError as exc:
-                problems.append((("mqtt", name), exc.message))
+        elif name in ("key_file", "password_file") or _holds_private_key(full):
+            secret = _secret_problem(full)
+            if secret is not None:
+                problems.append((("mqtt", name), secret))
             if name == "password_file" and content.strip().lower() in DEFAULT_PASSWORDS:
                 problems.append(
                     (("mqtt", name), Message(N_("{path} holds a default password; set a real one"), path=full))
@@ -696,6 +695,27 @@ def _check_files(mqtt: MqttConfig, base_dir: Path) -> tuple[dict[str, Path], Pro
     if mqtt.key_file is not None and mqtt.cert_file is None:
         problems.append((("mqtt", "key_file"), Message(N_("a key_file needs its cert_file"))))
     return resolved, problems
+
+
+_PRIVATE_KEY_PEM = re.compile(rb"^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----", re.MULTILINE)
+
+
+def _holds_private_key(path: Path) -> bool:
+    """A certificate file with the private key in it too (one PEM for both): a secret, like the key file."""
+    try:
+        return _PRIVATE_KEY_PEM.search(path.read_bytes()) is not None
+    except OSError:
+        return False
+
+
+def _secret_problem(path: Path) -> Message | None:
+    """Why a secret file cannot be used (others may read it, another user owns it), with the command that fixes
+    it; None when it is private to this process's user."""
+    try:
+        check_private_file(path)
+    except KeyFileError as exc:
+        return exc.message
+    return None
 
 
 def _check_command_keys(commands: CommandsConfig | None, base_dir: Path) -> tuple[CommandsConfig | None, Problems]:
@@ -727,7 +747,8 @@ def _check_command_keys(commands: CommandsConfig | None, base_dir: Path) -> tupl
 
 
 def _check_panel(panel: PanelConfig | None, base_dir: Path) -> tuple[PanelConfig | None, Problems]:
-    """The panel's certificate and key resolved against the config's folder and readable; guard ids used once."""
+    """The panel's certificate and key resolved against the config's folder and there, the key (and a certificate
+    that holds one) private; guard ids used once."""
     if panel is None:
         return None, []
     problems: Problems = []
@@ -738,6 +759,10 @@ def _check_panel(panel: PanelConfig | None, base_dir: Path) -> tuple[PanelConfig
         files[key] = path
         if not path.is_file():
             problems.append((("panel", key), Message(N_("no such file: {path}"), path=path)))
+        elif key == "key_file" or _holds_private_key(path):
+            secret = _secret_problem(path)
+            if secret is not None:
+                problems.append((("panel", key), secret))
     seen: set[str] = set()
     for i, guard in enumerate(panel.guards):
         if guard.id in seen:
@@ -963,9 +988,17 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate a configuration file."""
+    """Read and validate a configuration file; one that holds the guards' PIN hashes must be private (a short PIN
+    is found from its hash in minutes, by anyone who can read it)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), None, "", Message(N_("cannot read: {reason}"), reason=os_reason(exc))) from exc
-    return parse_config(text, str(path), path.parent)
+    cfg = parse_config(text, str(path), path.parent)
+    if cfg.panel is not None and cfg.panel.guards:
+        secret = _secret_problem(path)
+        if secret is not None:
+            line, key = _where(_line_map(text), ("panel", "guards", 0, "pin_hash"))
+            pins = Message(N_("this file holds the guards' PIN hashes: {problem}"), problem=secret)
+            raise ConfigError(str(path), line, key, pins)
+    return cfg

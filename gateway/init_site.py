@@ -94,11 +94,13 @@ def refuse_overwrite(layout: SiteLayout, force: bool) -> None:
 
 
 def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Write a file that must not exist yet (or, with `force`, replace it whole)."""
+    """Write a file that must not exist yet (or, with `force`, replace it whole), with exactly `mode`: init runs
+    under a private umask, and what the service user must read (the configuration, the CA) is made 0644 here."""
     if force:
         partial = path.with_name(path.name + ".new")
         partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         partial.replace(path)
@@ -107,8 +109,19 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError as exc:
         raise InitError(_("{path} exists already and is not overwritten (--force replaces it)", path=path)) from exc
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+def public_dir(path: Path) -> None:
+    """Create `path` (and its parents) 0755 where missing, whatever the umask: the service user must reach the
+    configuration inside. A folder that exists keeps its mode."""
+    if path.is_dir():
+        return
+    public_dir(path.parent)
+    path.mkdir(mode=0o755, exist_ok=True)
+    path.chmod(0o755)
 
 
 def write_site(answers: SiteAnswers, layout: SiteLayout, force: bool = False) -> WrittenSite:
@@ -135,9 +148,8 @@ def write_site(answers: SiteAnswers, layout: SiteLayout, force: bool = False) ->
     )
     Config.model_validate(tomllib.loads(text))  # a template fault shows here, before anything is written
 
-    layout.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    layout.tls_dir.mkdir(mode=0o755, exist_ok=True)
-    layout.command_keys.mkdir(mode=0o755, exist_ok=True)
+    public_dir(layout.tls_dir)
+    public_dir(layout.command_keys)
     if ca_data is not None and ca_path == layout.ca_file:
         existing = layout.ca_file.read_bytes() if layout.ca_file.exists() else None
         if existing != ca_data:

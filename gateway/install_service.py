@@ -105,10 +105,10 @@ def render_unit(spec: ServiceSpec) -> str:
         f"User={spec.user}",
         f"Group={spec.user}",
         "SupplementaryGroups=dialout gpio",
-        "UMask=0027",
+        "UMask=0077",
     ]
     if state is not None:
-        # 0711: the guards' control_group reaches the control socket inside by its path; the files are 0640.
+        # 0711: the guards' control_group reaches the control socket inside by its path; the files are 0600.
         lines += [f"StateDirectory={state}", "StateDirectoryMode=0711"]
     else:
         lines.append(f"ReadWritePaths={spec.state_dir}")

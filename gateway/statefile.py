@@ -1,4 +1,7 @@
-"""Small state files in state_dir (fire holds, modes, alarms, event states): written whole or not at all."""
+"""Small state files in state_dir (fire holds, modes, alarms, event states): written whole or not at all.
+
+The gateway runs under umask 077 (`campus-edge run`; the unit's UMask=0077), so what it writes here is its own.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +29,14 @@ def save_json(path: Path, data: Any, what: str) -> bool:
         log.error("%s: cannot save %s: %s", path, what, exc)
         return False
     return True
+
+
+def make_state_dir(path: Path) -> None:
+    """Create `path` and its missing parents 0711, whatever the umask: the guards' control group reaches the control
+    socket inside by its path, and can list nothing. A folder that exists keeps its mode (systemd's
+    StateDirectoryMode=, or the installer's)."""
+    if path.is_dir():
+        return
+    make_state_dir(path.parent)
+    path.mkdir(mode=0o711, exist_ok=True)
+    path.chmod(0o711)

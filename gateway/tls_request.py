@@ -115,7 +115,9 @@ def make_request(tls_dir: Path, site_id: str, gateway_id: str) -> TlsRequest:
     Raises:
         TlsKeyError: a key file is there but others may read it, or it is not an EC P-256 key.
     """
-    tls_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not tls_dir.is_dir():  # 0755 whatever the umask: the service user reaches its key and certificate inside
+        tls_dir.mkdir(mode=0o755, parents=True)
+        tls_dir.chmod(0o755)
     key_path = tls_dir / KEY_NAME
     created = not key_path.exists()
     key = _new_key(key_path) if created else _existing_key(key_path)
@@ -123,5 +125,6 @@ def make_request(tls_dir: Path, site_id: str, gateway_id: str) -> TlsRequest:
     request_path = tls_dir / REQUEST_NAME
     partial = request_path.with_name(REQUEST_NAME + ".new")
     partial.write_bytes(request.public_bytes(serialization.Encoding.PEM))
+    partial.chmod(0o644)  # public: it goes to the platform
     partial.replace(request_path)
     return TlsRequest(key_path, request_path, common_name(site_id, gateway_id), created, fingerprint(key.public_key()))

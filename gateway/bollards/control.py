@@ -31,6 +31,7 @@ from gateway.bollards.interlocks import raise_inhibits, reason
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority, Command
 from gateway.i18n import N_, tr
+from gateway.statefile import make_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ControlSocket:
 
     async def run(self) -> None:
         """Listen until cancelled; the socket file is removed at the end."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.path.parent)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by a gateway that did not stop cleanly
         server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)

@@ -1,12 +1,14 @@
 """Ed25519 key files: made for integrators (`campus-edge keys new`), read by the gateway and by signers.
 
-A private key is a PKCS#8 PEM file readable by its owner alone (0600): one that others can read is refused, as
-a secret that may have leaked. A public key is a SubjectPublicKeyInfo PEM file, safe to hand around.
+A private key is a PKCS#8 PEM file readable by its owner alone (0600), and that owner is the user who reads it:
+one that others can read, or that another user owns (and so may read or replace), is refused as a secret that may
+have leaked. A public key is a SubjectPublicKeyInfo PEM file, safe to hand around.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -23,7 +25,8 @@ class KeyFileError(MessageError):
 
 
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write `name.key` (private, 0600, never over an existing file) and `name.pub` in `directory`."""
+    """Write `name.key` (private, 0600, never over an existing file) and `name.pub` (0644, whatever the umask:
+    it is copied to gateways that read it as another user) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private_path = directory / f"{name}.key"
@@ -39,18 +42,36 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     public_path.write_bytes(public_pem)
+    public_path.chmod(0o644)
     return private_path, public_path
 
 
-def check_private_file(path: Path) -> None:
-    """Refuse a secret that group or others can read (KeyFileError naming the file and its mode)."""
+def user_name(uid: int) -> str:
+    """The login name of `uid`, or the number where the system has no name for it."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a secret that group or others can read, or that another user than this process's owns (KeyFileError
+    naming the file, what is wrong and the command that fixes it)."""
+    try:
+        st = path.stat()
     except OSError as exc:
         raise KeyFileError(N_("{path}: cannot read: {reason}"), path=path, reason=os_reason(exc)) from exc
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise KeyFileError(
             N_("{path}: mode {mode:04o} lets others read it; expected 0600 (chmod 600 {path})"), path=path, mode=mode
+        )
+    if st.st_uid != os.geteuid():
+        raise KeyFileError(
+            N_("{path}: owned by {owner}, not by {user} who reads it; expected its own file (chown {user} {path})"),
+            path=path,
+            owner=user_name(st.st_uid),
+            user=user_name(os.geteuid()),
         )
 
 
