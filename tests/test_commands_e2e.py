@@ -18,7 +18,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.commands.envelope import b64decode, sign
+from gateway.commands.envelope import b64decode, seal, sign
 from gateway.commands.keys import load_private
 from gateway.contract_check import validate_message, validator
 from simulators.bollard import BollardSim, BollardState
@@ -148,6 +148,15 @@ async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscr
             forged = await platform.until(b"c-forged", "rejected")
             assert forged["reason"] == "bad_signature"
             assert "签名验证失败" in forged["text_zh"]
+
+            # Validly signed, but with two actions: read as a lower by one parser and a raise by another.
+            body = b64decode(json.loads(cmd(2))["body"]).replace(b'"action":', b'"action":"bollard.lower","action":')
+            await platform.send("lane-east", seal(key, "platform-1", body), b"c-twice")
+            twice = await platform.until(b"c-twice", "rejected")
+            assert twice["reason"] == "malformed"
+            _, audit = await events.wait_for(lambda _t, p: p["detail"].get("reason") == "malformed")
+            assert audit["detail"]["message"] == 'duplicate key "action" in body'
+            assert sim.state is BollardState.DOWN
 
             # A raise into a car: valid, accepted by the pipeline, refused by the interlock.
             sim.set_input("loop_a_occupied", True)
