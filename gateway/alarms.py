@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from drivers.profile import PointValue, Quality
+from gateway import strict_json
 from gateway.clock import Clock, rfc3339_ms
 from gateway.contract import Topics
 from gateway.fire import panel_reset_seen
@@ -416,7 +417,7 @@ class AlarmBook:
         if self.path is None:
             return
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = strict_json.loads(self.path.read_text(encoding="utf-8"), self.path.name)
             self.alarms = {a["id"]: Alarm(**a) for a in data}
         except FileNotFoundError:
             return

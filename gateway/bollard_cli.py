@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from gateway import strict_json
 from gateway.bollards.supervisor import STATE_WORDS
 from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
@@ -81,5 +82,16 @@ def ask(path: Path, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str
             if not chunk:
                 break
             data += chunk
-    answer: dict[str, Any] = json.loads(data)
+    return _answer(path, data)
+
+
+def _answer(path: Path, data: bytes) -> dict[str, Any]:
+    """The gateway's answer, read strictly: one with a key twice ("ok") could say done and refused at once."""
+    try:
+        answer = strict_json.loads(data, "answer")
+    except ValueError as exc:
+        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=exc)) from exc
+    if not isinstance(answer, dict):
+        error = f"expected a JSON object, got {type(answer).__name__}"
+        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=error))
     return answer

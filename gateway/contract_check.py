@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+
+from gateway import strict_json
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "contract" / "schemas"
 """The schemas of a source checkout (the way the README installs campus-edge)."""
@@ -22,9 +23,11 @@ def validator(name: str, folder: Path = SCHEMAS) -> jsonschema.protocols.Validat
     """A validator for one schema (status, telemetry, event, state, ack)."""
     path = folder / f"{name}.schema.json"
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        schema = strict_json.loads(path.read_text(encoding="utf-8"), "schema")
     except OSError as exc:
         raise ContractViolation(f"{path}: cannot read the contract schema: {exc.strerror}") from exc
+    except ValueError as exc:  # a key twice in a schema: the one that counts depends on the reader
+        raise ContractViolation(f"{path}: not a contract schema: {exc}") from exc
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)

@@ -6,12 +6,12 @@ cleared at the platform: a fresh tracker has nothing to compare with and stays s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from drivers.profile import Value
+from gateway import strict_json
 from gateway.records import Event
 from gateway.statefile import save_json
 
@@ -31,7 +31,7 @@ class EventMemory:
         self.path = path
         self.values: dict[str, dict[str, Value]] = {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = strict_json.loads(path.read_text(encoding="utf-8"), path.name)
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway import strict_json
 from gateway.alarms import AlarmBook
 from gateway.clock import Clock, rfc3339_ms
 from gateway.i18n import N_, tr
@@ -106,9 +107,12 @@ class Inspector:
         self.tested: dict[str, dict[str, int | None]] = {}
         if tests_file is not None:
             try:
-                loaded = json.loads(tests_file.read_text(encoding="utf-8"))
+                loaded = strict_json.loads(tests_file.read_text(encoding="utf-8"), tests_file.name)
                 self.tested = {str(k): dict(v) for k, v in loaded.items()}
-            except (OSError, ValueError, AttributeError, TypeError):
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                log.error("%s: unreadable (%s): the detector test dates start afresh", tests_file, exc)
                 self.tested = {}
         now = clock.wall_ms()
         self.started_ms = now
@@ -125,7 +129,7 @@ class Inspector:
         if self.history_file is None or not self.history_file.exists():
             return
         try:
-            raw = json.loads(self.history_file.read_text(encoding="utf-8"))
+            raw = strict_json.loads(self.history_file.read_text(encoding="utf-8"), self.history_file.name)
             history = {p: History.from_json(raw["periods"][p]) for p in PERIODS}
             opened = {str(k): int(v) for k, v in raw.get("doors_open", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -326,9 +330,12 @@ class ReportClock:
         self.last: dict[str, str] = {}
         if path is not None:
             try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
+                loaded = strict_json.loads(path.read_text(encoding="utf-8"), path.name)
                 self.last = {k: str(v) for k, v in loaded.items() if k in PERIODS}
-            except (OSError, ValueError, AttributeError):
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError, AttributeError) as exc:
+                log.error("%s: unreadable (%s): the report dates start afresh", path, exc)
                 self.last = {}
 
     def begin(self, now: datetime) -> None:

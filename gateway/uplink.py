@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.aio import reraise_if_cancelling
+from gateway import strict_json
 from gateway.clock import Clock, rfc3339_ms
 from gateway.config import MqttConfig
 from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics, event_payload, telemetry_payload
@@ -30,6 +31,7 @@ from gateway.mqtt_client import Client
 from gateway.mqtt_tls import password, tls_context
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from gateway.stateboard import StateBoard
+from gateway.strict_json import StrictJSONError
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +374,10 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> str:
 def parse_ack(topics: Topics, payload: object, last_seq: int) -> int | None:
     """The seq of a valid platform acknowledgement, or None (logged with the topic) for anything else."""
     try:
-        data = json.loads(payload if isinstance(payload, bytes | bytearray | str) else b"")
+        data = strict_json.loads(payload if isinstance(payload, bytes | bytearray | str) else b"", "ack")
+    except StrictJSONError as exc:  # two "seq"s: which one the platform meant is not ours to guess
+        log.warning("%s: ignored: %s", topics.ack, exc)
+        return None
     except ValueError:
         data = None
     if (

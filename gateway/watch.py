@@ -21,9 +21,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.aio import reraise_if_cancelling
+from gateway import strict_json
 from gateway.contract import SCHEMA_ACK
 from gateway.contract_check import SCHEMAS, ContractViolation, validate_message
 from gateway.mqtt_client import Client
+from gateway.strict_json import StrictJSONError
 
 
 @dataclass
@@ -102,10 +104,12 @@ class Watcher:
         if topic.endswith("/ack"):
             return
         try:
-            payload: Any = json.loads(raw)
+            payload: Any = strict_json.loads(raw, "payload")  # a key twice: two readings, neither counted
             validate_message(topic, payload, self.schemas)
         except (ValueError, ContractViolation) as exc:
-            if not isinstance(exc, ContractViolation):
+            if isinstance(exc, StrictJSONError):
+                exc = ValueError(f"{topic}: {exc}")
+            elif not isinstance(exc, ContractViolation):
                 exc = ValueError(f"{topic}: not JSON: {exc}")
             self.invalid += 1
             parts = topic.split("/")

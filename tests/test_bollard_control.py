@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -96,10 +97,43 @@ async def test_bollard_cli_through_the_control_socket(tmp_path: Path, broker: Pr
                 "ok": False,
                 "text": "unknown command 'fly'; expected status, lockdown, raise, lower, stop, release",
             }
+            twice = b'{"cmd": "raise", "lane": "lane-east", "cmd": "lower"}\n'
+            assert await asyncio.to_thread(ask_line, socket_path, twice) == {
+                "ok": False,
+                "text": 'expected one JSON object per line with cmd and lane: duplicate key "cmd" in request',
+            }
+            assert sim.state is BollardState.UP
         assert not await asyncio.to_thread(socket_path.exists)  # removed when the gateway stops
     code, out = await cli(socket_path, "status", lang="zh-CN")
     assert code == 2
     assert "无法连接网关" in out
+
+
+def ask_line(path: Path, line: bytes) -> Any:
+    """One line as it is (not made by `ask`) over the control socket, and the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(line)
+        return json.loads(s.makefile("rb").readline())
+
+
+async def test_bollard_cli_refuses_an_answer_with_a_key_given_twice(socket_path: Path) -> None:
+    """An answer saying "ok" twice (refused, then done) is no answer: the guard is told, in the guard's language,
+    and the exit is 2, not "done"."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b'{"ok": false, "ok": true, "text": "lane-east: raise done"}\n')
+        await writer.drain()
+        writer.close()
+
+    async with await asyncio.start_unix_server(answer, path=str(socket_path)):
+        en = await cli(socket_path, "raise", "lane-east")
+        zh = await cli(socket_path, "raise", "lane-east", lang="zh-CN")
+    error = 'duplicate key "ok" in answer'
+    assert en == (2, f"campus-edge: the gateway's answer on {socket_path} is not valid: {error}\n")
+    assert zh == (2, f"campus-edge: 网关在 {socket_path} 的应答无效: {error}\n")
 
 
 def test_bollard_control_rejects_what_is_not_a_request(tmp_path: Path) -> None:

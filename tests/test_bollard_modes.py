@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from gateway.bollards.service import BollardService
@@ -156,3 +157,15 @@ def test_modes_a_restart_during_a_lockdown_keeps_what_the_guard_did(tmp_path: Pa
     site.run(15.0)
     assert site.service.lockdown is Authority.GUARD
     assert site.states() == {"lane-west": BollardState.UP, "lane-north": BollardState.DOWN}
+
+
+def test_modes_a_modes_file_with_a_key_given_twice_is_damaged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """modes.json saying "lockdown" twice (by the guard, then none) is damaged, not read as no lockdown: the
+    lockdown is assumed in force, as for any unreadable file, and the log names the key."""
+    (tmp_path / "modes.json").write_text('{"lockdown": "guard", "lockdown": null, "closed_campus_last": null}')
+    site = Site(tmp_path)
+    assert site.service.lockdown is Authority.GUARD
+    assert (
+        f'{tmp_path / "modes.json"}: unreadable (duplicate key "lockdown" in modes.json): lockdown assumed in force'
+        in (caplog.messages)
+    )

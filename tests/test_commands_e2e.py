@@ -18,7 +18,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.commands.envelope import b64decode, sign
+from gateway.commands.envelope import b64decode, seal, sign
 from gateway.commands.keys import load_private
 from gateway.contract_check import validate_message, validator
 from simulators.bollard import BollardSim, BollardState
@@ -149,6 +149,15 @@ async def test_commands_end_to_end(tmp_path: Path, broker: PrivateBroker, subscr
             assert forged["reason"] == "bad_signature"
             assert "签名验证失败" in forged["text_zh"]
 
+            # Validly signed, but with two actions: read as a lower by one parser and a raise by another.
+            body = b64decode(json.loads(cmd(2))["body"]).replace(b'"action":', b'"action":"bollard.lower","action":')
+            await platform.send("lane-east", seal(key, "platform-1", body), b"c-twice")
+            twice = await platform.until(b"c-twice", "rejected")
+            assert twice["reason"] == "malformed"
+            _, audit = await events.wait_for(lambda _t, p: p["detail"].get("reason") == "malformed")
+            assert audit["detail"]["message"] == 'duplicate key "action" in body'
+            assert sim.state is BollardState.DOWN
+
             # A raise into a car: valid, accepted by the pipeline, refused by the interlock.
             sim.set_input("loop_a_occupied", True)
             await signal.until(lambda: lane.sensors.view(False).loop_occupied is True)
@@ -264,3 +273,36 @@ async def test_commands_over_mutual_tls_with_the_example_acl(tmp_path: Path) -> 
             async with running_gateway(make_config(base)) as gw:
                 await watch_gateway(gw).until(lambda: gw.uplink.failures >= 2)
                 assert gw.uplink.connections == 0
+
+
+async def test_commands_cli_sets_aside_a_reply_with_a_key_given_twice(tmp_path: Path, broker: PrivateBroker) -> None:
+    """`command send` given a reply that says "status" twice (rejected, then done) sets it aside on stderr with its
+    topic, and the next well-formed reply decides the exit: not "done" by the last of two."""
+    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+
+    private, _public = new_keypair(tmp_path, "platform-1")
+    host, port = broker.url.removeprefix("mqtt://").split(":")
+    async with aiomqtt.Client(host, int(port), identifier="fake-gw", protocol=aiomqtt.ProtocolVersion.V5) as gw:
+        await gw.subscribe("campus/v1/s1/g1/cmd/#", qos=1)
+
+        async def reply_twice() -> str:
+            async for msg in gw.messages:
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.CorrelationData = getattr(msg.properties, "CorrelationData", None)
+                topic = str(getattr(msg.properties, "ResponseTopic", None))
+                await gw.publish(topic, b'{"status": "rejected", "status": "done"}', qos=1, properties=props)
+                await gw.publish(topic, b'{"status": "rejected", "reason": "forbidden"}', qos=1, properties=props)
+                return topic
+            raise AssertionError("no command came")
+
+        replier = asyncio.create_task(reply_twice())
+        code, out = await cli(
+            "command", "send", "bollard.raise", "lane-east", "--key", str(private), "--issuer", "platform",
+            "--site", "s1", "--gateway", "g1", "--operator", "ops.li", "--broker", broker.url, "--wait", "10",
+        )  # fmt: skip
+        topic = await replier
+    assert code == 1, out
+    assert sorted(out.splitlines()) == [  # stdout and stderr, in either order
+        f'{topic}: reply ignored: duplicate key "status" in reply',
+        '{"status": "rejected", "reason": "forbidden"}',
+    ]

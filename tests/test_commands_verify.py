@@ -209,6 +209,41 @@ def test_commands_malformed_and_oversized(store: CommandStore, payload: bytes, t
     assert reason in REASONS
 
 
+def body_with(payload: bytes, old: str, new: str, key: Ed25519PrivateKey = OPERATOR_KEY) -> bytes:
+    """The body's JSON text with `old` replaced by `new` once, signed again: a validly signed odd body."""
+    text = b64decode(json.loads(payload)["body"]).decode()
+    assert old in text
+    return seal(key, "platform-1", text.replace(old, new, 1).encode())
+
+
+LOCKDOWN = command(action="site.lockdown", target="g1", params={"on": True})
+
+
+@pytest.mark.parametrize(
+    ("payload", "topic", "message"),
+    [
+        (body_with(command(), '"action":', '"action":"bollard.lower","action":'), "lane-east",
+         'duplicate key "action" in body'),
+        (body_with(command(), '"target":', '"target":"lane-west","target":'), "lane-east",
+         'duplicate key "target" in body'),
+        (body_with(LOCKDOWN, '"on":', '"on":false,"on":'), "g1", 'duplicate key "on" in body.params'),
+        (command().replace(b'"kid":', b'"kid":"old-1","kid":', 1), "lane-east", 'duplicate key "kid" in envelope'),
+        (command().replace(b'"sig":', b'"sig":"AA","sig":', 1), "lane-east", 'duplicate key "sig" in envelope'),
+        (body_with(command(), '"operator":"zhang.wei"', '"operator":"\\ud800"'), "lane-east",
+         "body.operator: a string with a lone surrogate (not Unicode)"),
+        (b"[" * 3000, "lane-east", "envelope: nested too deeply"),
+        (b"not json", "lane-east", "envelope: not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ],
+)  # fmt: skip
+def test_commands_a_key_given_twice_is_malformed_at_any_level(
+    store: CommandStore, payload: bytes, topic: str, message: str
+) -> None:
+    """A signed body whose JSON names a key twice (or that is not Unicode) is refused: it can be read two ways."""
+    verdict = check(store, payload, topic)
+    assert (verdict.accepted, verdict.reason, verdict.message) == (False, "malformed", message)
+    assert store.last_seq("platform") == 0
+
+
 def test_commands_no_action_reaches_efo_or_an_interlock() -> None:
     """R16: the schema's actions are the whole of what a command can ask."""
     from gateway.commands.envelope import ACTIONS  # noqa: PLC0415

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from drivers.profile import Quality
 from gateway.alarms import AlarmBook
 from gateway.clock import Clock
@@ -141,3 +143,23 @@ def test_hazards_detectors_untested_for_too_long(tmp_path: Path) -> None:
     assert "smoke-1 40" in report["readable"]["en"]
     again = Inspector(site.board, site.alarms, site.outbox, DayClock(), tmp_path / "tests.json")
     assert [d["device"] for d in again.report("monthly")["detectors_untested"]] == ["smoke-1", "smoke-2"]
+
+
+def test_hazards_state_files_with_a_key_given_twice_are_damaged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """detector-tests.json naming a detector twice, or reports.json a period twice, is read as damaged (a person
+    may have edited it): the dates start afresh, and the log names the file and the key, not the last one's date."""
+    site = Site(tmp_path)
+    tests = tmp_path / "detector-tests.json"
+    tests.write_text(
+        '{"smoke-1": {"first_seen": null, "last_test": 1}, "smoke-1": {"first_seen": null, "last_test": 2}}'
+    )
+    assert Inspector(site.board, site.alarms, site.outbox, DayClock(), tests).tested == {}
+    reports = tmp_path / "reports.json"
+    reports.write_text('{"daily": "2026-11-29", "daily": "2026-11-30"}')
+    assert ReportClock("Asia/Shanghai", time(7, 0), 0, 1, reports).last == {}
+    assert [m for m in caplog.messages if "unreadable" in m] == [
+        f'{tests}: unreadable (duplicate key "smoke-1" in detector-tests.json): the detector test dates start afresh',
+        f'{reports}: unreadable (duplicate key "daily" in reports.json): the report dates start afresh',
+    ]

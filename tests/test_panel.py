@@ -263,6 +263,27 @@ async def test_panel_operator_declares_and_ends_a_lockdown(
     )
 
 
+async def test_panel_a_request_with_a_key_given_twice_decides_nothing(
+    running: PanelSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body that names a key twice is refused, named in the answer and the log: no sign-in as the second guard,
+    no lockdown from the second action."""
+    as_json = {"Content-Type": "application/json"}
+    async with client(running) as http:
+        twice = f'{{"guard": "wang", "guard": "li", "pin": "{PINS["li"]}", "lang": "en"}}'
+        async with http.post("/api/login", data=twice, headers=as_json) as r:
+            assert r.status == 400
+            assert await r.json() == {"ok": False, "error": 'duplicate key "guard" in request'}
+        csrf = await sign_in(http, "li")
+        twice = '{"action": "lockdown_off", "action": "lockdown_on", "lang": "en"}'
+        async with http.post("/api/action", data=twice, headers={"X-CSRF-Token": csrf} | as_json) as r:
+            assert r.status == 400
+            assert await r.json() == {"ok": False, "error": 'duplicate key "action" in request'}
+    assert running.gw.bollards.lockdown is None
+    assert running.audit("lockdown_on") == []
+    assert 'panel: POST /api/action from 127.0.0.1 refused: duplicate key "action" in request' in caplog.messages
+
+
 async def test_panel_works_with_the_platform_down_and_greys_a_lost_controller(tmp_path: Path) -> None:
     """No broker at all: the panel serves, says the link is down, and the guard's commands are decided locally. A
     controller that stops answering makes its lane stale, with the age of its last data, and a raise is refused."""

@@ -8,6 +8,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import pytest
+
 from gateway.watch import Watcher, watch
 from simulators.broker import PrivateBroker
 from simulators.devices import AnalogModuleSim, FirePanelSim, SmokeDetectorSim
@@ -72,6 +75,38 @@ async def test_platform_delivery_keeps_rows_until_the_platform_acknowledges(
             async with watching(broker.url, ack=True, signal=signal) as watcher:
                 await signal.until(lambda: gw.outbox.depth() == 0 and gw.uplink.acked_seq >= received)
                 assert watcher.ledgers["gw-1"].mark >= received
+
+
+async def test_platform_delivery_ignores_an_ack_with_a_key_given_twice(
+    tmp_path: Path, subscriber_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ack that names "seq" twice (nothing, then everything) releases no row and is logged with its topic; the
+    platform's next valid ack does."""
+    panel = FirePanelSim()
+    with PrivateBroker(tmp_path / "broker") as own:  # of its own: no retained ack of an earlier test
+        sub = await subscriber_factory(own.url, f"{PREFIX}/#")
+        host, port = own.url.removeprefix("mqtt://").split(":")
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            text = config_text(
+                tmp_path / "state", own.url, [{"id": "tcp-1", **endpoint}], [PANEL],
+                mqtt_extra='delivery = "platform"\nack_timeout_s = 60.0\n',
+            )  # fmt: skip
+            platform = await stack.enter_async_context(aiomqtt.Client(host, int(port), identifier="platform-ack"))
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                panel.alarm_point(3)
+                await sub.wait_for(lambda t, p: t == f"{PREFIX}/event/fire")
+                received = max(sub.seqs())
+                head = '{"schema":"campus-edge/ack/1","site":"test-school","gateway":"gw-1",'
+                await platform.publish(f"{PREFIX}/ack", f'{head}"seq":0,"seq":{received}}}', qos=1)
+                expected = f'{PREFIX}/ack: ignored: duplicate key "seq" in ack'
+                await signal.until(lambda: expected in caplog.messages)
+                assert gw.uplink.acked_seq == 0
+                assert gw.outbox.depth() >= received
+                await platform.publish(f"{PREFIX}/ack", f'{head}"seq":{received}}}', qos=1)
+                await signal.until(lambda: gw.uplink.acked_seq == received)
 
 
 async def test_evicted_telemetry_is_a_declared_gap_not_a_loss(tmp_path: Path, subscriber_factory: Any) -> None:

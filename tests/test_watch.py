@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
+
+import pytest
 
 from gateway.contract import Topics
+from gateway.contract_check import SCHEMAS, ContractViolation, validator
 from gateway.uplink import parse_ack
 from gateway.watch import Ledger, Watcher
 
@@ -53,13 +57,16 @@ def test_watch_reports_invalid_message_with_topic_and_field() -> None:
     }  # fmt: skip
     w.handle("campus/v1/s1/g1/event/fire", json.dumps(bad).encode())
     w.handle("campus/v1/s1/g1/telemetry", b"not json")
-    assert w.invalid == 2
+    twice = json.dumps(bad | {"seq": 7}).replace('"seq": 7', '"seq": 8, "seq": 7')  # valid, but for the 8
+    w.handle("campus/v1/s1/g1/event/fire", twice.encode())
+    assert w.invalid == 3
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("invalid   campus/v1/s1/g1/event/fire: seq: 'seven' is not of type 'integer'")
     assert lines[1].startswith("invalid   campus/v1/s1/g1/telemetry: not JSON: Expecting value")
+    assert lines[2] == 'invalid   campus/v1/s1/g1/event/fire: duplicate key "seq" in payload'
     assert w.ledgers["g1"].received == set()
-    assert w.ledgers["g1"].invalid == 2
-    assert w.summary()["g1"]["invalid"] == 2
+    assert w.ledgers["g1"].invalid == 3
+    assert w.summary()["g1"]["invalid"] == 3
 
 
 def test_uplink_parse_ack_accepts_only_valid_acknowledgements() -> None:
@@ -76,3 +83,12 @@ def test_uplink_parse_ack_accepts_only_valid_acknowledgements() -> None:
     assert parse_ack(t, ack(seq=True), 20) is None
     assert parse_ack(t, ack(seq="10"), 20) is None
     assert parse_ack(t, b"\xff\xfe", 20) is None
+
+
+def test_watch_refuses_a_schema_with_a_key_given_twice(tmp_path: Path) -> None:
+    """A contract schema edited to name a key twice is refused with its file, not read the last key's way."""
+    schema = (SCHEMAS / "ack.schema.json").read_text(encoding="utf-8")
+    (tmp_path / "ack.schema.json").write_text(schema.replace('"type":', '"type": "string", "type":', 1))
+    with pytest.raises(ContractViolation) as caught:
+        validator("ack", tmp_path)
+    assert str(caught.value) == f'{tmp_path / "ack.schema.json"}: not a contract schema: duplicate key "type" in schema'

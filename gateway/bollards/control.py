@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gateway import strict_json
 from gateway.alarms import AlarmBook
 from gateway.bollards.interlocks import raise_inhibits, reason
 from gateway.bollards.service import BollardService
@@ -92,7 +93,7 @@ class ControlSocket:
     def answer(self, line: bytes) -> dict[str, Any]:
         """One request, one answer; bad requests get an answer that says what was expected."""
         try:
-            req = json.loads(line)
+            req = strict_json.loads(line, "request")  # {"cmd": "lower", "cmd": "raise"} is no request
         except ValueError as exc:
             return {"ok": False, "text": _say("bad_request", "en", error=exc)}
         if not isinstance(req, dict):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +18,7 @@ from drivers.dry_contact import DryContactController, InputPin
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import PointValue, Quality, load_profile
+from gateway import strict_json
 from gateway.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.bollards.interlocks import InterlockSettings
 from gateway.bollards.supervisor import (
@@ -273,7 +273,7 @@ class BollardService:
         if self.hold_file is None:
             return []
         try:
-            data = json.loads(self.hold_file.read_text(encoding="utf-8"))
+            data = strict_json.loads(self.hold_file.read_text(encoding="utf-8"), self.hold_file.name)
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
@@ -612,7 +612,7 @@ class BollardService:
         if self.sources_file is None:
             return
         try:
-            data = json.loads(self.sources_file.read_text(encoding="utf-8"))
+            data = strict_json.loads(self.sources_file.read_text(encoding="utf-8"), self.sources_file.name)
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
@@ -656,7 +656,7 @@ def _text(pv: PointValue | None) -> str | None:
 
 def _parse_modes(text: str) -> tuple[Authority | None, bool | None, dict[str, list[tuple[str, Authority]]] | None]:
     """modes.json: (the lockdown's authority, the schedule's last known verdict, lane -> [(mode, authority)])."""
-    data = json.loads(text)
+    data = strict_json.loads(text, "modes.json")
     source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
     last = data.get("closed_campus_last")
     if not (last is None or isinstance(last, bool)):

@@ -20,6 +20,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway import strict_json
 from gateway.commands.envelope import ACTIONS, sign
 from gateway.commands.keys import KeyFileError, load_private, new_keypair
 from gateway.errors import GatewayError
@@ -135,7 +136,11 @@ async def _send(args: argparse.Namespace, payload: bytes) -> int:
                     if getattr(msg.properties, "CorrelationData", None) != correlation:
                         continue
                     assert isinstance(msg.payload, bytes)
-                    reply = json.loads(msg.payload)
+                    try:
+                        reply = strict_json.loads(msg.payload, "reply")
+                    except ValueError as exc:  # e.g. two "status"es: whether it was done is not ours to guess
+                        print(f"{msg.topic}: reply ignored: {exc}", file=sys.stderr)
+                        continue
                     print(json.dumps(reply, ensure_ascii=False))
                     if reply.get("status") in ("done", "failed", "rejected", "expired"):
                         return 0 if reply["status"] == "done" else 1

@@ -6,7 +6,8 @@ On the wire (MQTT payload, UTF-8 JSON, at most 4 KiB):
 
 The signature covers the body's exact bytes, so the gateway checks what was signed, not a re-encoding of it. The
 body is a JSON object (see `CommandBody`); unknown fields are refused, so a signed field cannot be smuggled past
-an older gateway that would ignore it.
+an older gateway that would ignore it, and so is a key given twice at any level, so the signed bytes have one
+meaning only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+
+from gateway import strict_json
+from gateway.strict_json import StrictJSONError
 
 VERSION = 1
 MAX_BYTES = 4096
@@ -145,7 +149,7 @@ def decode(payload: bytes) -> Decoded:
     if len(payload) > MAX_BYTES:
         raise EnvelopeError("too_large", f"{len(payload)} bytes; at most {MAX_BYTES}")
     try:
-        envelope = Envelope.model_validate_json(payload)
+        envelope = Envelope.model_validate(_parse(payload, "envelope"))
     except ValidationError as exc:
         raise EnvelopeError("malformed", f"envelope: {_first(exc)}") from exc
     try:
@@ -156,7 +160,7 @@ def decode(payload: bytes) -> Decoded:
     if len(signature) != 64:
         raise EnvelopeError("malformed", f"envelope: sig: expected 64 bytes, got {len(signature)}")
     try:
-        body = CommandBody.model_validate_json(body_bytes)
+        body = CommandBody.model_validate(_parse(body_bytes, "body"))
     except ValidationError as exc:
         raise EnvelopeError("malformed", f"body: {_first(exc)}") from exc
     if body.kid != envelope.kid:
@@ -166,6 +170,17 @@ def decode(payload: bytes) -> Decoded:
     elif body.params:
         raise EnvelopeError("malformed", f"body: params: {body.action} takes none, got {sorted(body.params)}")
     return Decoded(body_bytes, signature, body)
+
+
+def _parse(data: bytes, what: str) -> Any:
+    """JSON read strictly: pydantic's parser keeps the last of a repeated key, so the signed bytes could be read
+    two ways (strict_json)."""
+    try:
+        return strict_json.loads(data, what)
+    except StrictJSONError as exc:
+        raise EnvelopeError("malformed", str(exc)) from exc
+    except ValueError as exc:
+        raise EnvelopeError("malformed", f"{what}: not JSON: {exc}") from exc
 
 
 def sign(

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from drivers.profile import Quality
+from gateway import strict_json
 from gateway.alarms import CLASS_WORDS, AlarmBook, AlarmClass
 from gateway.bollards.control import lane_status
 from gateway.bollards.service import BollardService
@@ -40,6 +41,7 @@ from gateway.i18n import LANGUAGES, N_, normalise, tr
 from gateway.panel.auth import MIN_PIN, Gatekeeper, Session, csrf_ok
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, Stamp
+from gateway.strict_json import StrictJSONError
 
 log = logging.getLogger(__name__)
 
@@ -441,10 +443,19 @@ def _file(name: str) -> web.Response:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, read strictly: `{"action": "lockdown_off", "action": "lockdown_on"}` has no
+    one meaning, and is refused (logged, since the panel's page never sends one) like a body that is not JSON."""
     try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"ok": false}', content_type="application/json") from None
+        body = await request.json(loads=_strict_request)
+    except ValueError as exc:
+        if isinstance(exc, StrictJSONError):
+            log.warning("panel: %s %s from %s refused: %s", request.method, request.path, request.remote, exc)
+        text = json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False)
+        raise web.HTTPBadRequest(text=text, content_type="application/json") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='{"ok": false}', content_type="application/json")
     return body
+
+
+def _strict_request(text: str) -> Any:
+    return strict_json.loads(text, "request")
