@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import PanelConfig, parse_config
 from gateway.contract_check import validate_message
 from gateway.errors import ConfigError
-from gateway.panel.auth import Gatekeeper, check_pin, hash_pin
+from gateway.panel.auth import Gatekeeper, Refusal, Session, check_pin, hash_pin
 from simulators.broker import PrivateBroker
 from tests.panel_site import PINS, PanelSite, panel_config, panel_site
 
@@ -54,16 +54,29 @@ async def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
     now = [100.0]
     gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), session_s=60, lockout_s=30), lambda: now[0])
     session = await gate.sign_in("wang", PINS["wang"], "127.0.0.1")
-    assert session is not None
+    assert isinstance(session, Session)
     assert gate.session(session.token) is session
     now[0] += 60
     assert gate.session(session.token) is None
     for _ in range(3):
-        assert await gate.sign_in("wang", "0000", "127.0.0.2") is None
+        assert isinstance(await gate.sign_in("wang", "0000", "127.0.0.2"), Refusal)
     assert gate.locked("id:wang") == 30
     now[0] += 30
     assert gate.locked("id:wang") == 0
-    assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") is not None
+    assert isinstance(await gate.sign_in("wang", PINS["wang"], "127.0.0.1"), Session)
+
+
+async def test_panel_default_max_attempts_gives_five_tries(tmp_path: Path) -> None:
+    """`max_attempts = 5`, the default and the guide's example: five wrong PINs are each answered as wrong, the fifth
+    locks the id, and from the sixth attempt on even the right PIN is refused as locked."""
+    import trustme  # noqa: PLC0415
+
+    cfg = panel_config(tmp_path, trustme.CA(), max_attempts=PanelConfig.model_fields["max_attempts"].default)
+    assert (cfg.max_attempts, cfg.lockout_s) == (5, 600)
+    gate = Gatekeeper(cfg, lambda: 100.0)
+    results = [await gate.sign_in("wang", "0000", "127.0.0.1") for _ in range(5)]
+    assert results == [Refusal()] * 5
+    assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") == Refusal(600.0)
 
 
 async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_path: Path) -> None:
@@ -74,13 +87,13 @@ async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_pat
     now = [100.0]
     gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), lockout_s=30), lambda: now[0])
     results = await asyncio.gather(*(gate.sign_in("wang", "0000", f"127.0.0.{i}") for i in range(10)))
-    assert results == [None] * 10
+    assert results == [Refusal()] * 3 + [Refusal(30.0)] * 7
     assert gate.locked("id:wang") == 30
     now[0] += 30
     for _ in range(2):
-        assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+        assert await gate.sign_in("wang", "0000", "127.0.1.1") == Refusal()
     assert gate.locked("id:wang") == 0, "attempts refused as locked were counted"
-    assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+    assert isinstance(await gate.sign_in("wang", "0000", "127.0.1.1"), Refusal)
     assert gate.locked("id:wang") == 30
 
 
@@ -94,7 +107,7 @@ async def test_panel_sign_in_leaves_the_event_loop_free(tmp_path: Path) -> None:
     while not signing_in.done():
         ticks += 1
         await asyncio.sleep(0)
-    assert await signing_in is not None
+    assert isinstance(await signing_in, Session)
     assert ticks >= 3, f"the loop ran {ticks} times while the PIN was checked"
 
 
@@ -131,6 +144,12 @@ def client(ps: PanelSite) -> aiohttp.ClientSession:
     )
 
 
+async def login(http: aiohttp.ClientSession, guard: str, pin: str, lang: str = "en") -> tuple[int, str]:
+    """One sign-in attempt: the HTTP status and the text the page shows."""
+    async with http.post("/api/login", json={"guard": guard, "pin": pin, "lang": lang}) as r:
+        return r.status, str((await r.json()).get("text"))
+
+
 async def sign_in(http: aiohttp.ClientSession, guard: str) -> str:
     async with http.post("/api/login", json={"guard": guard, "pin": PINS[guard], "lang": "zh-CN"}) as r:
         assert r.status == 200
@@ -151,22 +170,19 @@ async def snapshot(
 
 
 async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
-    """Wrong PINs lock the id out (the right PIN too, then); the page and its API speak only HTTPS with the
-    gateway's certificate."""
+    """`max_attempts` (3 here) wrong PINs are each answered as wrong; the id is locked from the next attempt on (the
+    right PIN too, then), as docs/guard-panel.md says; the page and its API speak only HTTPS with the gateway's
+    certificate."""
     async with client(running) as http:
         async with http.get("/") as r:
             assert r.status == 200
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         async with http.get("/api/events") as r:
             assert r.status == 401
-        for expected in (401, 401, 429):
-            async with http.post("/api/login", json={"guard": "wang", "pin": "0000", "lang": "en"}) as r:
-                assert r.status == expected
-                text = (await r.json())["text"]
-        assert text == "too many wrong PINs: locked for 600 s"
-        async with http.post("/api/login", json={"guard": "wang", "pin": PINS["wang"], "lang": "zh-CN"}) as r:
-            assert r.status == 429
-            assert (await r.json())["text"].startswith("PIN 码错误次数过多")
+        for _ in range(3):
+            assert await login(http, "wang", "0000") == (401, "wrong guard ID or PIN")
+        assert await login(http, "wang", "0000") == (429, "too many wrong PINs: locked for 600 s")
+        assert await login(http, "wang", PINS["wang"], "zh-CN") == (429, "PIN 码错误次数过多: 锁定 600 秒")
     # The gate house's tablet is one address for every guard: another guard still signs in at it.
     async with (
         client(running) as http,
@@ -185,12 +201,12 @@ async def test_panel_an_address_trying_id_after_id_is_locked_out(tmp_path: Path)
     assert (cfg.max_attempts, cfg.address_limit) == (3, 12)
     gate = Gatekeeper(cfg, lambda: now[0])
     for n in range(11):
-        assert await gate.sign_in(f"guess-{n}", "0000", "127.0.0.9") is None
+        assert await gate.sign_in(f"guess-{n}", "0000", "127.0.0.9") == Refusal()
     assert gate.locked("addr:127.0.0.9") == 0, "11 of 12"
-    assert await gate.sign_in("guess-11", "0000", "127.0.0.9") is None
+    assert await gate.sign_in("guess-11", "0000", "127.0.0.9") == Refusal()
     assert gate.locked("addr:127.0.0.9") == 30
-    assert await gate.sign_in("li", PINS["li"], "127.0.0.9") is None
-    assert await gate.sign_in("li", PINS["li"], "127.0.0.10") is not None
+    assert await gate.sign_in("li", PINS["li"], "127.0.0.9") == Refusal(30.0)
+    assert isinstance(await gate.sign_in("li", PINS["li"], "127.0.0.10"), Session)
 
 
 async def test_panel_raise_refused_for_a_vehicle_shows_why_and_audits_the_guard(running: PanelSite) -> None:

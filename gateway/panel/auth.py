@@ -2,10 +2,11 @@
 CSRF token per session.
 
 A guard's PIN is short, so the hash is what keeps it from whoever copies the configuration: scrypt with a random
-salt, compared in constant time. The lock-out is what keeps it from whoever stands at the tablet: `max_attempts`
-wrong PINs in a row lock the guard id for `lockout_s`, and `address_attempts` (four times as many by default) lock
-the address they came from. The gate house's tablet is one address for every guard: one guard who forgot a PIN
-must not lock the others out of it, while someone trying id after id still is. Time is the monotonic clock.
+salt, compared in constant time. The lock-out is what keeps it from whoever stands at the tablet: a guard has
+`max_attempts` tries; each wrong PIN is answered as wrong, the last one too, and the guard id is locked from the next
+attempt on for `lockout_s`. `address_attempts` (four times as many by default) lock the address they came from in the
+same way. The gate house's tablet is one address for every guard: one guard who forgot a PIN must not lock the others
+out of it, while someone trying id after id still is. Time is the monotonic clock.
 
 The hash runs in a worker thread (hashlib releases the GIL for it), one sign-in at a time: on the event loop it would
 hold up a fire alarm by its whole cost (about 30 ms on a server core, some 100 ms on a Raspberry Pi 4), and one at a
@@ -30,6 +31,8 @@ SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 MIN_PIN = 4
+MAX_PIN = 64
+MAX_REPORTED_ID = 64  # a guard id as typed at the tablet, cut to this length for the log
 
 
 def hash_pin(pin: str, salt: bytes | None = None) -> str:
@@ -76,6 +79,14 @@ class Session:
     lang: str = "zh-CN"
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A sign-in refused. `locked_s` > 0: the id or the address was locked and the PIN was not looked at (answered
+    "locked"); 0: a wrong guard id or PIN (answered "wrong", also when it is the one that locked)."""
+
+    locked_s: float = 0.0
+
+
 @dataclass(slots=True)
 class _Tries:
     failures: int = 0
@@ -97,30 +108,38 @@ class Gatekeeper:
         now = self.mono()
         return max((max(0.0, t.locked_until - now) for k in keys if (t := self._tries.get(k))), default=0.0)
 
-    async def sign_in(self, guard_id: str, pin: str, address: str) -> Session | None:
-        """A session for a guard whose PIN is right; None for a wrong PIN (counted against the id and the address)
-        and for an id or address locked out, also by an attempt that was checked while this one waited (the caller
-        asks `locked()` to tell the two apart)."""
+    async def sign_in(self, guard_id: str, pin: str, address: str) -> Session | Refusal:
+        """A session for a guard whose PIN is right, else why not. An id or address already locked is refused at
+        once, without waiting for the sign-ins being checked; one locked by an attempt checked while this one waited
+        is refused too. A PIN of the wrong length is refused unchecked and not counted against anyone."""
+        if not guard_id or not MIN_PIN <= len(pin) <= MAX_PIN:
+            return Refusal()
         keys = (f"id:{guard_id}", f"addr:{address}")
+        if (wait := self.locked(*keys)) > 0:
+            return Refusal(wait)
         async with self._one_at_a_time:
-            if self.locked(*keys) > 0:
-                return None
+            if (wait := self.locked(*keys)) > 0:
+                return Refusal(wait)
             guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
             right = await asyncio.to_thread(check_pin, pin, guard.pin_hash if guard else _DECOY)
             if not right or guard is None:
-                for key, most in zip(keys, (self.cfg.max_attempts, self.cfg.address_limit), strict=True):
-                    tries = self._tries.setdefault(key, _Tries())
-                    tries.failures += 1
-                    if tries.failures >= most:
-                        tries.failures = 0
-                        tries.locked_until = self.mono() + self.cfg.lockout_s
-                return None
+                self._wrong(keys)
+                return Refusal()
         for key in keys:
             self._tries.pop(key, None)
         self._expire()
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), guard, self.mono() + self.cfg.session_s)
         self.sessions[session.token] = session
         return session
+
+    def _wrong(self, keys: tuple[str, str]) -> None:
+        """Count a wrong PIN against the id and the address; lock each that has had its last try."""
+        for key, most in zip(keys, (self.cfg.max_attempts, self.cfg.address_limit), strict=True):
+            tries = self._tries.setdefault(key, _Tries())
+            tries.failures += 1
+            if tries.failures >= most:
+                tries.failures = 0
+                tries.locked_until = self.mono() + self.cfg.lockout_s
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie's token; an expired one is forgotten."""

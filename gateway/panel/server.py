@@ -37,7 +37,7 @@ from gateway.commands.verify import DEFAULT_ROLES
 from gateway.config import Config, PanelConfig
 from gateway.health import HealthSampler
 from gateway.i18n import LANGUAGES, N_, normalise, tr
-from gateway.panel.auth import MIN_PIN, Gatekeeper, Session, csrf_ok
+from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Refusal, Session, csrf_ok
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, Stamp
 
@@ -229,26 +229,28 @@ class PanelServer:
         lang = normalise(str(body.get("lang", "zh-CN")))
         guard_id, pin = body.get("guard"), body.get("pin")
         address = request.remote or "?"
-        if not isinstance(guard_id, str) or not isinstance(pin, str) or len(pin) < MIN_PIN or len(pin) > 64:
-            return web.json_response({"ok": False, "text": _say("wrong_pin", lang)}, status=401)
-        wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")
-        if wait > 0:
-            log.warning("panel: sign-in as %r from %s refused: locked out", guard_id, address)
-            return web.json_response({"ok": False, "text": _say("locked", lang, seconds=int(wait) + 1)}, status=429)
-        session = await self.gate.sign_in(guard_id, pin, address)
-        if session is None:
-            wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")
-            log.warning("panel: sign-in as %r from %s refused: %s", guard_id, address,
-                        "locked out" if wait > 0 else "wrong PIN")  # fmt: skip
-            text = _say("locked", lang, seconds=int(wait) + 1) if wait > 0 else _say("wrong_pin", lang)
-            return web.json_response({"ok": False, "text": text}, status=429 if wait > 0 else 401)
-        session.lang = lang
-        log.warning("panel: %s (%s) signed in from %s", session.guard.id, session.guard.role, address)
-        response = web.json_response({"ok": True, **self._who(session)})
+        if not isinstance(guard_id, str) or not isinstance(pin, str):
+            guard_id, pin = "", ""  # refused as a wrong PIN, and counted as refused
+        result = await self.gate.sign_in(guard_id, pin, address)
+        if isinstance(result, Refusal):
+            return self._refused(result, guard_id, address, lang)
+        result.lang = lang
+        log.warning("panel: %s (%s) signed in from %s", result.guard.id, result.guard.role, address)
+        response = web.json_response({"ok": True, **self._who(result)})
         response.set_cookie(
-            COOKIE, session.token, secure=True, httponly=True, samesite="Strict", max_age=int(self.cfg.session_s)
+            COOKIE, result.token, secure=True, httponly=True, samesite="Strict", max_age=int(self.cfg.session_s)
         )
         return response
+
+    def _refused(self, refusal: Refusal, guard_id: str, address: str, lang: str) -> web.Response:
+        """The answer to a refused sign-in."""
+        locked = refusal.locked_s > 0
+        log.warning("panel: sign-in as %r from %s refused: %s", guard_id[:MAX_REPORTED_ID], address,
+                    "locked out" if locked else "wrong PIN")  # fmt: skip
+        if locked:
+            text = _say("locked", lang, seconds=int(refusal.locked_s) + 1)
+            return web.json_response({"ok": False, "text": text}, status=429)
+        return web.json_response({"ok": False, "text": _say("wrong_pin", lang)}, status=401)
 
     async def _logout(self, request: web.Request) -> web.Response:
         session = self._require(request, csrf=True)
