@@ -8,6 +8,9 @@ attempt on for `lockout_s`. `address_attempts` (four times as many by default) l
 same way. The gate house's tablet is one address for every guard: one guard who forgot a PIN must not lock the others
 out of it, while someone trying id after id still is. Time is the monotonic clock.
 
+Each lock-out is reported (`Lockout`, for the platform's security event); a wrong PIN alone is not, so that guessing
+costs the outbox nothing until it locks something.
+
 The hash runs in a worker thread (hashlib releases the GIL for it), one sign-in at a time: on the event loop it would
 hold up a fire alarm by its whole cost (about 30 ms on a server core, some 100 ms on a Raspberry Pi 4), and one at a
 time keeps a burst of attempts from being checked side by side before the first failure has locked anyone out.
@@ -22,6 +25,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.config import PanelConfig, PanelGuardConfig
 
@@ -32,7 +36,8 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 MIN_PIN = 4
 MAX_PIN = 64
-MAX_REPORTED_ID = 64  # a guard id as typed at the tablet, cut to this length for the log
+LockKind = Literal["guard_id", "address"]
+MAX_REPORTED_ID = 64  # a guard id as typed at the tablet, cut to this length for the log and the platform
 
 
 def hash_pin(pin: str, salt: bytes | None = None) -> str:
@@ -80,11 +85,25 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class Lockout:
+    """A guard id (`kind` "guard_id") or an address locked out by the wrong PIN of `guard_id` from `address`, after
+    `wrong_pins` of them in a row; `known_guard` says whether the id is a configured guard's."""
+
+    kind: LockKind
+    guard_id: str
+    known_guard: bool
+    address: str
+    wrong_pins: int
+    lockout_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """A sign-in refused. `locked_s` > 0: the id or the address was locked and the PIN was not looked at (answered
-    "locked"); 0: a wrong guard id or PIN (answered "wrong", also when it is the one that locked)."""
+    "locked"); 0: a wrong guard id or PIN (answered "wrong", also when it is the one that locked, in `lockouts`)."""
 
     locked_s: float = 0.0
+    lockouts: tuple[Lockout, ...] = ()
 
 
 @dataclass(slots=True)
@@ -123,8 +142,7 @@ class Gatekeeper:
             guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
             right = await asyncio.to_thread(check_pin, pin, guard.pin_hash if guard else _DECOY)
             if not right or guard is None:
-                self._wrong(keys)
-                return Refusal()
+                return Refusal(lockouts=self._wrong(guard_id, guard is not None, address))
         for key in keys:
             self._tries.pop(key, None)
         self._expire()
@@ -132,14 +150,22 @@ class Gatekeeper:
         self.sessions[session.token] = session
         return session
 
-    def _wrong(self, keys: tuple[str, str]) -> None:
+    def _wrong(self, guard_id: str, known: bool, address: str) -> tuple[Lockout, ...]:
         """Count a wrong PIN against the id and the address; lock each that has had its last try."""
-        for key, most in zip(keys, (self.cfg.max_attempts, self.cfg.address_limit), strict=True):
+        lockouts = []
+        limits: tuple[tuple[LockKind, str, int], ...] = (
+            ("guard_id", f"id:{guard_id}", self.cfg.max_attempts),
+            ("address", f"addr:{address}", self.cfg.address_limit),
+        )
+        for kind, key, most in limits:
             tries = self._tries.setdefault(key, _Tries())
             tries.failures += 1
             if tries.failures >= most:
+                reported = guard_id[:MAX_REPORTED_ID]
+                lockouts.append(Lockout(kind, reported, known, address, tries.failures, self.cfg.lockout_s))
                 tries.failures = 0
                 tries.locked_until = self.mono() + self.cfg.lockout_s
+        return tuple(lockouts)
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie's token; an expired one is forgotten."""
