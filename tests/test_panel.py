@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import PanelConfig, parse_config
+from gateway.config import HealthConfig, PanelConfig, parse_config
 from gateway.contract_check import validate_message
 from gateway.errors import ConfigError
-from gateway.panel.auth import Gatekeeper, Lockout, Refusal, Session, check_pin, hash_pin
+from gateway.panel.auth import Gatekeeper, Lockout, Refusal, Session, SignInCounts, check_pin, hash_pin
 from simulators.broker import PrivateBroker
 from tests.panel_site import PINS, PanelSite, panel_config, panel_site
 
@@ -68,7 +69,7 @@ async def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
 
 async def test_panel_default_max_attempts_gives_five_tries(tmp_path: Path) -> None:
     """`max_attempts = 5`, the default and the guide's example: five wrong PINs are each answered as wrong, the fifth
-    locks the id (one lock-out), and from the sixth attempt on even the right PIN is refused as locked."""
+    locks the id (one lock-out, counted), and from the sixth attempt on even the right PIN is refused as locked."""
     import trustme  # noqa: PLC0415
 
     cfg = panel_config(tmp_path, trustme.CA(), max_attempts=PanelConfig.model_fields["max_attempts"].default)
@@ -78,6 +79,7 @@ async def test_panel_default_max_attempts_gives_five_tries(tmp_path: Path) -> No
     lockout = Lockout("guard_id", "wang", True, "127.0.0.1", 5, 600.0)
     assert results == [Refusal()] * 4 + [Refusal(lockouts=(lockout,))]
     assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") == Refusal(600.0)
+    assert gate.counts == SignInCounts(refused=6, wrong_pins=5, lockouts=1)
 
 
 async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_path: Path) -> None:
@@ -97,6 +99,7 @@ async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_pat
     assert gate.locked("id:wang") == 0, "attempts refused as locked were counted"
     assert isinstance(await gate.sign_in("wang", "0000", "127.0.1.1"), Refusal)
     assert gate.locked("id:wang") == 30
+    assert gate.counts == SignInCounts(refused=13, wrong_pins=6, lockouts=2)
 
 
 async def test_panel_sign_in_leaves_the_event_loop_free(tmp_path: Path) -> None:
@@ -193,14 +196,15 @@ async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
         assert r.status == 200
 
 
-async def test_panel_lockouts_reach_the_platform_once_each(
+async def test_panel_lockouts_reach_the_platform_once_each_and_health_counts_refusals(
     tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
 ) -> None:
     """A guard id locked out, then the address: each lock-out is one security event through the outbox, with the
-    guard id, the address and the count of wrong PINs; no event per wrong PIN."""
+    guard id, the address and the count of wrong PINs; no event per wrong PIN. Health (MQTT and metrics) counts the
+    refused sign-ins, the wrong PINs and the lock-outs."""
     prefix = "campus/v1/demo-school/gw-east-gate"
     sub = await subscriber_factory(broker.url, f"{prefix}/#")
-    async with panel_site(tmp_path, broker.url) as ps:
+    async with panel_site(tmp_path, broker.url, HealthConfig(interval_s=1, metrics_port=0)) as ps:
         async with client(ps) as http:
             for _ in range(3):  # the id's three: locked
                 assert await login(http, "wang", "0000") == (401, "wrong guard ID or PIN")
@@ -255,6 +259,19 @@ async def test_panel_lockouts_reach_the_platform_once_each(
             ),
         ]
         assert [p["point"] for _t, p in events.values()] == ["panel_lockout", "panel_lockout", "panel_ack"]
+        want = {"sign_ins_refused": 14, "wrong_pins": 12, "lockouts": 2}
+        topic, health = await sub.wait_for(
+            lambda t, p: t == f"{prefix}/health" and p["boot_id"] == ps.gw.identity.boot_id and p.get("panel") == want
+        )
+        validate_message(topic, health)
+        assert ps.gw.metrics is not None
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{ps.gw.metrics.port}/metrics") as r:
+            metrics = {s.name: s.value for f in text_string_to_metric_families(await r.text()) for s in f.samples}
+    assert {k: v for k, v in metrics.items() if k.startswith("campus_edge_panel_")} == {
+        "campus_edge_panel_sign_ins_refused_total": 14,
+        "campus_edge_panel_wrong_pins_total": 12,
+        "campus_edge_panel_lockouts_total": 2,
+    }
 
 
 async def test_panel_an_address_trying_id_after_id_is_locked_out(tmp_path: Path) -> None:

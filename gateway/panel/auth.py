@@ -8,8 +8,8 @@ attempt on for `lockout_s`. `address_attempts` (four times as many by default) l
 same way. The gate house's tablet is one address for every guard: one guard who forgot a PIN must not lock the others
 out of it, while someone trying id after id still is. Time is the monotonic clock.
 
-Each lock-out is reported (`Lockout`, for the platform's security event); a wrong PIN alone is not, so that guessing
-costs the outbox nothing until it locks something.
+Each lock-out is reported (`Lockout`, for the platform's security event); wrong PINs are only counted
+(`SignInCounts`, for health), so that guessing costs the outbox nothing until it locks something.
 
 The hash runs in a worker thread (hashlib releases the GIL for it), one sign-in at a time: on the event loop it would
 hold up a fire alarm by its whole cost (about 30 ms on a server core, some 100 ms on a Raspberry Pi 4), and one at a
@@ -107,6 +107,16 @@ class Refusal:
 
 
 @dataclass(slots=True)
+class SignInCounts:
+    """Since the start: sign-ins refused (for any reason), wrong PINs among them (those counted towards a lock-out),
+    and lock-outs of an id or an address."""
+
+    refused: int = 0
+    wrong_pins: int = 0
+    lockouts: int = 0
+
+
+@dataclass(slots=True)
 class _Tries:
     failures: int = 0
     locked_until: float = 0.0
@@ -119,6 +129,7 @@ class Gatekeeper:
     cfg: PanelConfig
     mono: Callable[[], float]
     sessions: dict[str, Session] = field(default_factory=dict)
+    counts: SignInCounts = field(default_factory=SignInCounts)
     _tries: dict[str, _Tries] = field(default_factory=dict)
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -132,17 +143,17 @@ class Gatekeeper:
         once, without waiting for the sign-ins being checked; one locked by an attempt checked while this one waited
         is refused too. A PIN of the wrong length is refused unchecked and not counted against anyone."""
         if not guard_id or not MIN_PIN <= len(pin) <= MAX_PIN:
-            return Refusal()
+            return self._refuse(Refusal())
         keys = (f"id:{guard_id}", f"addr:{address}")
         if (wait := self.locked(*keys)) > 0:
-            return Refusal(wait)
+            return self._refuse(Refusal(wait))
         async with self._one_at_a_time:
             if (wait := self.locked(*keys)) > 0:
-                return Refusal(wait)
+                return self._refuse(Refusal(wait))
             guard = next((g for g in self.cfg.guards if g.id == guard_id), None)
             right = await asyncio.to_thread(check_pin, pin, guard.pin_hash if guard else _DECOY)
             if not right or guard is None:
-                return Refusal(lockouts=self._wrong(guard_id, guard is not None, address))
+                return self._refuse(Refusal(lockouts=self._wrong(guard_id, guard is not None, address)))
         for key in keys:
             self._tries.pop(key, None)
         self._expire()
@@ -150,8 +161,13 @@ class Gatekeeper:
         self.sessions[session.token] = session
         return session
 
+    def _refuse(self, refusal: Refusal) -> Refusal:
+        self.counts.refused += 1
+        return refusal
+
     def _wrong(self, guard_id: str, known: bool, address: str) -> tuple[Lockout, ...]:
         """Count a wrong PIN against the id and the address; lock each that has had its last try."""
+        self.counts.wrong_pins += 1
         lockouts = []
         limits: tuple[tuple[LockKind, str, int], ...] = (
             ("guard_id", f"id:{guard_id}", self.cfg.max_attempts),
@@ -165,6 +181,7 @@ class Gatekeeper:
                 lockouts.append(Lockout(kind, reported, known, address, tries.failures, self.cfg.lockout_s))
                 tries.failures = 0
                 tries.locked_until = self.mono() + self.cfg.lockout_s
+        self.counts.lockouts += len(lockouts)
         return tuple(lockouts)
 
     def session(self, token: str | None) -> Session | None:
