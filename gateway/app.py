@@ -190,6 +190,7 @@ class Gateway:
             from gateway.panel.server import PanelServer  # noqa: PLC0415 (aiohttp: only when asked)
 
             self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, self.health, self.recorder, self.clock)
+            self.health.sign_ins = self.panel.gate.counts
         self.recorder.declare_recovery()
 
     def _alarm_book_file(self) -> Path:

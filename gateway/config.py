@@ -483,8 +483,9 @@ class PanelGuardConfig(_Frozen):
 
 class PanelConfig(_Frozen):
     """The gate-house panel (issue 10): HTTPS on `address`:`port` with the gateway's certificate, off unless this
-    table is present. Sessions end `session_s` after sign-in; `max_attempts` wrong PINs in a row lock the guard id
-    out for `lockout_s`, `address_attempts` (default four times `max_attempts`) the address they came from."""
+    table is present. Sessions end `session_s` after sign-in; a guard has `max_attempts` tries: that many wrong PINs in
+    a row (the last still answered as wrong) lock the guard id out for `lockout_s` from the next attempt on, and
+    `address_attempts` (default four times `max_attempts`) the address they came from."""
 
     address: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)

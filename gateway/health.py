@@ -3,7 +3,8 @@
 One sample gathers what an installer or the platform's operators need to judge a gateway from afar: whether the
 link is up, how much waits in the outbox and for how long, how each Modbus device answers (requests, timeouts,
 CRC errors, exception replies by code, latency), the free space of the state directory, the CPU temperature where
-the board has a sensor, and the uptime. Counters run from the gateway's start (a new `boot_id` starts them again).
+the board has a sensor, the uptime, and the guards' panel's refused sign-ins (someone guessing PINs shows here long
+before a lock-out event). Counters run from the gateway's start (a new `boot_id` starts them again).
 
 Health goes out retained, QoS 1, through the state board like a device's state, not through the outbox: the next
 sample supersedes it, so a backlog of old samples after an outage is worth nothing and must not take the outbox's
@@ -13,12 +14,14 @@ room from alarms.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drivers.modbus import ModbusBus
 from gateway.clock import Clock, rfc3339_ms
@@ -26,6 +29,9 @@ from gateway.contract import SCHEMA_HEALTH, Topics
 from gateway.outbox import Outbox
 from gateway.stateboard import StateBoard
 from gateway.uplink import Uplink
+
+if TYPE_CHECKING:
+    from gateway.panel.auth import SignInCounts  # not imported at run time: the module hashes a PIN when loaded
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ class HealthSample:
     state_dir_free_bytes: int | None
     cpu_temperature_c: float | None
     modbus: tuple[ModbusHealth, ...]
+    sign_ins: SignInCounts | None = None  # None without a panel
 
 
 def cpu_temperature_c(thermal_dir: Path = THERMAL_DIR) -> float | None:
@@ -107,6 +114,7 @@ class HealthSampler:
         self.devices = tuple(devices)  # (device id, its bus, its unit)
         self.thermal_dir = thermal_dir
         self.started_mono = clock.mono()
+        self.sign_ins: SignInCounts | None = None  # the panel's, once it is made
 
     def modbus(self) -> tuple[ModbusHealth, ...]:
         """Each Modbus device's counters, in configuration order."""
@@ -155,11 +163,18 @@ class HealthSampler:
             state_dir_free_bytes=free,
             cpu_temperature_c=cpu_temperature_c(self.thermal_dir),
             modbus=self.modbus(),
+            sign_ins=None if self.sign_ins is None else dataclasses.replace(self.sign_ins),
         )
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _panel(counts: SignInCounts | None) -> dict[str, int] | None:
+    if counts is None:
+        return None
+    return {"sign_ins_refused": counts.refused, "wrong_pins": counts.wrong_pins, "lockouts": counts.lockouts}
 
 
 def health_payload(topics: Topics, sample: HealthSample, boot_id: str, interval_s: float) -> bytes:
@@ -198,6 +213,7 @@ def health_payload(topics: Topics, sample: HealthSample, boot_id: str, interval_
             }
             for m in sample.modbus
         ],
+        "panel": _panel(sample.sign_ins),
     }
     return (topics.head(SCHEMA_HEALTH) + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]).encode()
 

@@ -64,6 +64,16 @@ class HealthCollector(Collector):
             yield GaugeMetricFamily(
                 "campus_edge_cpu_temperature_celsius", "The CPU's temperature.", value=s.cpu_temperature_c
             )
+        if (si := s.sign_ins) is not None:
+            yield CounterMetricFamily(
+                "campus_edge_panel_sign_ins_refused", "Sign-ins refused by the guards' panel.", value=si.refused
+            )
+            yield CounterMetricFamily(
+                "campus_edge_panel_wrong_pins", "Wrong guard IDs or PINs at the panel.", value=si.wrong_pins
+            )
+            yield CounterMetricFamily(
+                "campus_edge_panel_lockouts", "Guard IDs and addresses locked out by wrong PINs.", value=si.lockouts
+            )
         requests = CounterMetricFamily("campus_edge_modbus_requests", "Requests (retries count).", labels=_DEVICE)
         timeouts = CounterMetricFamily("campus_edge_modbus_timeouts", "Requests without a valid reply.", labels=_DEVICE)
         crc = CounterMetricFamily("campus_edge_modbus_crc_errors", "Replies with a wrong CRC (RTU).", labels=_DEVICE)

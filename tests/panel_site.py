@@ -12,7 +12,7 @@ from pathlib import Path
 import trustme
 
 from gateway.app import Gateway
-from gateway.config import PanelConfig, PanelGuardConfig, load_config
+from gateway.config import HealthConfig, PanelConfig, PanelGuardConfig, load_config
 from gateway.demo import point_at_simulation, simulate
 from gateway.panel.auth import hash_pin
 from gateway.records import Event
@@ -77,8 +77,11 @@ def panel_config(tmp_path: Path, ca: trustme.CA, **extra: object) -> PanelConfig
 
 
 @contextlib.asynccontextmanager
-async def panel_site(tmp_path: Path, broker_url: str, **panel: object) -> AsyncIterator[PanelSite]:
-    """The demo site (examples/demo-site.toml), simulated, its gateway running with the panel on."""
+async def panel_site(
+    tmp_path: Path, broker_url: str, health: HealthConfig | None = None, **panel: object
+) -> AsyncIterator[PanelSite]:
+    """The demo site (examples/demo-site.toml), simulated, its gateway running with the panel on (and `health`
+    instead of the demo's, to see the panel's counters sooner)."""
     cfg = load_config(DEMO)
     factory = contact_pin_factory()
     run_dir = tmp_path / "run"
@@ -87,7 +90,9 @@ async def panel_site(tmp_path: Path, broker_url: str, **panel: object) -> AsyncI
     try:
         async with simulate(cfg, run_dir, factory) as site:
             live = point_at_simulation(cfg, site, run_dir, broker_url)
-            live = live.model_copy(update={"panel": panel_config(tmp_path, ca, **panel)})
+            live = live.model_copy(
+                update={"panel": panel_config(tmp_path, ca, **panel), "health": health or live.health}
+            )
             async with running_gateway(live, pin_factory=factory) as gw:
                 assert gw.panel is not None
                 async with asyncio.timeout(10):

@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import parse_config
+from gateway.config import HealthConfig, PanelConfig, parse_config
 from gateway.contract_check import validate_message
 from gateway.errors import ConfigError
-from gateway.panel.auth import Gatekeeper, check_pin, hash_pin
+from gateway.panel.auth import Gatekeeper, Lockout, Refusal, Session, SignInCounts, check_pin, hash_pin
 from simulators.broker import PrivateBroker
 from tests.panel_site import PINS, PanelSite, panel_config, panel_site
 
@@ -54,16 +55,31 @@ async def test_panel_sessions_end_and_lockout_lifts(tmp_path: Path) -> None:
     now = [100.0]
     gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), session_s=60, lockout_s=30), lambda: now[0])
     session = await gate.sign_in("wang", PINS["wang"], "127.0.0.1")
-    assert session is not None
+    assert isinstance(session, Session)
     assert gate.session(session.token) is session
     now[0] += 60
     assert gate.session(session.token) is None
     for _ in range(3):
-        assert await gate.sign_in("wang", "0000", "127.0.0.2") is None
+        assert isinstance(await gate.sign_in("wang", "0000", "127.0.0.2"), Refusal)
     assert gate.locked("id:wang") == 30
     now[0] += 30
     assert gate.locked("id:wang") == 0
-    assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") is not None
+    assert isinstance(await gate.sign_in("wang", PINS["wang"], "127.0.0.1"), Session)
+
+
+async def test_panel_default_max_attempts_gives_five_tries(tmp_path: Path) -> None:
+    """`max_attempts = 5`, the default and the guide's example: five wrong PINs are each answered as wrong, the fifth
+    locks the id (one lock-out, counted), and from the sixth attempt on even the right PIN is refused as locked."""
+    import trustme  # noqa: PLC0415
+
+    cfg = panel_config(tmp_path, trustme.CA(), max_attempts=PanelConfig.model_fields["max_attempts"].default)
+    assert (cfg.max_attempts, cfg.lockout_s) == (5, 600)
+    gate = Gatekeeper(cfg, lambda: 100.0)
+    results = [await gate.sign_in("wang", "0000", "127.0.0.1") for _ in range(5)]
+    lockout = Lockout("guard_id", "wang", True, "127.0.0.1", 5, 600.0)
+    assert results == [Refusal()] * 4 + [Refusal(lockouts=(lockout,))]
+    assert await gate.sign_in("wang", PINS["wang"], "127.0.0.1") == Refusal(600.0)
+    assert gate.counts == SignInCounts(refused=6, wrong_pins=5, lockouts=1)
 
 
 async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_path: Path) -> None:
@@ -74,14 +90,16 @@ async def test_panel_a_burst_of_wrong_pins_counts_only_until_the_lockout(tmp_pat
     now = [100.0]
     gate = Gatekeeper(panel_config(tmp_path, trustme.CA(), lockout_s=30), lambda: now[0])
     results = await asyncio.gather(*(gate.sign_in("wang", "0000", f"127.0.0.{i}") for i in range(10)))
-    assert results == [None] * 10
+    lockout = Lockout("guard_id", "wang", True, "127.0.0.2", 3, 30.0)
+    assert results == [Refusal(), Refusal(), Refusal(lockouts=(lockout,)), *[Refusal(30.0)] * 7]
     assert gate.locked("id:wang") == 30
     now[0] += 30
     for _ in range(2):
-        assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+        assert await gate.sign_in("wang", "0000", "127.0.1.1") == Refusal()
     assert gate.locked("id:wang") == 0, "attempts refused as locked were counted"
-    assert await gate.sign_in("wang", "0000", "127.0.1.1") is None
+    assert isinstance(await gate.sign_in("wang", "0000", "127.0.1.1"), Refusal)
     assert gate.locked("id:wang") == 30
+    assert gate.counts == SignInCounts(refused=13, wrong_pins=6, lockouts=2)
 
 
 async def test_panel_sign_in_leaves_the_event_loop_free(tmp_path: Path) -> None:
@@ -94,7 +112,7 @@ async def test_panel_sign_in_leaves_the_event_loop_free(tmp_path: Path) -> None:
     while not signing_in.done():
         ticks += 1
         await asyncio.sleep(0)
-    assert await signing_in is not None
+    assert isinstance(await signing_in, Session)
     assert ticks >= 3, f"the loop ran {ticks} times while the PIN was checked"
 
 
@@ -122,13 +140,19 @@ async def running(tmp_path: Path, broker: PrivateBroker) -> AsyncIterator[PanelS
         yield ps
 
 
-def client(ps: PanelSite) -> aiohttp.ClientSession:
-    """An HTTPS client that trusts the test CA alone, keeping the panel's cookie (set for an IP address)."""
+def client(ps: PanelSite, source: str = "127.0.0.1") -> aiohttp.ClientSession:
+    """An HTTPS client that trusts the test CA alone, keeping the panel's cookie (set for an IP address); it
+    connects from the loopback address `source` (another tablet: 127.0.0.2)."""
     ctx = ssl.create_default_context()
     ps.ca.configure_trust(ctx)
-    return aiohttp.ClientSession(
-        base_url=ps.url, connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.CookieJar(unsafe=True)
-    )
+    connector = aiohttp.TCPConnector(ssl=ctx, local_addr=(source, 0))
+    return aiohttp.ClientSession(base_url=ps.url, connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def login(http: aiohttp.ClientSession, guard: str, pin: str, lang: str = "en") -> tuple[int, str]:
+    """One sign-in attempt: the HTTP status and the text the page shows."""
+    async with http.post("/api/login", json={"guard": guard, "pin": pin, "lang": lang}) as r:
+        return r.status, str((await r.json()).get("text"))
 
 
 async def sign_in(http: aiohttp.ClientSession, guard: str) -> str:
@@ -151,28 +175,103 @@ async def snapshot(
 
 
 async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
-    """Wrong PINs lock the id out (the right PIN too, then); the page and its API speak only HTTPS with the
-    gateway's certificate."""
+    """`max_attempts` (3 here) wrong PINs are each answered as wrong; the id is locked from the next attempt on (the
+    right PIN too, then), as docs/guard-panel.md says; the page and its API speak only HTTPS with the gateway's
+    certificate."""
     async with client(running) as http:
         async with http.get("/") as r:
             assert r.status == 200
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         async with http.get("/api/events") as r:
             assert r.status == 401
-        for expected in (401, 401, 429):
-            async with http.post("/api/login", json={"guard": "wang", "pin": "0000", "lang": "en"}) as r:
-                assert r.status == expected
-                text = (await r.json())["text"]
-        assert text == "too many wrong PINs: locked for 600 s"
-        async with http.post("/api/login", json={"guard": "wang", "pin": PINS["wang"], "lang": "zh-CN"}) as r:
-            assert r.status == 429
-            assert (await r.json())["text"].startswith("PIN 码错误次数过多")
+        for _ in range(3):
+            assert await login(http, "wang", "0000") == (401, "wrong guard ID or PIN")
+        assert await login(http, "wang", "0000") == (429, "too many wrong PINs: locked for 600 s")
+        assert await login(http, "wang", PINS["wang"], "zh-CN") == (429, "PIN 码错误次数过多: 锁定 600 秒")
     # The gate house's tablet is one address for every guard: another guard still signs in at it.
     async with (
         client(running) as http,
         http.post("/api/login", json={"guard": "li", "pin": PINS["li"], "lang": "en"}) as r,
     ):
         assert r.status == 200
+
+
+async def test_panel_lockouts_reach_the_platform_once_each_and_health_counts_refusals(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A guard id locked out, then the address: each lock-out is one security event through the outbox, with the
+    guard id, the address and the count of wrong PINs; no event per wrong PIN. Health (MQTT and metrics) counts the
+    refused sign-ins, the wrong PINs and the lock-outs."""
+    prefix = "campus/v1/demo-school/gw-east-gate"
+    sub = await subscriber_factory(broker.url, f"{prefix}/#")
+    async with panel_site(tmp_path, broker.url, HealthConfig(interval_s=1, metrics_port=0)) as ps:
+        async with client(ps) as http:
+            for _ in range(3):  # the id's three: locked
+                assert await login(http, "wang", "0000") == (401, "wrong guard ID or PIN")
+            assert await login(http, "wang", "0000") == (429, "too many wrong PINs: locked for 600 s")
+            for n in range(9):  # the address's twelve (3 + 9, whatever the ids): locked
+                assert await login(http, f"guess-{n}", "0000") == (401, "wrong guard ID or PIN")
+            assert await login(http, "li", PINS["li"]) == (429, "too many wrong PINs: locked for 600 s")
+        async with client(ps, "127.0.0.2") as http:  # another tablet; its action's event comes after the lock-outs
+            csrf = await sign_in(http, "li")
+            async with http.post(
+                "/api/action", json={"action": "ack", "alarm_id": "none", "lang": "en"}, headers={"X-CSRF-Token": csrf}
+            ) as r:
+                assert await r.json() == {"ok": False, "text": "no open alarm 'none'"}
+        await sub.wait_for(lambda t, p: t == f"{prefix}/event/command" and p["point"] == "panel_ack")
+        events = {p["seq"]: (t, p) for t, p in sub.messages if "/event/" in t and p["class"] == "command"}
+        lockouts = [(t, p) for _seq, (t, p) in sorted(events.items()) if p["point"] == "panel_lockout"]
+        for topic, payload in lockouts:
+            validate_message(topic, payload)
+        assert [(p["device"], p["severity"], p["value"], p["detail"]) for _t, p in lockouts] == [
+            (
+                "gw-east-gate",
+                "warning",
+                "guard_id",
+                {
+                    "issuer": "panel",
+                    "security": True,
+                    "guard_id": "wang",
+                    "known_guard": True,
+                    "address": "127.0.0.1",
+                    "wrong_pins": 3,
+                    "lockout_s": 600.0,
+                    "text_en": "guard ID 'wang' locked out for 600 s after 3 wrong PINs (the last from 127.0.0.1)",
+                    "text_zh": "保安编号 'wang' 连续 3 次 PIN 码错误, 锁定 600 秒 (最后一次来自 127.0.0.1)",
+                },
+            ),
+            (
+                "gw-east-gate",
+                "warning",
+                "address",
+                {
+                    "issuer": "panel",
+                    "security": True,
+                    "guard_id": "guess-8",
+                    "known_guard": False,
+                    "address": "127.0.0.1",
+                    "wrong_pins": 12,
+                    "lockout_s": 600.0,
+                    "text_en": "address 127.0.0.1 locked out for 600 s after 12 wrong PINs (the last for guard ID "
+                    "'guess-8')",
+                    "text_zh": "地址 127.0.0.1 连续 12 次 PIN 码错误, 锁定 600 秒 (最后一次为保安编号 'guess-8')",
+                },
+            ),
+        ]
+        assert [p["point"] for _t, p in events.values()] == ["panel_lockout", "panel_lockout", "panel_ack"]
+        want = {"sign_ins_refused": 14, "wrong_pins": 12, "lockouts": 2}
+        topic, health = await sub.wait_for(
+            lambda t, p: t == f"{prefix}/health" and p["boot_id"] == ps.gw.identity.boot_id and p.get("panel") == want
+        )
+        validate_message(topic, health)
+        assert ps.gw.metrics is not None
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{ps.gw.metrics.port}/metrics") as r:
+            metrics = {s.name: s.value for f in text_string_to_metric_families(await r.text()) for s in f.samples}
+    assert {k: v for k, v in metrics.items() if k.startswith("campus_edge_panel_")} == {
+        "campus_edge_panel_sign_ins_refused_total": 14,
+        "campus_edge_panel_wrong_pins_total": 12,
+        "campus_edge_panel_lockouts_total": 2,
+    }
 
 
 async def test_panel_an_address_trying_id_after_id_is_locked_out(tmp_path: Path) -> None:
@@ -185,12 +284,13 @@ async def test_panel_an_address_trying_id_after_id_is_locked_out(tmp_path: Path)
     assert (cfg.max_attempts, cfg.address_limit) == (3, 12)
     gate = Gatekeeper(cfg, lambda: now[0])
     for n in range(11):
-        assert await gate.sign_in(f"guess-{n}", "0000", "127.0.0.9") is None
+        assert await gate.sign_in(f"guess-{n}", "0000", "127.0.0.9") == Refusal()
     assert gate.locked("addr:127.0.0.9") == 0, "11 of 12"
-    assert await gate.sign_in("guess-11", "0000", "127.0.0.9") is None
+    lockout = Lockout("address", "guess-11", False, "127.0.0.9", 12, 30.0)
+    assert await gate.sign_in("guess-11", "0000", "127.0.0.9") == Refusal(lockouts=(lockout,))
     assert gate.locked("addr:127.0.0.9") == 30
-    assert await gate.sign_in("li", PINS["li"], "127.0.0.9") is None
-    assert await gate.sign_in("li", PINS["li"], "127.0.0.10") is not None
+    assert await gate.sign_in("li", PINS["li"], "127.0.0.9") == Refusal(30.0)
+    assert isinstance(await gate.sign_in("li", PINS["li"], "127.0.0.10"), Session)
 
 
 async def test_panel_raise_refused_for_a_vehicle_shows_why_and_audits_the_guard(running: PanelSite) -> None:

@@ -61,21 +61,19 @@ async def sign_in(page: Any, guard: str, pin: str) -> None:
 async def test_panel_browser_sign_in_locks_out_after_wrong_pins(
     tmp_path: Path, broker: PrivateBroker, browser: Any
 ) -> None:
-    """Wrong PINs say so; the third locks the guard out, and then the right PIN is refused too (in Chinese, the
-    default)."""
+    """Wrong PINs say so, the third (`max_attempts` here) too; from the fourth attempt on the guard is locked out,
+    and the right PIN is refused too (in Chinese, the default)."""
     from playwright.async_api import expect  # noqa: PLC0415
 
     async with panel_site(tmp_path, broker.url) as ps:
         page = await open_panel(browser, ps)
         await expect(page.locator("#login-form")).to_contain_text("保安编号", timeout=WAIT_MS)
-        for _ in range(2):
+        for _ in range(3):
             await sign_in(page, "wang", "0000")
             await expect(page.locator("#login-error")).to_have_text("保安编号或 PIN 码错误", timeout=WAIT_MS)
             await page.fill("#guard", "")
-        await sign_in(page, "wang", "0000")
-        await expect(page.locator("#login-error")).to_contain_text("PIN 码错误次数过多", timeout=WAIT_MS)
         await sign_in(page, "wang", PINS["wang"])
-        await expect(page.locator("#login-error")).to_contain_text("锁定", timeout=WAIT_MS)
+        await expect(page.locator("#login-error")).to_have_text("PIN 码错误次数过多: 锁定 600 秒", timeout=WAIT_MS)
         assert await page.locator("#main").is_hidden()
 
 

@@ -5,7 +5,9 @@ name, the open alarms with time and place, the site's mode, the link to the plat
 message not yet sent. What it does goes through the same layers as the gate house's buttons and the control socket:
 `BollardService.request` and `set_lockdown` with the guard's authority (the supervisor and its interlocks decide,
 and a refusal comes back with its reason), `AlarmBook.ack` with the guard's id. EFO is not offered: it is the local
-key switch's alone (R16). Every action is audited as a `command` event naming the guard.
+key switch's alone (R16). Every action is audited as a `command` event naming the guard, and every lock-out of a
+guard id or an address by wrong PINs is a `command` event marked `security` (wrong PINs themselves are counted in
+health, not sent one by one).
 
 The page, its style and its script are files of this package (gateway/panel/static): nothing comes from elsewhere,
 and the Content-Security-Policy says so to the browser.
@@ -38,7 +40,7 @@ from gateway.commands.verify import DEFAULT_ROLES
 from gateway.config import Config, PanelConfig
 from gateway.health import HealthSampler
 from gateway.i18n import LANGUAGES, N_, normalise, tr
-from gateway.panel.auth import MIN_PIN, Gatekeeper, Session, csrf_ok
+from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Lockout, Refusal, Session, csrf_ok
 from gateway.recorder import Recorder
 from gateway.records import Detail, Event, Stamp
 from gateway.strict_json import StrictJSONError
@@ -124,6 +126,12 @@ _SAY = {
     "lockdown_on": N_("lockdown declared: gates closed"),
     "lockdown_off": N_("lockdown ended; the lanes stay as they are"),
     "lockdown_refused": N_("the lockdown was declared by a higher authority and stays"),
+    "guard_id_locked": N_(
+        "guard ID {guard!r} locked out for {seconds} s after {count} wrong PINs (the last from {address})"
+    ),
+    "address_locked": N_(
+        "address {address} locked out for {seconds} s after {count} wrong PINs (the last for guard ID {guard!r})"
+    ),
 }
 
 
@@ -231,26 +239,65 @@ class PanelServer:
         lang = normalise(str(body.get("lang", "zh-CN")))
         guard_id, pin = body.get("guard"), body.get("pin")
         address = request.remote or "?"
-        if not isinstance(guard_id, str) or not isinstance(pin, str) or len(pin) < MIN_PIN or len(pin) > 64:
-            return web.json_response({"ok": False, "text": _say("wrong_pin", lang)}, status=401)
-        wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")
-        if wait > 0:
-            log.warning("panel: sign-in as %r from %s refused: locked out", guard_id, address)
-            return web.json_response({"ok": False, "text": _say("locked", lang, seconds=int(wait) + 1)}, status=429)
-        session = await self.gate.sign_in(guard_id, pin, address)
-        if session is None:
-            wait = self.gate.locked(f"id:{guard_id}", f"addr:{address}")
-            log.warning("panel: sign-in as %r from %s refused: %s", guard_id, address,
-                        "locked out" if wait > 0 else "wrong PIN")  # fmt: skip
-            text = _say("locked", lang, seconds=int(wait) + 1) if wait > 0 else _say("wrong_pin", lang)
-            return web.json_response({"ok": False, "text": text}, status=429 if wait > 0 else 401)
-        session.lang = lang
-        log.warning("panel: %s (%s) signed in from %s", session.guard.id, session.guard.role, address)
-        response = web.json_response({"ok": True, **self._who(session)})
+        if not isinstance(guard_id, str) or not isinstance(pin, str):
+            guard_id, pin = "", ""  # refused as a wrong PIN, and counted as refused
+        result = await self.gate.sign_in(guard_id, pin, address)
+        if isinstance(result, Refusal):
+            return self._refused(result, guard_id, address, lang)
+        result.lang = lang
+        log.warning("panel: %s (%s) signed in from %s", result.guard.id, result.guard.role, address)
+        response = web.json_response({"ok": True, **self._who(result)})
         response.set_cookie(
-            COOKIE, session.token, secure=True, httponly=True, samesite="Strict", max_age=int(self.cfg.session_s)
+            COOKIE, result.token, secure=True, httponly=True, samesite="Strict", max_age=int(self.cfg.session_s)
         )
         return response
+
+    def _refused(self, refusal: Refusal, guard_id: str, address: str, lang: str) -> web.Response:
+        """The answer to a refused sign-in; the lock-outs it made go to the platform."""
+        for lockout in refusal.lockouts:
+            self._report_lockout(lockout)
+        locked = refusal.locked_s > 0
+        log.warning("panel: sign-in as %r from %s refused: %s", guard_id[:MAX_REPORTED_ID], address,
+                    "locked out" if locked else "wrong PIN")  # fmt: skip
+        if locked:
+            text = _say("locked", lang, seconds=int(refusal.locked_s) + 1)
+            return web.json_response({"ok": False, "text": text}, status=429)
+        return web.json_response({"ok": False, "text": _say("wrong_pin", lang)}, status=401)
+
+    def _report_lockout(self, lockout: Lockout) -> None:
+        """One security event per lock-out, through the outbox like every event: someone may be guessing PINs."""
+        words = _both(
+            f"{lockout.kind}_locked",
+            guard=lockout.guard_id,
+            address=lockout.address,
+            count=lockout.wrong_pins,
+            seconds=int(lockout.lockout_s),
+        )
+        detail: Detail = {
+            "issuer": "panel",
+            "security": True,
+            "guard_id": lockout.guard_id,
+            "known_guard": lockout.known_guard,
+            "address": lockout.address,
+            "wrong_pins": lockout.wrong_pins,
+            "lockout_s": lockout.lockout_s,
+            "text_en": words[0],
+            "text_zh": words[1],
+        }
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        event = Event(
+            "command",
+            "warning",
+            "changed",
+            self.site.gateway.id,
+            "panel_lockout",
+            lockout.kind,
+            Quality.GOOD,
+            stamp,
+            detail,
+        )
+        log.warning("panel: %s", words[0])
+        self.recorder.record([], [event])
 
     async def _logout(self, request: web.Request) -> web.Response:
         session = self._require(request, csrf=True)
