@@ -22,7 +22,7 @@ class Quality(StrEnum):
     """How far a value can be trusted."""
 
     GOOD = "good"
-    BAD = "bad"  # the device answered, but the value is out of range or marked invalid
+    BAD = "bad"  # the device answered, but the value is out of range, marked invalid, or changing too fast to trust
     OFFLINE = "offline"  # the device did not answer
     UNKNOWN = "unknown"  # not read yet since start
 

@@ -202,6 +202,9 @@ class GpioInputConfig(_Frozen):
     # R10: more changes than this within the window is an unstable input: one warning with a count, not a flood.
     chatter_count: int = Field(default=10, ge=2, le=1000)
     chatter_window_s: float = Field(default=10.0, gt=0, le=3600)
+    # So are more raw edges than this (before the debounce) within the window: a contact chattering faster than
+    # its debounce can settle shows no change at all. A clean door opening bounces some tens of edges.
+    chatter_edges: int = Field(default=200, ge=10, le=100_000)
     # Doors (R11): forced-open and held-open alarms, during the closed-campus schedule, always, or never.
     armed: Literal["schedule", "always", "never"] = "schedule"
     rex_window_s: float = Field(default=1.0, ge=0, le=30)
