@@ -181,6 +181,10 @@ class DeviceConfig(_Frozen):
     offline_after_s: float = Field(default=10.0, ge=0, le=3600)
     backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)
     heartbeat_s: float = Field(default=300.0, ge=1, le=86400)
+    # R10 for points whose changes the device counts itself (a profile's `counts`, e.g. a door node's loops): more
+    # changes than this within the window, seen by a poll or not, is an unstable point, as on a GPIO input.
+    chatter_count: int = Field(default=10, ge=2, le=1000)
+    chatter_window_s: float = Field(default=10.0, gt=0, le=3600)
     doors: tuple[FieldDoorConfig, ...] = ()  # a door node's loops that are doors with alarms
 
 
