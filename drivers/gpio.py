@@ -26,6 +26,8 @@ class DebouncedInput:
 
     `on_change(active, monotonic_s)` is called on the event loop once the input has been stable for `debounce_s`;
     the time is that of the first edge of the stable level, so a debounce delays the report, not the timestamp.
+    `on_edge(monotonic_s)`, if given, is called on the loop for every raw edge, before the debounce: a contact
+    chattering faster than the debounce settles shows there and nowhere else.
     """
 
     def __init__(
@@ -36,11 +38,13 @@ class DebouncedInput:
         debounce_s: float,
         on_change: Callable[[bool, float], None],
         pin_factory: Any = None,
+        on_edge: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
         self._contact = contact
         self._debounce_s = debounce_s
         self._on_change = on_change
+        self._on_edge_seen = on_edge
         self._loop = asyncio.get_running_loop()
         self._device = DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory)
         self._timer: asyncio.TimerHandle | None = None
@@ -60,6 +64,8 @@ class DebouncedInput:
 
     def _on_edge(self, at: float) -> None:
         self.changes_seen += 1
+        if self._on_edge_seen is not None:
+            self._on_edge_seen(at)
         if self._timer is not None:
             self._timer.cancel()
         self._pending_since = at

@@ -18,11 +18,11 @@ from typing import Literal, Protocol
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.framer import FramerRTU
+from pymodbus.framer import FramerBase, FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from drivers.aio import reraise_if_cancelling
-from drivers.errors import BusError, DeviceException, DeviceTimeout, MalformedReply
+from drivers.errors import BusError, DeviceError, DeviceException, DeviceTimeout, MalformedReply
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,10 @@ class TransactionStats:
 
     `requests` counts attempts (a retry is a request); `timeouts` attempts without a valid reply, `crc_errors` the
     replies among them that arrived with a wrong CRC (RTU only: noise, a bad termination, a line too long);
-    `exceptions` Modbus exception replies by code. `latencies_s` holds the time from request to reply of the
-    last answered transactions (exception replies included), the bus's inter-frame wait excluded.
+    `malformed` attempts answered with a reply that cannot be this one's: from another unit (a second device on
+    the address, a misconfigured one), cut short, or with fewer values than asked for; `exceptions` Modbus
+    exception replies by code. `latencies_s` holds the time from request to reply of the last answered
+    transactions (exception replies included), the bus's inter-frame wait excluded.
     """
 
     requests: int = 0
@@ -121,6 +123,7 @@ class ModbusBus:
         name: str,
         client: AsyncModbusSerialClient | AsyncModbusTcpClient,
         frame_gap_s: float,
+        watch: _ReplyWatch | None = None,
     ) -> None:
         self.name = name
         self._client = client
@@ -129,11 +132,14 @@ class ModbusBus:
         self._last_end = 0.0
         self.stats: dict[int, TransactionStats] = {}
         self.current_unit: int | None = None  # the unit of the transaction on the line, if one is
+        self._watch = watch
+        if watch is not None:
+            watch.bus = self
 
     @classmethod
     def rtu(cls, name: str, port: str, baud: int, parity: Literal["N", "E", "O"] = "N", stopbits: int = 1) -> ModbusBus:
         """Build a bus on a serial device (a USB RS-485 adapter, a UART, or a pseudo-terminal)."""
-        crc = _CrcWatch()
+        watch = _ReplyWatch(FramerRTU(DecodePDU(is_server=False)))
         client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
@@ -144,18 +150,19 @@ class ModbusBus:
             timeout=_LIBRARY_TIMEOUT_S,
             retries=0,
             name=name,
-            trace_packet=crc.trace,
+            trace_packet=watch.trace,
         )
         bits = 1 + 8 + (0 if parity == "N" else 1) + stopbits
-        bus = cls(name, client, rtu_frame_gap_s(baud, bits))
-        crc.bus = bus
-        return bus
+        return cls(name, client, rtu_frame_gap_s(baud, bits), watch)
 
     @classmethod
     def tcp(cls, name: str, host: str, port: int) -> ModbusBus:
         """Build a bus to one Modbus TCP server (a device, or a TCP-to-RTU gateway)."""
-        client = AsyncModbusTcpClient(host, port=port, timeout=_LIBRARY_TIMEOUT_S, retries=0, name=name)
-        return cls(name, client, 0.0)
+        watch = _ReplyWatch(FramerSocket(DecodePDU(is_server=False)))
+        client = AsyncModbusTcpClient(
+            host, port=port, timeout=_LIBRARY_TIMEOUT_S, retries=0, name=name, trace_packet=watch.trace
+        )
+        return cls(name, client, 0.0, watch)
 
     async def __aenter__(self) -> ModbusBus:
         await self._connect()
@@ -181,7 +188,7 @@ class ModbusBus:
         Raises:
             DeviceTimeout: no valid reply after 1 + `policy.retries` attempts.
             DeviceException: the device answered with a Modbus exception (not retried, except 6 busy).
-            MalformedReply: the reply had the wrong length.
+            MalformedReply: the last attempt's reply came from another unit, was cut short or had the wrong length.
             BusError: the serial port or TCP connection cannot be opened.
         """
         reply = await self._with_retries(
@@ -196,14 +203,18 @@ class ModbusBus:
     async def _with_retries(
         self, unit: int, function: int, address: int, policy: RequestPolicy, call: Callable[[], Awaitable[ModbusPDU]]
     ) -> ModbusPDU:
-        """One request, tried again after no reply or exception 06 (busy), counted in the device's stats; any
-        other exception is the answer (`address` names the register, or the object for FC43)."""
+        """One request, tried again after no reply, a malformed one or exception 06 (busy), counted in the device's
+        stats; any other exception is the answer (`address` names the register, or the object for FC43)."""
         stats = self.stats.setdefault(unit, TransactionStats())
-        last: DeviceTimeout | DeviceException | None = None
+        last: DeviceError | None = None
         for _attempt in range(policy.retries + 1):
             stats.requests += 1
             try:
                 reply = await self._exchange(unit, policy.timeout_s, call)
+            except _Malformed as exc:
+                stats.malformed += 1
+                last = MalformedReply(self.name, unit, function, address, exc.reason)
+                continue
             except TimeoutError:
                 stats.timeouts += 1
                 last = DeviceTimeout(self.name, unit, function, address, f"no reply within {policy.timeout_s:g} s")
@@ -257,6 +268,7 @@ class ModbusBus:
 
         Raises:
             DeviceTimeout: no valid reply within `timeout_s`.
+            MalformedReply: the reply came from another unit or was cut short (the write may have been carried out).
             DeviceException: the device refused it with a Modbus exception.
             BusError: the serial port or TCP connection cannot be opened.
         """
@@ -266,6 +278,9 @@ class ModbusBus:
             reply = await self._exchange(
                 unit, timeout_s, lambda: self._client.write_coil(address, value, device_id=unit)
             )
+        except _Malformed as exc:
+            stats.malformed += 1
+            raise MalformedReply(self.name, unit, 5, address, exc.reason) from None
         except TimeoutError:
             stats.timeouts += 1
             raise DeviceTimeout(self.name, unit, 5, address, f"no reply within {timeout_s:g} s") from None
@@ -275,7 +290,13 @@ class ModbusBus:
             raise DeviceException(self.name, unit, 5, address, code)
 
     async def _exchange(self, unit: int, timeout_s: float, call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
-        """One request and its reply, alone on the bus, after the inter-frame gap."""
+        """One request and its reply, alone on the bus, after the inter-frame gap.
+
+        Raises:
+            TimeoutError: no valid reply within `timeout_s`.
+            _Malformed: none, but a reply from another unit or one cut short came (pymodbus skips the first and
+                waits on for the rest of the second, so both end as timeouts to it).
+        """
         async with self._lock:
             await self._connect()
             gap = self._last_end + self._frame_gap_s - time.monotonic()
@@ -283,13 +304,18 @@ class ModbusBus:
                 await asyncio.sleep(gap)
             began = time.monotonic()
             self.current_unit = unit
+            if self._watch is not None:
+                self._watch.begin()
             try:
                 async with asyncio.timeout(timeout_s):
                     reply = await call()
-            except ModbusException as exc:
+            except (ModbusException, TimeoutError) as exc:
                 # pymodbus raises ModbusIOException for a reply from the wrong unit or transaction: that is
                 # noise or a duplicate address on the line, treated as no valid reply.
                 log.debug("bus %s unit %s: %s", self.name, unit, exc)
+                reason = self._watch.malformed() if self._watch is not None else None
+                if reason is not None:
+                    raise _Malformed(reason) from exc
                 raise TimeoutError(str(exc)) from exc
             finally:
                 self.current_unit = None
@@ -309,23 +335,56 @@ class ModbusBus:
         return await c.read_input_registers(address, count=count, device_id=unit)
 
 
-class _CrcWatch:
-    """Counts RTU replies whose CRC is wrong, which pymodbus drops without a word (the request then times out).
+class _Malformed(Exception):
+    """Inside the bus: an attempt that got a reply the framing threw away, and why (see `_ReplyWatch`)."""
 
-    pymodbus hands every received byte buffer to its `trace_packet` hook before its framer looks at it; this runs
-    the same framer's decoding on it and counts the frame that decoding throws away for its CRC, against the unit
-    of the transaction on the line (the frame's own address byte may be the garbled one).
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _ReplyWatch:
+    """Sees what pymodbus receives during a transaction, and what it drops without a word.
+
+    pymodbus hands every received byte buffer (all of it since the request) to its `trace_packet` hook before its
+    framer looks at it; this runs the same framing on it. Three things end as a plain timeout to pymodbus and are
+    told apart here: an RTU frame with a wrong CRC (counted now, against the unit of the transaction on the line:
+    the frame's own address byte may be the garbled one), a whole frame from another unit (skipped by pymodbus),
+    and bytes that never became a whole frame before the timeout (a reply cut short).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, framer: FramerBase) -> None:
         self.bus: ModbusBus | None = None
-        self._framer = FramerRTU(DecodePDU(is_server=False))
+        self._framer = framer
+        self._other_unit: int | None = None
+        self._partial = 0  # bytes received that are not a whole frame yet
+
+    def begin(self) -> None:
+        """A new attempt: forget what the last one received."""
+        self._other_unit = None
+        self._partial = 0
+
+    def malformed(self) -> str | None:
+        """Why the attempt that just timed out is malformed rather than unanswered; None: nothing came."""
+        if self._other_unit is not None:
+            return f"a reply from unit {self._other_unit}"
+        if self._partial:
+            return "a reply cut short"
+        return None
 
     def trace(self, sending: bool, data: bytes) -> bytes:
-        if sending or self.bus is None or self.bus.current_unit is None:
+        bus = self.bus
+        if sending or bus is None or bus.current_unit is None:
             return data
-        used, _unit, _tid, pdu = self._framer.decode(data)
-        if used and not pdu:
-            unit = self.bus.current_unit
-            self.bus.stats.setdefault(unit, TransactionStats()).crc_errors += 1
+        used, unit, _tid, pdu = self._framer.decode(data)
+        if not used:
+            self._partial = len(data)
+        elif not pdu:
+            self._partial = 0
+            if isinstance(self._framer, FramerRTU):
+                bus.stats.setdefault(bus.current_unit, TransactionStats()).crc_errors += 1
+        else:
+            self._partial = 0
+            if unit != bus.current_unit:
+                self._other_unit = unit
         return data

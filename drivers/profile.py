@@ -22,7 +22,7 @@ class Quality(StrEnum):
     """How far a value can be trusted."""
 
     GOOD = "good"
-    BAD = "bad"  # the device answered, but the value is out of range or marked invalid
+    BAD = "bad"  # the device answered, but the value is out of range, marked invalid, or changing too fast to trust
     OFFLINE = "offline"  # the device did not answer
     UNKNOWN = "unknown"  # not read yet since start
 
@@ -57,6 +57,8 @@ class Point(_Strict):
     `type` is `u16`, `s16`, `bit` (bit `bit` of a register word), `di` (a coil or discrete input) or `enum`
     (a register whose codes are named by `states`). `event` names the event class a change of this point raises;
     `severity` is that event's severity, or for enums the severity when the new value is in `alarm_when`.
+    `counts`: for a u16 change counter of the device's own (wrapping), the points whose changes it counts; a
+    counter that moves by more than one between two polls tells of changes no poll saw.
     """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -75,9 +77,12 @@ class Point(_Strict):
     event: str | None = None
     severity: Literal["alarm", "warning", "info"] = "info"
     alarm_when: tuple[str, ...] = ()
+    counts: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_kind(self) -> Point:
+        if self.counts and self.type != "u16":
+            raise ValueError(f"point {self.name}: 'counts' needs type 'u16' (a change counter)")
         if self.type == "bit" and self.bit is None:
             raise ValueError(f"point {self.name}: type 'bit' needs 'bit'")
         if self.type == "enum" and not self.states:
@@ -152,6 +157,11 @@ class Profile(_Strict):
         _check_points(self.settings_blocks, self.settings_points, names)
         if self.map_version_point is not None and self.map_version_point not in names:
             raise ValueError(f"map_version_point {self.map_version_point!r} is not a point")
+        polled = {p.name for p in self.points}
+        for p in self.points:
+            for counted in p.counts:
+                if counted not in polled or counted == p.name:
+                    raise ValueError(f"point {p.name}: counts {counted!r}, which is not another polled point")
         return self
 
     def point(self, name: str) -> Point:

@@ -256,8 +256,9 @@ class Gateway:
                 device = ModbusDevice(d.id, bus, d.unit, profile, policy)
                 self._controllers[d.id] = (bus, d.unit)
                 tracker = DeviceTracker(
-                    d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now, self.memory.of(d.id)
-                )
+                    d.id, profile, d.offline_after_polls, d.offline_after_s, d.heartbeat_s, now, self.memory.of(d.id),
+                    chatter_count=d.chatter_count, chatter_window_s=d.chatter_window_s,
+                )  # fmt: skip
                 self.board.register(d.id, profile.model, wall)
                 entries.append(PolledDevice(device, tracker, d.poll_interval_s, d.backoff_max_s))
             self.pollers[b.id] = BusPoller(b.id, entries, self.recorder, self.clock)

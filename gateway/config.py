@@ -238,6 +238,10 @@ class DeviceConfig(_Frozen):
     offline_after_s: float = Field(default=10.0, ge=0, le=3600)
     backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)
     heartbeat_s: float = Field(default=300.0, ge=1, le=86400)
+    # R10 for points whose changes the device counts itself (a profile's `counts`, e.g. a door node's loops): more
+    # changes than this within the window, seen by a poll or not, is an unstable point, as on a GPIO input.
+    chatter_count: int = Field(default=10, ge=2, le=1000)
+    chatter_window_s: float = Field(default=10.0, gt=0, le=3600)
     doors: Array[FieldDoorConfig] = ()  # a door node's loops that are doors with alarms
 
 
@@ -259,6 +263,9 @@ class GpioInputConfig(_Frozen):
     # R10: more changes than this within the window is an unstable input: one warning with a count, not a flood.
     chatter_count: int = Field(default=10, ge=2, le=1000)
     chatter_window_s: float = Field(default=10.0, gt=0, le=3600)
+    # So are more raw edges than this (before the debounce) within the window: a contact chattering faster than
+    # its debounce can settle shows no change at all. A clean door opening bounces some tens of edges.
+    chatter_edges: int = Field(default=200, ge=10, le=100_000)
     # Doors (R11): forced-open and held-open alarms, during the closed-campus schedule, always, or never.
     armed: Literal["schedule", "always", "never"] = "schedule"
     rex_window_s: float = Field(default=1.0, ge=0, le=30)

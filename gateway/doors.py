@@ -201,7 +201,9 @@ class FieldDoorFeed:
     is not taken as forced. A node lost and found again is not a start: a door found open was opened while no one
     could see it, and is checked against the exit button over all that time. A door opened and shut between two
     reads shows only in its loop's change counter: two changes or more with the same state are an opening seen late
-    (a counter that went back is the node restarted, not changes).
+    (a counter that went back is the node restarted, not changes). While the loop is unstable (its state reads
+    `bad`: the counter ran faster than the poll), its changes are the unstable warning's, not openings: the door
+    keeps its state and the counter is followed without being judged, until the state reads good again.
     """
 
     def __init__(self, cfg: Config, doors: DoorAlarms) -> None:
@@ -216,6 +218,7 @@ class FieldDoorFeed:
         self._changes: dict[str, int] = {}  # door -> its loop's change counter at the last good read
         self._read_started: dict[str, float] = {}  # node -> when its last good read began
         self._unused_said: set[str] = set()
+        self._unstable: set[str] = set()  # doors whose loop state reads bad
 
     def on_poll(self, entry: PolledDevice) -> None:
         """After each poll of a device (a BusPoller listener): when a good read began, for the next one's lateness."""
@@ -226,6 +229,8 @@ class FieldDoorFeed:
         moved: dict[str, tuple[Reading, str | None, int | None]] = {}  # door -> (a reading, new state, new count)
         for r in readings:
             found = self._loops.get((r.device, r.point))
+            if found is not None and r.quality is Quality.BAD and r.point.endswith("_state"):
+                self._unstable.add(found[0])
             if found is None or r.quality is not Quality.GOOD:
                 continue
             door, loop = found
@@ -240,6 +245,14 @@ class FieldDoorFeed:
                 log.warning("door %s: loop %d of %s reads unused: the node is set up without it (config.json "
                             "point_count); no door alarms from it", door, loop, r.device)  # fmt: skip
         for door, (r, state, count) in moved.items():
+            if door in self._unstable:
+                if count is not None:
+                    self._changes[door] = count
+                if state is None:
+                    continue
+                self._unstable.discard(door)
+                self._moved(door, r, state, None)  # stable again: the state itself says whether the door moved
+                continue
             self._moved(door, r, state, count)
 
     def _moved(self, door: str, r: Reading, state: str | None, count: int | None) -> None:

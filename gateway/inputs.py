@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from drivers.gpio import DebouncedInput
@@ -26,6 +27,16 @@ _KINDS = {
 }
 
 
+@dataclass(slots=True)
+class _Spell:
+    """An unstable input: what it did since it was found so, and when it last moved (raw edge or change)."""
+
+    changes: int
+    edges: int
+    last_mono: float
+    timer: asyncio.TimerHandle | None = None
+
+
 class ContactInputs:
     """All configured GPIO inputs, reporting through the recorder."""
 
@@ -39,9 +50,9 @@ class ContactInputs:
         self.on_button: list[Callable[[str, bool], None]] = []  # (input, active) of buttons and keys: the walk test
         self.clock = clock
         self.inputs: dict[str, DebouncedInput] = {}
-        self._changes: dict[str, deque[float]] = {}  # recent change times per input (R10)
-        self._unstable: dict[str, int] = {}  # unstable inputs -> changes counted since
-        self._quiet: dict[str, asyncio.TimerHandle] = {}
+        self._changes: dict[str, deque[float]] = {}  # recent change times per stable input (R10)
+        self._edges: dict[str, deque[float]] = {}  # and its recent raw edges, before the debounce
+        self._spells: dict[str, _Spell] = {}  # the unstable inputs
         self._configs = configs
         self._pin_factory = pin_factory
 
@@ -62,7 +73,12 @@ class ContactInputs:
                     return
                 self._report(cfg, active, mono, initial=False)
 
-            inp = DebouncedInput(cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory)
+            def edge(mono: float, cfg: GpioInputConfig = cfg) -> None:
+                self._edge(cfg, mono)
+
+            inp = DebouncedInput(
+                cfg.id, cfg.pin, cfg.contact, cfg.debounce_ms / 1000, changed, self._pin_factory, on_edge=edge
+            )
             self.inputs[cfg.id] = inp
             self._report(cfg, inp.active, self.clock.mono(), initial=True)
 
@@ -101,49 +117,80 @@ class ContactInputs:
         contact, a door banging in the wind): one maintenance warning with the count instead of a flood, and its
         changes are not reported until it has been quiet for a window. A fire relay's changes always are: a fire is
         never held back. True: this change is not to be reported."""
-        seen = self._changes.setdefault(cfg.id, deque())
-        seen.append(mono)
-        while seen and mono - seen[0] > cfg.chatter_window_s:
-            seen.popleft()
-        unstable = cfg.id in self._unstable
-        if not unstable and len(seen) > cfg.chatter_count:
-            self._unstable[cfg.id] = len(seen)
-            self._unstable_event(cfg, True, len(seen))
-            unstable = True
-        elif unstable:
-            self._unstable[cfg.id] += 1
-        if not unstable:
+        spell = self._spells.get(cfg.id)
+        if spell is not None:
+            spell.changes += 1
+            spell.last_mono = max(spell.last_mono, mono)
+        elif len(_recent(self._changes, cfg, mono)) > cfg.chatter_count:
+            self._unstable(cfg, mono, N_("input unstable: changing too often"))
+        else:
             return False
-        timer = self._quiet.pop(cfg.id, None)
-        if timer is not None:
-            timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._quiet[cfg.id] = loop.call_later(cfg.chatter_window_s, self._settled, cfg)
         return cfg.kind != "fire_relay"
 
-    def _settled(self, cfg: GpioInputConfig) -> None:
-        """Quiet for a whole window: stable again. The warning clears with the count, and the level it settled on
-        is reported as a change."""
-        self._quiet.pop(cfg.id, None)
-        changes = self._unstable.pop(cfg.id, 0)
-        self._changes.pop(cfg.id, None)
-        self._unstable_event(cfg, False, changes)
-        inp = self.inputs.get(cfg.id)
-        if inp is not None and cfg.kind != "fire_relay":
-            self._report(cfg, inp.active, self.clock.mono(), initial=False)
+    def _edge(self, cfg: GpioInputConfig, mono: float) -> None:
+        """A raw edge, before the debounce. More than `chatter_edges` in `chatter_window_s` is unstable too: a
+        contact that chatters faster than its debounce can settle (a failing reed, interference on a long cable)
+        changes nothing after the debounce and would otherwise read good for ever."""
+        spell = self._spells.get(cfg.id)
+        if spell is not None:
+            spell.edges += 1
+            spell.last_mono = max(spell.last_mono, mono)
+        elif len(_recent(self._edges, cfg, mono)) > cfg.chatter_edges:
+            self._unstable(cfg, mono, N_("input unstable: the contact chatters faster than its debounce"))
 
-    def _unstable_event(self, cfg: GpioInputConfig, raised: bool, changes: int) -> None:
-        text_en, text_zh = both(N_("input unstable: changing too often") if raised else N_("input stable again"))
+    def _unstable(self, cfg: GpioInputConfig, mono: float, why: str) -> None:
+        """The start of a spell: one warning with what the window counted, and the point's quality `bad` (its
+        value cannot be trusted) until it has been quiet for a whole window."""
+        window = cfg.chatter_window_s
+        changes = sum(1 for t in self._changes.pop(cfg.id, ()) if mono - t <= window)
+        edges = sum(1 for t in self._edges.pop(cfg.id, ()) if mono - t <= window)
+        spell = _Spell(changes, edges, mono)
+        self._spells[cfg.id] = spell
+        self._unstable_event(cfg, spell, why)
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        self.recorder.record([Reading(cfg.id, _KINDS[cfg.kind][1], None, Quality.BAD, stamp)], [], cfg.id, True)
+        spell.timer = asyncio.get_running_loop().call_later(cfg.chatter_window_s, self._quiet, cfg)
+
+    def _quiet(self, cfg: GpioInputConfig) -> None:
+        """Settled once nothing moved for a whole window; else look again when that window would end. One timer
+        per spell, moved on at most once a window: a 1 kHz chatter does not re-arm a timer on every edge."""
+        spell = self._spells[cfg.id]
+        wait = spell.last_mono + cfg.chatter_window_s - self.clock.mono()
+        if wait > 0:
+            spell.timer = asyncio.get_running_loop().call_later(wait, self._quiet, cfg)
+            return
+        self._settled(cfg)
+
+    def _settled(self, cfg: GpioInputConfig) -> None:
+        """Quiet for a whole window: stable again. The warning clears with the spell's counts, and the level it
+        settled on is reported as a change (a fire relay's, whose changes were reported all along, as a reading)."""
+        spell = self._spells.pop(cfg.id)
+        self._unstable_event(cfg, spell, None)
+        inp = self.inputs.get(cfg.id)
+        if inp is None:
+            return
+        if cfg.kind != "fire_relay":
+            self._report(cfg, inp.active, self.clock.mono(), initial=False)
+            return
+        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        self.recorder.record([Reading(cfg.id, "fire", inp.active, Quality.GOOD, stamp)], [], cfg.id, True)
+
+    def _unstable_event(self, cfg: GpioInputConfig, spell: _Spell, why: str | None) -> None:
+        """`why` None: the spell ended."""
+        text_en, text_zh = both(why if why is not None else N_("input stable again"))
         detail: Detail = {
-            "changes": changes,
+            "changes": spell.changes,
+            "edges": spell.edges,
             "window_s": cfg.chatter_window_s,
             "text_en": text_en,
             "text_zh": text_zh,
         }
         stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
+        raised = why is not None
         state: EventState = "raised" if raised else "cleared"
         event = Event("maintenance", "warning", state, cfg.id, "unstable", raised, Quality.GOOD, stamp, detail)
-        log.warning("input %s %s (%d changes)", cfg.id, "unstable" if raised else "stable again", changes)
+        log.warning("input %s %s (%d changes, %d edges)", cfg.id, "unstable" if raised else "stable again",
+                    spell.changes, spell.edges)  # fmt: skip
         self.recorder.record([], [event])
 
     def _report(self, cfg: GpioInputConfig, active: bool, mono: float, initial: bool) -> None:
@@ -164,7 +211,17 @@ class ContactInputs:
 
     def close(self) -> None:
         """Release the pins."""
-        for timer in self._quiet.values():
-            timer.cancel()
+        for spell in self._spells.values():
+            if spell.timer is not None:
+                spell.timer.cancel()
         for inp in self.inputs.values():
             inp.close()
+
+
+def _recent(table: dict[str, deque[float]], cfg: GpioInputConfig, mono: float) -> deque[float]:
+    """Add `mono` to the input's times in `table` and keep those of the last `chatter_window_s`."""
+    seen = table.setdefault(cfg.id, deque())
+    seen.append(mono)
+    while seen and mono - seen[0] > cfg.chatter_window_s:
+        seen.popleft()
+    return seen

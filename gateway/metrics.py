@@ -77,7 +77,9 @@ class HealthCollector(Collector):
         requests = CounterMetricFamily("campus_edge_modbus_requests", "Requests (retries count).", labels=_DEVICE)
         timeouts = CounterMetricFamily("campus_edge_modbus_timeouts", "Requests without a valid reply.", labels=_DEVICE)
         crc = CounterMetricFamily("campus_edge_modbus_crc_errors", "Replies with a wrong CRC (RTU).", labels=_DEVICE)
-        malformed = CounterMetricFamily("campus_edge_modbus_malformed", "Replies of the wrong length.", labels=_DEVICE)
+        malformed = CounterMetricFamily(
+            "campus_edge_modbus_malformed", "Replies from another unit, cut short or too short.", labels=_DEVICE
+        )
         exceptions = CounterMetricFamily(
             "campus_edge_modbus_exceptions", "Modbus exception replies, by code.", labels=[*_DEVICE, "code"]
         )

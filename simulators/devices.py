@@ -29,7 +29,8 @@ class Faults:
     `drop_next_replies`: the next N requests get no reply. `corrupt_next_crc`: the next N replies carry a wrong CRC.
     `stall_s`: every reply is delayed by this long. `exception_next`: the next request gets this exception code.
     `wrong_unit_next`: the next N replies carry another unit id, with a good CRC (a second device answering, or
-    a misconfigured one). `truncate_next`: the next N replies lose their last bytes. Both on RTU only.
+    a misconfigured one; on TCP the MBAP header's unit). `truncate_next`: the next N replies lose their last three
+    bytes. Both on RTU and TCP.
     `frozen`: the device answers, but always with the values it had when this was set (its I/O board is dead,
     its event counter does not move).
     """

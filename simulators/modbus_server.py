@@ -2,7 +2,8 @@
 
 pymodbus does the framing. Its datastore is replaced by `_SimContext`, which answers from our device models so
 that faults can be injected per request: a silent or absent unit gets no reply at all (as on a real RS-485 bus,
-where pymodbus would otherwise answer for it), replies can be dropped, delayed or sent with a broken CRC.
+where pymodbus would otherwise answer for it), replies can be dropped, delayed, sent with a broken CRC (RTU), from
+the wrong unit or cut short.
 """
 
 from __future__ import annotations
@@ -169,10 +170,33 @@ class SimServer:
         with exception 0B (gateway target device failed to respond) instead of no reply.
         """
         placeholder = LibSimDevice(0, simdata=SimData(0))
+        self_ref: list[SimServer] = []
+
+        def trace(sending: bool, data: bytes) -> bytes:
+            # An MBAP header (transaction 2, protocol 2, length 2, unit 1) comes before the PDU.
+            if not sending or len(data) < 8 or not self_ref:
+                return data
+            dev = self_ref[0].devices.get(data[6])
+            if dev is None:
+                return data
+            if dev.faults.wrong_unit_next > 0:
+                dev.faults.wrong_unit_next -= 1
+                return data[:6] + bytes([(data[6] % 247) + 1]) + data[7:]
+            if dev.faults.truncate_next > 0:
+                dev.faults.truncate_next -= 1
+                return data[: len(data) - 3]
+            return data
+
         server = ModbusTcpServer(
-            placeholder, address=(host, port), ignore_missing_devices=not rtu_gateway, custom_pdu=[_IdentifyRequest]
+            placeholder,
+            address=(host, port),
+            ignore_missing_devices=not rtu_gateway,
+            custom_pdu=[_IdentifyRequest],
+            trace_packet=trace,
         )
-        return cls(devices, server)
+        sim = cls(devices, server)
+        self_ref.append(sim)
+        return sim
 
     @classmethod
     def rtu(cls, devices: dict[int, SimDevice], port: str, baud: int = 9600, line_timing: bool = False) -> SimServer:

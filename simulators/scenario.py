@@ -32,7 +32,7 @@ on a bollard controller target unless said otherwise:
 12. Controller reboot mid-motion: `power_off`, then `power_on` (UNKNOWN until a limit switch is seen).
 13. Modbus-level, on any simulated device: `modbus_fault` "silent=true" (no response), "stall_s=1.5" (late
     response), "drop_next_replies=5", "corrupt_next_crc=3" (RTU buses only), "exception_next=4" or "=6",
-    "wrong_unit_next=2" and "truncate_next=2" (RTU buses only), "frozen=true" (answers, but with the values it
+    "wrong_unit_next=2" and "truncate_next=2", "frozen=true" (answers, but with the values it
     had: an I/O board dead, the event counter frozen).
 14. Commands in bursts, duplicates, raise and lower in one poll cycle: several `guard_raise`, `guard_lower`,
     `guard_stop` steps with the same `at_s` (on a lane, where a gateway runs with the site, as in the demo).

@@ -4,6 +4,7 @@ the closed-campus schedule; and lockdown from the gate house's key switch."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,51 @@ async def test_gpio_alarms_raised_before_a_restart_clear_when_found_normal(
 def _table(values: dict[str, Any]) -> str:
     lines = ["[[gpio.inputs]]"] + [f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def _chatter(contact: SimContact, seconds: float, period_s: float) -> int:
+    """Toggle a contact every `period_s` for `seconds`, from a thread as gpiozero's own calls back on real pins;
+    ends where it began (shut). Returns the edges driven."""
+    edges = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end or contact.active:
+        contact.set(not contact.active)
+        edges += 1
+        time.sleep(period_s)
+    return edges
+
+
+async def test_door_chattering_faster_than_its_debounce_is_unstable(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A door contact toggling at about 1 kHz never settles through its 50 ms debounce; its raw edges make it
+    unstable: one warning with the count of edges, the point's quality bad, then cleared with the spell's total
+    and the point good again once quiet for a window."""
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    door_cfg = {"id": "door-main", "pin": 17, "kind": "door", "contact": "NC", "debounce_ms": 50,
+                "chatter_edges": 200, "chatter_window_s": 0.5, "armed": "never"}  # fmt: skip
+    factory = contact_pin_factory()
+    door = SimContact(factory, 17, "NC")
+    text = config_text(tmp_path / "state", broker.url, [], [], [door_cfg])
+    async with running_gateway(make_config(text), pin_factory=factory):
+        await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/door-main" and p["points"]["open"]["quality"] == "good")
+        edges = await asyncio.to_thread(_chatter, door, 2.0, 0.0005)
+
+        def unstable(state: str) -> Any:
+            return lambda t, p: t == f"{PREFIX}/event/maintenance" and p["point"] == "unstable" and p["state"] == state
+
+        _, raised = await sub.wait_for(unstable("raised"))
+        assert (raised["device"], raised["detail"]["edges"]) == ("door-main", 201)
+        assert raised["detail"]["text_en"] == "input unstable: the contact chatters faster than its debounce"
+        assert raised["detail"]["text_zh"] == "输入不稳定: 触点抖动快于去抖时间"
+        bad = await sub.wait_for(lambda t, p: t == f"{PREFIX}/telemetry" and any(
+            r["device"] == "door-main" and r["quality"] == "bad" for r in p["readings"]))  # fmt: skip
+        _, cleared = await sub.wait_for(unstable("cleared"), timeout_s=5.0)
+        assert cleared["detail"]["edges"] == edges, "every edge of the spell"
+        assert cleared["detail"]["text_en"] == "input stable again"
+        await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/door-main" and p["points"]["open"]["quality"] == "good"
+                           and p["points"]["open"]["value"] is False)  # fmt: skip
+    assert edges > 1000, "about 1 kHz for 2 s"
+    assert [p["state"] for t, p in sub.messages if t.endswith("/event/maintenance")] == ["raised", "cleared"]
+    for topic, payload in [*sub.messages, bad]:
+        validate_message(topic, payload)

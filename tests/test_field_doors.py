@@ -264,3 +264,46 @@ def test_scenario_steps_move_a_door_nodes_loops() -> None:
         site.apply(Step(3.0, "node-b", "loop", "2=ajar"))
     with pytest.raises(ScenarioError, match="step at 4 s: door node: door 4: this node has doors 1-3"):
         site.apply(Step(4.0, "node-b", "loop", "4=open"))
+
+
+async def test_field_node_loop_flipping_faster_than_the_poll_is_unstable(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A loop whose change counter moves by a dozen between two polls flips faster than the poll can follow: one
+    warning with the count, the loop's points bad meanwhile and no forced-open alarm made of the flips; once the
+    counter has stood still for a window, cleared with the total and the points good again."""
+    node = DoorNodeSim(points=2)
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with SimServer.tcp({5: node}) as server:
+        text = node_site(tmp_path, broker.url, *server.address, DOORS).replace(
+            "poll_interval_s = 0.1\n", "poll_interval_s = 0.1\nchatter_count = 5\nchatter_window_s = 0.6\n"
+        )
+        async with running_gateway(make_config(text), pin_factory=contact_pin_factory()) as gw:
+            await node_read(gw)
+            toggles = 0
+            for _burst in range(6):
+                for _ in range(12):  # between two polls, as the node's debounce passed them: counted, never seen
+                    node.open_door(1, toggles % 2 == 0)
+                    toggles += 1
+                await asyncio.sleep(0.15)
+
+            def unstable(state: str) -> Any:
+                return lambda t, p: t == f"{PREFIX}/event/maintenance" and p["state"] == state
+
+            _, raised = await sub.wait_for(unstable("raised"))
+            assert (raised["device"], raised["point"], raised["detail"]["changes"]) == (
+                "node-b", "door1_open_unstable", 12,
+            )  # fmt: skip
+            assert raised["detail"]["text_en"] == "point unstable: changing faster than the poll can follow"
+            assert raised["detail"]["text_zh"] == "点位不稳定: 变化快于轮询"
+            bad = await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/node-b" and all(
+                p["points"][n]["quality"] == "bad" for n in ("door1_open", "door1_state", "door1_tamper")))  # fmt: skip
+            assert bad[1]["points"]["door2_open"]["quality"] == "good", "the other loop is not touched"
+            _, cleared = await sub.wait_for(unstable("cleared"), timeout_s=5.0)
+            assert cleared["detail"]["changes"] == toggles == 72
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/node-b" and p["points"]["door1_open"] == {
+                **p["points"]["door1_open"], "quality": "good", "value": False})  # fmt: skip
+    assert [p["state"] for t, p in sub.messages if t.endswith("/event/maintenance")] == ["raised", "cleared"]
+    assert not any(t.endswith("/event/door") and p["point"] == "forced_open" for t, p in sub.messages)
+    for topic, payload in [*sub.messages, bad]:
+        validate_message(topic, payload)

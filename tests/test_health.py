@@ -97,6 +97,51 @@ async def test_health_faults_reach_mqtt_and_metrics(
     assert metrics[("campus_edge_modbus_latency_p50_seconds", panel_labels)] > 0
 
 
+@pytest.mark.parametrize("transport", ["tcp", "rtu-pty"])
+async def test_health_counts_wrong_unit_and_cut_short_replies_as_malformed(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any, transport: str
+) -> None:
+    """A reply from another unit and one cut short reach health and the metrics as malformed, not as timeouts."""
+    panel = FirePanelSim()
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/#")
+    async with contextlib.AsyncExitStack() as stack:
+        bus, endpoint = await open_sim_bus(transport, {1: panel}, tmp_path, stack)
+        await bus.__aexit__(None, None, None)  # the gateway opens its own
+        text = config_text(
+            tmp_path / "state",
+            broker.url,
+            [{"id": "line", **endpoint, "timeout_ms": 300, "retries": 2}],
+            [{"id": "facp-1", "bus": "line", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}],
+            mqtt_extra=HEALTH,
+        )
+        async with running_gateway(make_config(text)) as gw:
+            boot_id = gw.identity.boot_id
+            await sub.wait_for(lambda t, p: t == f"{PREFIX}/state/facp-1" and p["online"])
+            panel.faults.wrong_unit_next = 1
+            panel.faults.truncate_next = 1
+
+            def malformed_seen(topic: str, payload: dict[str, Any]) -> bool:
+                return (
+                    topic == f"{PREFIX}/health"
+                    and payload["boot_id"] == boot_id
+                    and _device(payload, "facp-1")["malformed"] == 2
+                )
+
+            topic, health = await sub.wait_for(malformed_seen)
+            assert gw.metrics is not None
+            await gw.metrics.bound.wait()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{gw.metrics.port}/metrics") as response,
+            ):
+                metrics = _samples(await response.text())
+    validate_message(topic, health)
+    assert (_device(health, "facp-1")["timeouts"], _device(health, "facp-1")["crc_errors"]) == (0, 0)
+    labels = frozenset({("device", "facp-1"), ("bus", "line"), ("unit", "1")})
+    assert metrics[("campus_edge_modbus_malformed_total", labels)] == 2
+    assert metrics[("campus_edge_modbus_timeouts_total", labels)] == 0
+
+
 async def test_health_published_for_every_sample_validates(
     tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
 ) -> None:

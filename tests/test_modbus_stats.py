@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.errors import DeviceException, DeviceTimeout
+from drivers.errors import DeviceException, DeviceTimeout, MalformedReply
 from drivers.modbus import LATENCY_WINDOW, RequestPolicy, TransactionStats
 from simulators.devices import FirePanelSim
 from tests.conftest import open_sim_bus
@@ -47,6 +47,28 @@ async def test_modbus_stats_count_crc_errors_on_rtu(tmp_path: Path) -> None:
         await bus.read(1, 4, 0, 2, POLICY)
         stats = bus.stats[1]
     assert (stats.requests, stats.timeouts, stats.crc_errors) == (4, 3, 3)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu-pty"])
+@pytest.mark.parametrize(
+    ("fault", "reason"), [("wrong_unit_next", "a reply from unit 2"), ("truncate_next", "a reply cut short")]
+)
+async def test_modbus_stats_count_wrong_unit_and_cut_short_replies_as_malformed(
+    transport: str, tmp_path: Path, fault: str, reason: str
+) -> None:
+    """A reply from another unit and a reply cut short are malformed, not timeouts: the device answered, wrongly.
+    Retried like no reply; when every attempt gets one, the error says what came."""
+    panel = FirePanelSim()
+    async with contextlib.AsyncExitStack() as stack:
+        bus, _ = await open_sim_bus(transport, {1: panel}, tmp_path, stack)
+        setattr(panel.faults, fault, 1)
+        await bus.read(1, 4, 0, 2, POLICY)  # the retry answers
+        setattr(panel.faults, fault, 3)
+        with pytest.raises(MalformedReply) as err:
+            await bus.read(1, 4, 0, 2, POLICY)
+        stats = bus.stats[1]
+    assert str(err.value) == f"bus line unit 1: FC04 register 0: {reason}"
+    assert (stats.requests, stats.timeouts, stats.malformed, stats.crc_errors) == (5, 0, 4, 0)
 
 
 def test_modbus_stats_latency_window_keeps_the_recent() -> None:

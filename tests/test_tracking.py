@@ -11,6 +11,7 @@ from drivers.profile import PointValue, Quality, Value, decode, load_profile
 from gateway.event_memory import EventMemory
 from gateway.records import Reading, Stamp
 from gateway.tracking import DeviceTracker
+from simulators.door_node import DoorNodeSim
 from tests.test_profiles import SMOKE_PREALARM_DIRTY
 
 
@@ -168,3 +169,28 @@ def test_reading_body_is_the_json_of_its_fields(value: Value, quality: Quality) 
     }
     assert json.loads(r.body()) == expected
     assert r.body() == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+
+
+def door_node(door1_changes: int) -> dict[str, PointValue]:
+    node = DoorNodeSim(points=1)
+    words = {"inputs": node.read(2, 0, 10), "registers": node.read(4, 0, 28)}
+    assert isinstance(words["registers"], list)
+    words["registers"][20] = door1_changes
+    return decode(load_profile("door_node"), words)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("counters", "unstable"),
+    [
+        ([0xFFF0, 0x0004], True),  # wrapped: 20 changes
+        ([500, 3], False),  # went back: the node started again, counting from 0
+        ([7, 12, 17], False),  # 10 changes in the window: at the limit, not over it
+    ],
+)
+def test_tracking_a_change_counter_wraps_and_restarts(counters: list[int], unstable: bool) -> None:
+    """A change counter counts modulo 2^16; one that goes back is the device restarted, not changes."""
+    t = DeviceTracker("node", load_profile("door_node"), chatter_count=10, chatter_window_s=10)
+    events = [e for i, c in enumerate(counters) for e in t.update(door_node(c), at(i)).events]
+    assert [(e.point, e.state) for e in events if e.cls == "maintenance"] == (
+        [("door1_open_unstable", "raised")] if unstable else []
+    )
