@@ -100,7 +100,7 @@ def test_outbox_bound_evicts_oldest_telemetry_never_alarms(tmp_path: Path) -> No
 def on_disk(box: Outbox) -> int:
     """What the store's files take, read from outside it: the database's pages (also those still in the WAL),
     the WAL, its index, the ballast, the reservation."""
-    pages = box._db.execute("PRAGMA page_count").fetchone()[0] * 4096
+    pages = int(box._db.execute("PRAGMA page_count").fetchone()[0]) * 4096
     others = [Path(str(box.path) + s) for s in ("-wal", "-shm", ".ballast", ".seq-reserved")]
     return max(pages, box.path.stat().st_size) + sum(p.stat().st_size for p in others if p.exists())
 
