@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.bollards.supervisor import Authority
+from gateway.outbox import Outbox
 from gateway.statefile import save_json, write_durably
 from tests.test_alarms import Book
 from tests.test_bollard_modes import Site
@@ -188,3 +189,12 @@ def test_statefile_the_modes_file_saves_through_the_durable_write(tmp_path: Path
     assert '"lockdown":"guard"' in target.read_text()
     site.service.close()
     site.outbox.close()
+
+
+def test_statefile_the_outbox_seq_reservation_saves_through_the_durable_write(tmp_path: Path, calls: Calls) -> None:
+    """A new outbox's seq reservation is written by the durable write, created private."""
+    box = Outbox(tmp_path / "outbox.db")
+    box.close()
+    target = tmp_path / "outbox.db.seq-reserved"
+    assert calls.of(target) == durable(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
