@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from gateway.errors import StoreError
+from gateway.statefile import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -251,18 +252,8 @@ class Outbox:
         if needed < self._reserved:
             return
         mark = needed + SEQ_BLOCK
-        tmp = self._reserved_path.with_suffix(".tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(f"{mark}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._reserved_path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_durably(self._reserved_path, f"{mark}\n".encode())
         except OSError as exc:
             # Without a reservation the sequence is still unique while this store lives; only a replaced store
             # could reuse numbers. Go on, but say so.
