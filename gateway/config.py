@@ -32,8 +32,8 @@ from pydantic_core import PydanticKnownError
 
 from drivers.errors import ProfileError
 from drivers.profile import load_profile, shipped_profiles
-from gateway.commands.envelope import ACTIONS
 from gateway.commands.keys import KeyFileError, check_private_file, load_public
+from gateway.contract import ACTIONS
 from gateway.errors import ConfigError, os_reason
 from gateway.i18n import N_, Message, MessageError
 from gateway.schedule import DAYS, Period, Schedule

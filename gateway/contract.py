@@ -1,10 +1,9 @@
-"""The topic tree and payload envelopes of the platform contract (docs/contract/), version 1."""
+"""The names of the platform contract (docs/contract/), version 1: the topic tree, the schema ids, the command
+actions. Imports nothing of the gateway: every layer may use it."""
 
 from __future__ import annotations
 
 import json
-
-from gateway.outbox import Row
 
 SCHEMA_STATUS = "campus-edge/status/1"
 SCHEMA_TELEMETRY = "campus-edge/telemetry/1"
@@ -14,6 +13,9 @@ SCHEMA_STATE = "campus-edge/state/1"
 SCHEMA_ACK = "campus-edge/ack/1"
 SCHEMA_COMMISSIONING = "campus-edge/commissioning/1"
 SCHEMA_HEALTH = "campus-edge/health/1"
+
+# What a signed command may ask (docs/commands.md); EFO and the interlocks are not among them.
+ACTIONS: tuple[str, ...] = ("bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack")
 
 
 class Topics:
@@ -56,23 +58,3 @@ class Topics:
             + json.dumps(self.gateway)
             + ","
         )
-
-
-def with_seq(row: Row) -> str:
-    """A stored body with its sequence number as the first field."""
-    return '{"seq":' + str(row.seq) + "," + row.body[1:]
-
-
-def telemetry_payload(topics: Topics, rows: list[Row]) -> bytes:
-    """One telemetry message carrying many readings."""
-    return (topics.head(SCHEMA_TELEMETRY) + '"readings":[' + ",".join(with_seq(r) for r in rows) + "]}").encode()
-
-
-def event_payload(topics: Topics, row: Row) -> bytes:
-    """One event message, a hazard-check report or a commissioning report (by the row's topic)."""
-    schema = SCHEMA_EVENT
-    if row.topic is not None and "/report/" in row.topic:
-        schema = SCHEMA_REPORT
-    elif row.topic is not None and row.topic.endswith("/commissioning"):
-        schema = SCHEMA_COMMISSIONING
-    return (topics.head(schema) + '"seq":' + str(row.seq) + "," + row.body[1:]).encode()

@@ -26,10 +26,11 @@ from drivers.aio import reraise_if_cancelling
 from gateway import strict_json
 from gateway.clock import Clock, rfc3339_ms
 from gateway.config import MqttConfig
-from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics, event_payload, telemetry_payload
+from gateway.contract import SCHEMA_ACK, SCHEMA_STATUS, Topics
 from gateway.mqtt_client import Client
 from gateway.mqtt_tls import password, tls_context
 from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
+from gateway.payloads import event_payload, telemetry_payload
 from gateway.stateboard import StateBoard
 from gateway.strict_json import StrictJSONError
 

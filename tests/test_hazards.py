@@ -13,10 +13,11 @@ import pytest
 from drivers.profile import Quality
 from gateway.alarms import AlarmBook
 from gateway.clock import Clock
-from gateway.contract import Topics, event_payload
+from gateway.contract import Topics
 from gateway.contract_check import validate_message
 from gateway.hazards import Inspector, ReportClock
 from gateway.outbox import PRIORITY_EVENT, Outbox
+from gateway.payloads import event_payload
 from gateway.recorder import Recorder
 from gateway.records import Event, EventState, Severity, Stamp
 from gateway.stateboard import StateBoard

@@ -21,8 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway import strict_json
-from gateway.commands.envelope import ACTIONS, sign
+from gateway.commands.envelope import sign
 from gateway.commands.keys import KeyFileError, load_private, new_keypair
+from gateway.contract import ACTIONS
 from gateway.errors import GatewayError
 
 

@@ -31,7 +31,6 @@ MAX_BYTES = 4096
 MAX_ACTUATION_TTL_S = 10.0
 
 Action = Literal["bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack"]
-ACTIONS: tuple[str, ...] = ("bollard.raise", "bollard.lower", "bollard.stop", "site.lockdown", "alarm.ack")
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
