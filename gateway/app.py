@@ -31,7 +31,7 @@ from gateway.outbox import Limits, Outbox
 from gateway.polling import BusPoller, PolledDevice
 from gateway.recorder import Recorder
 from gateway.records import Event
-from gateway.schedule import DAYS
+from gateway.schedule import DAYS, schedule_from
 from gateway.sdnotify import Notifier, keep_systemd_informed
 from gateway.stateboard import StateBoard
 from gateway.statefile import make_state_dir
@@ -103,7 +103,7 @@ class Gateway:
             cfg.gateway.state_dir / "fire-hold.json",
             self.pin_factory,
             panels=tuple(d.id for d in cfg.devices if d.profile == "fire_panel"),
-            schedule=cfg.schedule.build() if cfg.schedule is not None else None,
+            schedule=schedule_from(cfg.schedule) if cfg.schedule is not None else None,
             gateway_id=cfg.gateway.id,
             modes_file=cfg.gateway.state_dir / "modes.json",
         )

@@ -36,7 +36,6 @@ from gateway.commands.keys import KeyFileError, check_private_file, load_public
 from gateway.contract import ACTIONS
 from gateway.errors import ConfigError, os_reason
 from gateway.i18n import N_, Message, MessageError
-from gateway.schedule import DAYS, Period, Schedule
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 _T = TypeVar("_T")
@@ -296,15 +295,6 @@ class ScheduleConfig(_Frozen):
     periods: Array[PeriodConfig] = Field(min_length=1)
     holidays: Array[date] = ()
     extra_days: Array[ExtraDayConfig] = ()
-
-    def build(self) -> Schedule:
-        """The schedule to run."""
-        periods = [
-            Period(frozenset(DAYS.index(d) for d in p.days), time.fromisoformat(p.start), time.fromisoformat(p.end))
-            for p in self.periods
-        ]
-        extra = {d.date: DAYS.index(d.as_) for d in self.extra_days}
-        return Schedule(self.timezone, periods, frozenset(self.holidays), extra)
 
 
 class GpioConfig(_Frozen):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from gateway.config import ScheduleConfig
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -56,3 +58,13 @@ class Schedule:
                 if start <= local < end:
                     return True
         return False
+
+
+def schedule_from(cfg: ScheduleConfig) -> Schedule:
+    """The schedule a site's `[schedule]` describes."""
+    periods = [
+        Period(frozenset(DAYS.index(d) for d in p.days), time.fromisoformat(p.start), time.fromisoformat(p.end))
+        for p in cfg.periods
+    ]
+    extra = {d.date: DAYS.index(d.as_) for d in cfg.extra_days}
+    return Schedule(cfg.timezone, periods, frozenset(cfg.holidays), extra)

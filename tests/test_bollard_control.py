@@ -19,6 +19,7 @@ import pytest
 
 from gateway.bollard_cli import ask
 from gateway.bollards.supervisor import Authority
+from gateway.schedule import schedule_from
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker, free_port
 from simulators.contacts import SimContact
@@ -358,7 +359,7 @@ async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
     assert cfg.schedule is not None
-    unsynced = BollardService((), {}, recorder, Clock(assume_synced=False), schedule=cfg.schedule.build())
+    unsynced = BollardService((), {}, recorder, Clock(assume_synced=False), schedule=schedule_from(cfg.schedule))
     follow = asyncio.create_task(unsynced.follow_schedule())
     await asyncio.sleep(0.1)
     follow.cancel()

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from gateway.schedule import schedule_from
 from tests.test_config import MINIMAL
 
 SCHEDULE = """
@@ -51,7 +52,7 @@ def test_schedule_closed_in_the_schools_time_zone(instant: str, closed: bool) ->
     cfg = parse_config(MINIMAL + SCHEDULE, "g.toml")
     assert cfg.schedule is not None
     assert cfg.schedule.holidays == (date(2026, 10, 1),)
-    assert cfg.schedule.build().closed(at(instant)) is closed
+    assert schedule_from(cfg.schedule).closed(at(instant)) is closed
 
 
 @pytest.mark.parametrize(
