@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.alarms import CLASS_WORDS, AlarmClass
-from gateway.bollard_cli import ask
+from gateway.bollards.control import ask
 from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
 from gateway.i18n import _, set_language, tr

@@ -7,12 +7,10 @@ the locale is Chinese (LANG=zh_CN...), in English otherwise, or as `--lang` says
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 from pathlib import Path
 from typing import Any
 
-from gateway import strict_json
+from gateway.bollards.control import ask
 from gateway.bollards.supervisor import STATE_WORDS
 from gateway.config import configured_language, load_config
 from gateway.errors import GatewayError
@@ -68,30 +66,3 @@ def run(args: argparse.Namespace) -> int:
     for line in answer.get("decisions", []):
         print(f"  {line}")
     return 0 if answer.get("ok") else 1
-
-
-def ask(path: Path, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
-    """One request over the control socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(str(path))
-        s.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return _answer(path, data)
-
-
-def _answer(path: Path, data: bytes) -> dict[str, Any]:
-    """The gateway's answer, read strictly: one with a key twice ("ok") could say done and refused at once."""
-    try:
-        answer = strict_json.loads(data, "answer")
-    except ValueError as exc:
-        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=exc)) from exc
-    if not isinstance(answer, dict):
-        error = f"expected a JSON object, got {type(answer).__name__}"
-        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=error))
-    return answer

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.bollard_cli import ask
+from gateway.bollards.control import ask
 from gateway.bollards.supervisor import Authority
 from gateway.schedule import schedule_from
 from simulators.bollard import BollardSim, BollardState

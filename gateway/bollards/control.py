@@ -22,6 +22,7 @@ import grp
 import json
 import logging
 import os
+import socket
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from gateway.alarms import AlarmBook
 from gateway.bollards.interlocks import raise_inhibits, reason
 from gateway.bollards.service import BollardService
 from gateway.bollards.supervisor import Authority, Command
-from gateway.i18n import N_, tr
+from gateway.errors import GatewayError
+from gateway.i18n import N_, _, tr
 from gateway.statefile import make_state_dir
 
 log = logging.getLogger(__name__)
@@ -169,3 +171,33 @@ def lane_status(service: BollardService, lane: str, lang: str) -> dict[str, Any]
         "modes": sorted(sup.intents),
         "last": sup.last_decision.text(lang) if sup.last_decision else None,
     }
+
+
+# -- the client end, for `campus-edge bollard` and `campus-edge alarm` ----------------------------------------
+
+
+def ask(path: Path, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+    """One request over the control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        s.connect(str(path))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return _answer(path, data)
+
+
+def _answer(path: Path, data: bytes) -> dict[str, Any]:
+    """The gateway's answer, read strictly: one with a key twice ("ok") could say done and refused at once."""
+    try:
+        answer = strict_json.loads(data, "answer")
+    except ValueError as exc:
+        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=exc)) from exc
+    if not isinstance(answer, dict):
+        error = f"expected a JSON object, got {type(answer).__name__}"
+        raise GatewayError(_("the gateway's answer on {path} is not valid: {error}", path=path, error=error))
+    return answer
