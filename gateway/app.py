@@ -187,9 +187,13 @@ class Gateway:
             self.metrics = MetricsServer(collector, cfg.health.metrics_address, cfg.health.metrics_port)
         self.panel: PanelServer | None = None
         if cfg.panel is not None:
-            from gateway.panel.server import PanelServer  # noqa: PLC0415 (aiohttp: only when asked)
+            from gateway.panel.server import LinkState, PanelServer  # noqa: PLC0415 (aiohttp: only when asked)
 
-            self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, self.health, self.recorder, self.clock)
+            def link_state() -> LinkState:
+                sample = self.health.sample()
+                return LinkState(sample.link_up, sample.outbox_oldest_age_s)
+
+            self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, link_state, self.recorder, self.clock)
             self.health.sign_ins = self.panel.gate.counts
         self.recorder.declare_recovery()
 

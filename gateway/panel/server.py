@@ -22,6 +22,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -38,7 +39,6 @@ from gateway.bollards.supervisor import STATE_WORDS, Authority, Command
 from gateway.clock import Clock
 from gateway.commands.verify import DEFAULT_ROLES
 from gateway.config import Config, PanelConfig
-from gateway.health import HealthSampler
 from gateway.i18n import LANGUAGES, N_, normalise, tr
 from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Lockout, Refusal, Session, csrf_ok
 from gateway.recorder import Recorder
@@ -149,6 +149,15 @@ def _both(key: str, **fields: object) -> tuple[str, str]:
     return tr(_SAY[key], "en", **fields), tr(_SAY[key], "zh-CN", **fields)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """What the guard sees of the link to the platform: up or not, and how long the oldest unsent message waits
+    (None when none waits). The service reads it from its health; the panel needs no more of it."""
+
+    up: bool
+    oldest_unsent_s: float | None
+
+
 class PanelServer:
     """The panel's HTTPS server; `run()` until cancelled."""
 
@@ -158,7 +167,7 @@ class PanelServer:
         site: Config,
         bollards: BollardService,
         alarms: AlarmBook,
-        health: HealthSampler,
+        link_state: Callable[[], LinkState],
         recorder: Recorder,
         clock: Clock,
     ) -> None:
@@ -166,7 +175,7 @@ class PanelServer:
         self.site = site
         self.bollards = bollards
         self.alarms = alarms
-        self.health = health
+        self.link_state = link_state
         self.recorder = recorder
         self.clock = clock
         self.gate = Gatekeeper(cfg, clock.mono)
@@ -370,15 +379,15 @@ class PanelServer:
                     "acked_by": (a.acked_by or "").split(":", 1)[-1] or None,
                 }
             )
-        h = self.health.sample()
+        link = self.link_state()
         mode = (
             "fire" if svc.fire else "lockdown" if svc.lockdown else "closed_campus" if svc.closed_campus else "normal"
         )
         return {
             "mode": mode,
             "lockdown": svc.lockdown is not None,
-            "link_up": h.link_up,
-            "oldest_unsent_s": None if h.outbox_oldest_age_s is None else round(h.outbox_oldest_age_s),
+            "link_up": link.up,
+            "oldest_unsent_s": None if link.oldest_unsent_s is None else round(link.oldest_unsent_s),
             "lanes": lanes,
             "alarms": alarms,
             "allowed": sorted(a for a, (need, _) in ACTIONS.items() if need in self.roles.get(session.guard.role, ())),
