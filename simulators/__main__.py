@@ -18,7 +18,8 @@ import contextlib
 import signal
 import sys
 
-from simulators.devices import AnalogModuleSim, FirePanelSim, SimDevice, SmokeDetectorSim, make_device
+from simulators.catalogue import make_device
+from simulators.devices import AnalogModuleSim, FirePanelSim, SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer
 
 

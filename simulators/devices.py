@@ -332,22 +332,3 @@ class AnalogModuleSim(SimDevice):
             for a in self.ADDRESSES:
                 self.values[a] = 400 + (self.values[a] - 400 + 7 + a) % 1600
         return self.values
-
-
-def make_device(model: str) -> SimDevice:
-    """Build a simulated device for a profile model name."""
-    if model == "fire_panel":
-        return FirePanelSim()
-    if model == "smoke_detector":
-        return SmokeDetectorSim()
-    if model == "bollard_controller":
-        from simulators.bollard import BollardSim  # noqa: PLC0415 - the controller model builds on this module
-
-        return BollardSim()
-    if model == "analog_module":
-        return AnalogModuleSim()
-    if model == "door_node":
-        from simulators.door_node import DoorNodeSim  # noqa: PLC0415 - the node's model builds on this module
-
-        return DoorNodeSim()
-    raise ValueError(f"no simulator for device model {model!r}")

@@ -11,13 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from simulators.bollard import BollardSim, BollardState, Source
+from simulators.catalogue import make_device
 from simulators.contacts import SimContact
-from simulators.devices import (
-    FirePanelSim,
-    SimDevice,
-    SmokeDetectorSim,
-    make_device,
-)
+from simulators.devices import FirePanelSim, SimDevice, SmokeDetectorSim
 from simulators.door_node import DoorNodeSim
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair

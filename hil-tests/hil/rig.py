@@ -42,8 +42,9 @@ from gateway.watch import Ledger, Watcher
 from hil.rigfile import DeviceConfig, LaneRigConfig, LineConfig, LoopbackConfig, RigDescription
 from simulators.bollard import BollardSim
 from simulators.broker import PrivateBroker
+from simulators.catalogue import make_device
 from simulators.contacts import ContactPin, contact_pin_factory
-from simulators.devices import FirePanelSim, SimDevice, SmokeDetectorSim, make_device
+from simulators.devices import FirePanelSim, SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer
 from simulators.pty import PtyPair
 from tests.gateway_harness import Signal, running_gateway, watch_gateway
