@@ -18,12 +18,12 @@ from typing import Any
 
 from bench import rig
 from bench.stats import percentile
-from gateway.app import Gateway
-from gateway.clock import Clock
-from gateway.commands.keys import new_keypair
+from gateway.base.clock import Clock
+from gateway.base.keys import new_keypair
 from gateway.config import parse_config
-from gateway.outbox import PRIORITY_TELEMETRY, Entry, Limits, Outbox
 from gateway.panel.auth import hash_pin
+from gateway.service.app import Gateway
+from gateway.store.outbox import PRIORITY_TELEMETRY, Entry, Limits, Outbox
 from simulators.broker import free_port
 from simulators.contacts import SimContact, contact_pin_factory
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.commands.envelope import sign
-from gateway.commands.keys import load_private
+from gateway.base.keys import load_private
+from gateway.safety.commands.envelope import sign
 
 
 def payloads(key_file: Path, site: str, gateway: str, target: str) -> list[bytes]:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.mqtt_client import Client
+from gateway.uplink.mqtt_client import Client
 
 
 class Tally:

@@ -19,9 +19,9 @@ from typing import Any
 
 from bench import rig
 from drivers.modbus import RequestPolicy, rtu_read_s
-from gateway.app import Gateway
-from gateway.clock import Clock
+from gateway.base.clock import Clock
 from gateway.config import parse_config
+from gateway.service.app import Gateway
 from simulators.bollard import BollardSim
 from simulators.devices import SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer

@@ -19,9 +19,9 @@ import atheris
 with atheris.instrument_imports():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from gateway.commands.envelope import sign
-    from gateway.commands.store import CommandStore
-    from gateway.commands.verify import KeyEntry, Verifier
+    from gateway.safety.commands.envelope import sign
+    from gateway.safety.commands.store import CommandStore
+    from gateway.safety.commands.verify import KeyEntry, Verifier
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 _KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # fixed, so seeds and findings replay
@@ -54,14 +54,14 @@ def test_one(data: bytes) -> None:
         # Signed garbage: the bytes after the marker are signed as a body by the allowed key, so the fuzzer also
         # reaches the stages behind the signature (schema of the body, replay, freshness). It may be accepted
         # only if it is a well-formed body, which `check` decides; what matters here is that nothing raises.
-        from gateway.commands.envelope import seal  # noqa: PLC0415
+        from gateway.safety.commands.envelope import seal  # noqa: PLC0415
 
         _VERIFIER.check("lane-east", seal(_KEY, "platform-1", data[1:]), NOW + timedelta(seconds=1), True)
         return
     verdict = _VERIFIER.check("lane-east", data, NOW + timedelta(seconds=1), True)
     if verdict.accepted:
         # Only bytes whose signed body is a genuine command can pass: the signature covers the body bytes.
-        from gateway.commands.envelope import decode  # noqa: PLC0415
+        from gateway.safety.commands.envelope import decode  # noqa: PLC0415
 
         body_bytes = decode(data).body_bytes
         if body_bytes not in _GENUINE:
@@ -69,7 +69,7 @@ def test_one(data: bytes) -> None:
 
 
 def main() -> None:
-    from gateway.commands.envelope import decode  # noqa: PLC0415
+    from gateway.safety.commands.envelope import decode  # noqa: PLC0415
 
     corpus = seeds()
     _GENUINE.update(decode(s).body_bytes for s in corpus)

@@ -14,7 +14,7 @@ import pytest
 
 from drivers.aio import reraise_if_cancelling
 from drivers.modbus import ModbusBus
-from gateway.mqtt_client import Client
+from gateway.uplink.mqtt_client import Client
 from simulators.broker import PrivateBroker
 from simulators.contacts import contact_pin_factory
 from simulators.devices import SimDevice

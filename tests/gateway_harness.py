@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.clock import Clock
+from gateway.base.clock import Clock
 from gateway.config import Config, parse_config
+from gateway.service.app import Gateway
 
 
 def config_text(

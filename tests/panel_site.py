@@ -11,11 +11,11 @@ from pathlib import Path
 
 import trustme
 
-from gateway.app import Gateway
+from gateway.cli.demo import point_at_simulation, simulate
 from gateway.config import HealthConfig, PanelConfig, PanelGuardConfig, load_config
-from gateway.demo import point_at_simulation, simulate
 from gateway.panel.auth import hash_pin
-from gateway.records import Event
+from gateway.service.app import Gateway
+from gateway.store.records import Event
 from simulators.bollard import BollardSim
 from simulators.contacts import contact_pin_factory
 from simulators.devices import FirePanelSim

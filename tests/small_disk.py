@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import Outbox
+from gateway.store.outbox import Outbox
 
 FS_BYTES = 5 * 1024 * 1024
 

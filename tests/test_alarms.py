@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 import pytest
 
 from drivers.profile import PointValue, Quality
-from gateway.alarms import AlarmBook
-from gateway.clock import Clock
-from gateway.contract import Topics
-from gateway.contract_check import validate_message
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, Outbox
-from gateway.recorder import Recorder
-from gateway.records import Event, EventState, Severity, Stamp
-from gateway.stateboard import StateBoard
+from gateway.base.clock import Clock
+from gateway.base.contract import Topics
+from gateway.safety.alarms import AlarmBook
+from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, Outbox
+from gateway.store.recorder import Recorder
+from gateway.store.records import Event, EventState, Severity, Stamp
+from gateway.store.stateboard import StateBoard
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact, contact_pin_factory
 from simulators.devices import FirePanelSim, SmokeDetectorSim
@@ -195,8 +195,8 @@ async def test_alarms_end_to_end(tmp_path: Path, broker: PrivateBroker, subscrib
     platform connecting late reads what is open from the retained list."""
     import aiomqtt  # noqa: PLC0415
 
-    from gateway.commands.envelope import sign  # noqa: PLC0415
-    from gateway.commands.keys import load_private, new_keypair  # noqa: PLC0415
+    from gateway.base.keys import load_private, new_keypair  # noqa: PLC0415
+    from gateway.safety.commands.envelope import sign  # noqa: PLC0415
     from tests.test_commands_e2e import Platform, cli  # noqa: PLC0415
 
     panel, detector = FirePanelSim(), SmokeDetectorSim()

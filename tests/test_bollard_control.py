@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from gateway.bollards.control import ask
-from gateway.bollards.supervisor import Authority
-from gateway.schedule import schedule_from
+from gateway.panel.control import ask
+from gateway.safety.bollards.supervisor import Authority
+from gateway.safety.schedule import schedule_from
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker, free_port
 from simulators.contacts import SimContact
@@ -139,13 +139,13 @@ async def test_bollard_cli_refuses_an_answer_with_a_key_given_twice(socket_path:
 
 def test_bollard_control_rejects_what_is_not_a_request(tmp_path: Path) -> None:
     """Garbage on the socket gets an answer naming what was expected, not a dropped gateway."""
-    from gateway.bollards.control import ControlSocket  # noqa: PLC0415
-    from gateway.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
-    from gateway.contract import Topics  # noqa: PLC0415
-    from gateway.outbox import Outbox  # noqa: PLC0415
-    from gateway.recorder import Recorder  # noqa: PLC0415
-    from gateway.stateboard import StateBoard  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.base.contract import Topics  # noqa: PLC0415
+    from gateway.panel.control import ControlSocket  # noqa: PLC0415
+    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.store.outbox import Outbox  # noqa: PLC0415
+    from gateway.store.recorder import Recorder  # noqa: PLC0415
+    from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
@@ -208,15 +208,15 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
     An unreadable hold file holds every fire lane."""
     from drivers.modbus import ModbusBus  # noqa: PLC0415
     from drivers.profile import Quality  # noqa: PLC0415
-    from gateway.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.bollards.supervisor import Authority, Command, Rule  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
-    from gateway.contract import Topics  # noqa: PLC0415
-    from gateway.outbox import Outbox  # noqa: PLC0415
-    from gateway.recorder import Recorder  # noqa: PLC0415
-    from gateway.records import Event, Stamp  # noqa: PLC0415
-    from gateway.stateboard import StateBoard  # noqa: PLC0415
+    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.safety.bollards.supervisor import Authority, Command, Rule  # noqa: PLC0415
+    from gateway.store.outbox import Outbox  # noqa: PLC0415
+    from gateway.store.recorder import Recorder  # noqa: PLC0415
+    from gateway.store.records import Event, Stamp  # noqa: PLC0415
+    from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True, power_loss="auto_lower"),)
     controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}  # never connected here
@@ -246,14 +246,14 @@ async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: 
     """Two detectors confirm a fire; one alone does not; the fire ends only when the last one clears."""
     from drivers.modbus import ModbusBus  # noqa: PLC0415
     from drivers.profile import Quality  # noqa: PLC0415
-    from gateway.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
-    from gateway.contract import Topics  # noqa: PLC0415
-    from gateway.outbox import Outbox  # noqa: PLC0415
-    from gateway.recorder import Recorder  # noqa: PLC0415
-    from gateway.records import Event, EventState, Stamp  # noqa: PLC0415
-    from gateway.stateboard import StateBoard  # noqa: PLC0415
+    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.store.outbox import Outbox  # noqa: PLC0415
+    from gateway.store.recorder import Recorder  # noqa: PLC0415
+    from gateway.store.records import Event, EventState, Stamp  # noqa: PLC0415
+    from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
@@ -332,12 +332,12 @@ async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
 ) -> None:
     """A schedule in session all day: the scheduled lane is raised at start at the lowest authority. On a clock
     that is not synchronised the schedule judges nothing: the campus is 'unknown' and nothing moves."""
-    from gateway.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
-    from gateway.contract import Topics  # noqa: PLC0415
-    from gateway.outbox import Outbox  # noqa: PLC0415
-    from gateway.recorder import Recorder  # noqa: PLC0415
-    from gateway.stateboard import StateBoard  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.base.contract import Topics  # noqa: PLC0415
+    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.store.outbox import Outbox  # noqa: PLC0415
+    from gateway.store.recorder import Recorder  # noqa: PLC0415
+    from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     sim = BollardSim(rise_s=0.3, lower_s=0.3)
     sim.holding[102] = 100

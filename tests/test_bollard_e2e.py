@@ -8,9 +8,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from gateway.bollards.interlocks import Inhibit, raise_inhibits
-from gateway.bollards.supervisor import Authority, Command, Rule
-from gateway.contract_check import validate_message
+from gateway.safety.bollards.interlocks import Inhibit, raise_inhibits
+from gateway.safety.bollards.supervisor import Authority, Command, Rule
+from gateway.uplink.contract_check import validate_message
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker
 from simulators.devices import FirePanelSim
@@ -100,8 +100,8 @@ async def test_bollard_lane_end_to_end(tmp_path: Path, broker: PrivateBroker, su
 async def test_bollard_raise_that_waited_for_the_bus_is_never_sent_late(tmp_path: Path) -> None:
     """A raise stuck behind a stalled device on the same line is dropped, not written when the line frees."""
     from drivers.modbus import ModbusBus, RequestPolicy  # noqa: PLC0415
-    from gateway.bollards.service import ModbusActuator  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.safety.bollards.service import ModbusActuator  # noqa: PLC0415
 
     sim = BollardSim()
     stalled = FirePanelSim()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.profile import PointValue, Quality, decode, load_profile
-from gateway.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
+from gateway.safety.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, raise_inhibits, reason
 from simulators.bollard import BollardSim, BollardState
 
 SETTINGS = InterlockSettings(loop_clear_delay_s=1.0, max_staleness_s=1.0)

@@ -9,14 +9,14 @@ from typing import ClassVar, Literal
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from gateway.bollards.service import BollardService
-from gateway.bollards.supervisor import Authority, Command
-from gateway.clock import Clock
+from gateway.base.clock import Clock
+from gateway.base.contract import Topics
 from gateway.config import LaneConfig
-from gateway.contract import Topics
-from gateway.outbox import Outbox
-from gateway.recorder import Recorder
-from gateway.stateboard import StateBoard
+from gateway.safety.bollards.service import BollardService
+from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.store.outbox import Outbox
+from gateway.store.recorder import Recorder
+from gateway.store.stateboard import StateBoard
 from simulators.bollard import BollardSim, BollardState
 from simulators.dry_contact import DryContactRig
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from drivers.profile import load_profile
-from gateway.bollards.interlocks import Inhibit, reason
-from gateway.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
+from gateway.safety.bollards.interlocks import Inhibit, reason
+from gateway.safety.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
 from simulators.bollard import BollardSim, BollardState, Source
 from tests.test_bollard_interlocks import read
 
@@ -279,8 +279,8 @@ def test_supervisor_raise_only_from_down_or_stopped() -> None:
 def test_settings_findings_name_each_contradiction() -> None:
     """Pure check of a controller's settings against its lane (R13, R16, R18)."""
     from drivers.profile import PointValue, Quality  # noqa: PLC0415
-    from gateway.bollards.service import settings_findings  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
+    from gateway.safety.bollards.service import settings_findings  # noqa: PLC0415
 
     def settings(
         power: str | None, pre_warn: int, efo: int = 0, rerise: int = 0, clear: int = 1000

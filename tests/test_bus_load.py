@@ -12,9 +12,9 @@ import pytest
 
 from drivers.modbus import rtu_read_s
 from drivers.profile import load_profile
-from gateway.bus_load import estimate
 from gateway.config import RtuBusConfig
-from gateway.contract_check import validate_message
+from gateway.field.bus_load import estimate
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.devices import SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer

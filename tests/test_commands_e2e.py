@@ -18,9 +18,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.commands.envelope import b64decode, seal, sign
-from gateway.commands.keys import load_private
-from gateway.contract_check import validate_message, validator
+from gateway.base.keys import load_private
+from gateway.safety.commands.envelope import b64decode, seal, sign
+from gateway.uplink.contract_check import validate_message, validator
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker
 from tests.conftest import open_sim_bus
@@ -229,7 +229,7 @@ async def test_commands_over_mutual_tls_with_the_example_acl(tmp_path: Path) -> 
     gw_chain, gw_key = client_cert("gw-1.test-school")
     pf_chain, pf_key = client_cert("platform")
     private, public = tmp_path / "platform-1.key", tmp_path / "platform-1.pub"
-    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+    from gateway.base.keys import new_keypair  # noqa: PLC0415
 
     new_keypair(tmp_path, "platform-1")
     sim = BollardSim(rise_s=0.3, lower_s=0.3)
@@ -278,7 +278,7 @@ async def test_commands_over_mutual_tls_with_the_example_acl(tmp_path: Path) -> 
 async def test_commands_cli_sets_aside_a_reply_with_a_key_given_twice(tmp_path: Path, broker: PrivateBroker) -> None:
     """`command send` given a reply that says "status" twice (rejected, then done) sets it aside on stderr with its
     topic, and the next well-formed reply decides the exit: not "done" by the last of two."""
-    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+    from gateway.base.keys import new_keypair  # noqa: PLC0415
 
     private, _public = new_keypair(tmp_path, "platform-1")
     host, port = broker.url.removeprefix("mqtt://").split(":")

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.commands.envelope import b64decode, b64encode, decode, seal, sign
-from gateway.commands.store import CommandStore
-from gateway.commands.verify import REASONS, KeyEntry, Verdict, Verifier
+from gateway.safety.commands.envelope import b64decode, b64encode, decode, seal, sign
+from gateway.safety.commands.store import CommandStore
+from gateway.safety.commands.verify import REASONS, KeyEntry, Verdict, Verifier
 
 NOW = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)
 OPERATOR_KEY = Ed25519PrivateKey.generate()
@@ -248,8 +248,8 @@ def test_commands_no_action_reaches_efo_or_an_interlock() -> None:
     """R16: the schema's actions are the whole of what a command can ask."""
     from typing import get_args  # noqa: PLC0415
 
-    from gateway.commands.envelope import Action  # noqa: PLC0415
-    from gateway.contract import ACTIONS  # noqa: PLC0415
+    from gateway.base.contract import ACTIONS  # noqa: PLC0415
+    from gateway.safety.commands.envelope import Action  # noqa: PLC0415
 
     assert set(ACTIONS) == set(TARGETS) == set(get_args(Action))
     assert not [a for a in ACTIONS if "efo" in a or "interlock" in a or "inhibit" in a]
@@ -307,14 +307,14 @@ def test_commands_property_delivered_k_times_acts_once(
 def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> None:
     """Beyond max_per_s (burst 40 at once, then 20 a second) commands are not even verified: counted, and audited
     once a second as one event, so a flood cannot take the CPU the alarms need (bench b3 measures that)."""
-    from gateway.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.clock import Clock  # noqa: PLC0415
-    from gateway.commands.service import CommandService  # noqa: PLC0415
+    from gateway.base.clock import Clock  # noqa: PLC0415
+    from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import CommandKeyConfig, CommandsConfig  # noqa: PLC0415
-    from gateway.contract import Topics  # noqa: PLC0415
-    from gateway.outbox import Outbox  # noqa: PLC0415
-    from gateway.recorder import Recorder  # noqa: PLC0415
-    from gateway.stateboard import StateBoard  # noqa: PLC0415
+    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.safety.commands.service import CommandService  # noqa: PLC0415
+    from gateway.store.outbox import Outbox  # noqa: PLC0415
+    from gateway.store.recorder import Recorder  # noqa: PLC0415
+    from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     class StoppedClock(Clock):
         """Time moves only when the test says."""
@@ -350,7 +350,7 @@ def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> N
     StoppedClock.now += 1.0
     service.handle("g1", b"garbage", None, None)
     recorder.flush()
-    from gateway.outbox import PRIORITY_EVENT  # noqa: PLC0415
+    from gateway.store.outbox import PRIORITY_EVENT  # noqa: PLC0415
 
     events = [json.loads(row.body) for row in outbox.fetch(PRIORITY_EVENT, 0, 1000)]
     floods = [e for e in events if e["point"] == "flood"]

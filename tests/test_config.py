@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.base.errors import ConfigError
+from gateway.base.i18n import set_language
 from gateway.config import ContactPin, RtuBusConfig, load_config, parse_config
-from gateway.errors import ConfigError
-from gateway.i18n import set_language
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo-site.toml"
@@ -421,7 +421,7 @@ def test_config_a_door_armed_by_a_schedule_that_does_not_exist(tmp_path: Path) -
 )
 def test_config_command_keys(tmp_path: Path, extra: str, message: str) -> None:
     """Keys are Ed25519 public key files; a key limited to targets names ones that exist."""
-    from gateway.commands.keys import new_keypair  # noqa: PLC0415
+    from gateway.base.keys import new_keypair  # noqa: PLC0415
 
     _private, public = new_keypair(tmp_path, "platform-1")
     text = MINIMAL + (

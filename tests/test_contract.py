@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.contract_check import SCHEMAS, ContractViolation, schema_for, validator
+from gateway.uplink.contract_check import SCHEMAS, ContractViolation, schema_for, validator
 
 NAMES = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_TELEMETRY, Entry, Limits, Outbox
+from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_TELEMETRY, Entry, Limits, Outbox
 from simulators.broker import PrivateBroker
 from simulators.devices import AnalogModuleSim
 from tests.conftest import open_sim_bus

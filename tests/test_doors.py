@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.contract_check import validate_message
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact, contact_pin_factory
 from tests.gateway_harness import config_text, make_config, running_gateway

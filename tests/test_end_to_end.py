@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.contract_check import validate_message
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY
+from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact
 from simulators.devices import FirePanelSim, SmokeDetectorSim

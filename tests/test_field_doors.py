@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from drivers.profile import decode, load_profile
-from gateway.contract_check import validate_message
-from gateway.errors import ConfigError
+from gateway.base.errors import ConfigError
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact, contact_pin_factory
 from simulators.door_node import DoorNodeSim

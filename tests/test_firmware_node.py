@@ -24,7 +24,7 @@ from drivers.device import ModbusDevice
 from drivers.errors import DeviceException, DeviceTimeout
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import PointValue, load_profile
-from gateway.scan import Kind, identifiable_profiles, probe_unit
+from gateway.cli.scan.probe import Kind, identifiable_profiles, probe_unit
 from simulators.pty import PtyPair
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,16 +11,16 @@ from typing import Any, ClassVar
 import pytest
 
 from drivers.profile import Quality
-from gateway.alarms import AlarmBook
-from gateway.clock import Clock
-from gateway.contract import Topics
-from gateway.contract_check import validate_message
-from gateway.hazards import Inspector, ReportClock
-from gateway.outbox import PRIORITY_EVENT, Outbox
-from gateway.payloads import event_payload
-from gateway.recorder import Recorder
-from gateway.records import Event, EventState, Severity, Stamp
-from gateway.stateboard import StateBoard
+from gateway.base.clock import Clock
+from gateway.base.contract import Topics
+from gateway.safety.alarms import AlarmBook
+from gateway.safety.hazards import Inspector, ReportClock
+from gateway.store.outbox import PRIORITY_EVENT, Outbox
+from gateway.store.recorder import Recorder
+from gateway.store.records import Event, EventState, Severity, Stamp
+from gateway.store.stateboard import StateBoard
+from gateway.uplink.contract_check import validate_message
+from gateway.uplink.payloads import event_payload
 
 START = 1_796_000_000_000  # a wall time in ms
 

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.contract_check import validate_message
-from gateway.errors import ConfigError
-from gateway.health import cpu_temperature_c
+from gateway.base.errors import ConfigError
+from gateway.service.health import cpu_temperature_c
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.devices import FirePanelSim, SmokeDetectorSim
 from tests.conftest import open_sim_bus

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 
-from gateway import i18n
-from gateway.i18n import both, catalogue, normalise, tr
+from gateway.base import i18n
+from gateway.base.i18n import both, catalogue, normalise, tr
 
-GATEWAY = Path(i18n.__file__).parent
+GATEWAY = Path(i18n.__file__).resolve().parents[1]  # gateway/, every layer
 
 
 def _marked() -> dict[str, str]:

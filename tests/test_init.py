@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.commands.keys import new_keypair
+from gateway.base.errors import ConfigError
+from gateway.base.i18n import set_language, tr
+from gateway.base.keys import new_keypair
+from gateway.cli.init.answers import Invalid, SchoolPeriod, SiteAnswers, check_id, check_school_hours, check_urls
+from gateway.cli.init.site import SiteLayout, write_site
+from gateway.cli.init.template import wrap
 from gateway.config import load_config
-from gateway.errors import ConfigError
-from gateway.i18n import set_language, tr
-from gateway.init_answers import Invalid, SchoolPeriod, SiteAnswers, check_id, check_school_hours, check_urls
-from gateway.init_site import SiteLayout, write_site
-from gateway.site_template import wrap
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER = "mqtts://broker.platform.example:8883"

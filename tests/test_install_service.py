@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.i18n import set_language
+from gateway.base.i18n import set_language
+from gateway.cli.main import main
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")

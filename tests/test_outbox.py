@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, SEQ_BLOCK, Entry, Limits, Outbox
+from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, SEQ_BLOCK, Entry, Limits, Outbox
 
 
 def test_outbox_sequence_is_never_reused(tmp_path: Path) -> None:

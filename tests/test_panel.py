@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.base.errors import ConfigError
 from gateway.config import HealthConfig, PanelConfig, parse_config
-from gateway.contract_check import validate_message
-from gateway.errors import ConfigError
 from gateway.panel.auth import Gatekeeper, Lockout, Refusal, Session, SignInCounts, check_pin, hash_pin
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from tests.panel_site import PINS, PanelSite, panel_config, panel_site
 

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from drivers.profile import Quality
-from gateway.clock import Clock
-from gateway.contract import Topics
-from gateway.errors import StoreError
-from gateway.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Limits, Outbox
-from gateway.recorder import Recorder
-from gateway.records import Event, Reading, Stamp
-from gateway.stateboard import StateBoard
+from gateway.base.clock import Clock
+from gateway.base.contract import Topics
+from gateway.base.errors import StoreError
+from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Limits, Outbox
+from gateway.store.recorder import Recorder
+from gateway.store.records import Event, Reading, Stamp
+from gateway.store.stateboard import StateBoard
 
 AT = Stamp(1_790_000_000_000, 1.0, True)
 

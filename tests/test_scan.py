@@ -15,10 +15,10 @@ import pytest
 
 from drivers.errors import DeviceException
 from drivers.modbus import ModbusBus, RequestPolicy
+from gateway.base.i18n import set_language
+from gateway.cli.scan.probe import Answer, Kind, parse_ids, scan_bus
+from gateway.cli.scan.proposal import propose
 from gateway.config import RtuBusConfig, TcpBusConfig, parse_config
-from gateway.i18n import set_language
-from gateway.scan import Answer, Kind, parse_ids, scan_bus
-from gateway.scan_proposal import propose
 from simulators.bollard import BollardSim
 from simulators.devices import FirePanelSim, ModbusExceptionCode, SimDevice, SmokeDetectorSim
 from simulators.modbus_server import SimServer

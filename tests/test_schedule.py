@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from gateway.base.errors import ConfigError
 from gateway.config import parse_config
-from gateway.errors import ConfigError
-from gateway.schedule import schedule_from
+from gateway.safety.schedule import schedule_from
 from tests.test_config import MINIMAL
 
 SCHEDULE = """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import Notifier, keep_systemd_informed
+from gateway.service.sdnotify import Notifier, keep_systemd_informed
 from simulators.broker import PrivateBroker
 from tests.gateway_harness import config_text, make_config, running_gateway
 

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import trustme
 
-from gateway.commands.keys import KeyFileError, load_private, new_keypair
+from gateway.base.errors import ConfigError
+from gateway.base.i18n import set_language
+from gateway.base.keys import KeyFileError, load_private, new_keypair
+from gateway.cli.check.checks import Check, Verdict, run_checks
 from gateway.config import load_config
-from gateway.errors import ConfigError
-from gateway.i18n import set_language
 from gateway.panel.auth import hash_pin
-from gateway.site_check import Check, Verdict, run_checks
 from simulators.broker import PrivateBroker
 from tests.gateway_harness import config_text
 

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from gateway.config import parse_config
-from gateway.i18n import set_language
-from gateway.site_check import (
+from gateway.base.i18n import set_language
+from gateway.cli.check.checks import (
     Check,
     Verdict,
     check_broker,
@@ -29,6 +28,7 @@ from gateway.site_check import (
     passed,
     run_checks,
 )
+from gateway.config import parse_config
 from simulators.broker import PrivateBroker, free_port
 from simulators.pty import PtyPair
 from tests.gateway_harness import config_text

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.clock import Clock
-from gateway.contract_check import validate_message
+from gateway.base.clock import Clock
+from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact, contact_pin_factory
 from simulators.devices import FirePanelSim, SmokeDetectorSim

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.bollards.supervisor import Authority
-from gateway.outbox import Outbox
-from gateway.statefile import save_json, write_durably
+from gateway.base.statefile import save_json, write_durably
+from gateway.safety.bollards.supervisor import Authority
+from gateway.store.outbox import Outbox
 from tests.test_alarms import Book
 from tests.test_bollard_modes import Site
 
@@ -158,7 +158,7 @@ def test_statefile_save_json_logs_a_failure_and_keeps_the_old_file(
     target = tmp_path / "modes.json"
     target.write_text('{"lockdown":null}')
     calls.fail("fsync", lambda path: path.endswith(".tmp"))
-    with caplog.at_level(logging.ERROR, logger="gateway.statefile"):
+    with caplog.at_level(logging.ERROR, logger="gateway.base.statefile"):
         assert save_json(target, {"lockdown": "guard"}, "the modes") is False
     assert caplog.messages == [f"{target}: cannot save the modes: [Errno 5] Input/output error: '{target}.tmp'"]
     assert target.read_text() == '{"lockdown":null}'

@@ -11,7 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.watch import Watcher, watch
+from gateway.cli.watch import Watcher, watch
 from simulators.broker import PrivateBroker
 from simulators.devices import AnalogModuleSim, FirePanelSim, SmokeDetectorSim
 from tests.conftest import open_sim_bus

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gateway import strict_json
-from gateway.strict_json import DuplicateKeyError, StrictJSONError
+from gateway.base import strict_json
+from gateway.base.strict_json import DuplicateKeyError, StrictJSONError
 
 
 def test_strict_json_reads_what_json_reads() -> None:

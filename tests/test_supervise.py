@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.supervise import Supervisor
+from gateway.base.supervise import Supervisor
 
 
 async def test_supervisor_restarts_a_part_that_fails() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from drivers.profile import PointValue, Quality, Value, decode, load_profile
-from gateway.event_memory import EventMemory
-from gateway.records import Reading, Stamp
-from gateway.tracking import DeviceTracker
+from gateway.field.tracking import DeviceTracker
+from gateway.store.event_memory import EventMemory
+from gateway.store.records import Reading, Stamp
 from simulators.door_node import DoorNodeSim
 from tests.test_profiles import SMOKE_PREALARM_DIRTY
 

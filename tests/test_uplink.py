@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trustme
 
-from gateway.outbox import PRIORITY_ALARM
+from gateway.store.outbox import PRIORITY_ALARM
 from simulators.broker import PrivateBroker
 from simulators.devices import FirePanelSim
 from tests.conftest import open_sim_bus

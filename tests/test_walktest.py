@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.clock import Clock
-from gateway.contract_check import validate_message
-from gateway.walktest import ALARM, CLOSED, LOWERED, NORMAL, OPEN, Checklist
-from gateway.walktest_cli import WalkTest, walk
+from gateway.base.clock import Clock
+from gateway.cli.walktest.checklist import ALARM, CLOSED, LOWERED, NORMAL, OPEN, Checklist
+from gateway.cli.walktest.command import WalkTest, walk
+from gateway.service.app import Gateway
+from gateway.uplink.contract_check import validate_message
 from simulators.bollard import BollardSim
 from simulators.broker import PrivateBroker
 from simulators.contacts import SimContact, contact_pin_factory
@@ -247,7 +247,7 @@ async def test_walktest_refuses_to_start_beside_a_running_gateway(tmp_path: Path
 def test_walktest_a_lane_standing_down_at_start_is_not_lowered(tmp_path: Path) -> None:
     """Only motions count: a lane reported down at start has not been seen lowering."""
     from drivers.profile import Quality  # noqa: PLC0415
-    from gateway.records import Reading, Stamp  # noqa: PLC0415
+    from gateway.store.records import Reading, Stamp  # noqa: PLC0415
 
     cfg = make_config(_site(tmp_path, "mqtt://127.0.0.1:1", "127.0.0.1", 1))
     checklist = Checklist(cfg, lambda: 0)
@@ -265,7 +265,7 @@ def test_walktest_a_field_nodes_wired_loops_are_points_with_a_tamper_test(tmp_pa
     """A door node's loops that are wired become points of their own: each passes once seen open, closed again,
     and shorted or cut (its end-of-line supervision); an unused loop is no point."""
     from drivers.profile import Quality  # noqa: PLC0415
-    from gateway.records import Reading, Stamp  # noqa: PLC0415
+    from gateway.store.records import Reading, Stamp  # noqa: PLC0415
 
     text = config_text(
         tmp_path / "state", "mqtt://127.0.0.1:1",
@@ -296,7 +296,7 @@ def test_walktest_a_field_nodes_wired_loops_are_points_with_a_tamper_test(tmp_pa
 def test_walktest_a_loop_configured_as_a_door_is_named_by_the_door(tmp_path: Path) -> None:
     """A loop with a `[[devices.doors]]` table is the point of that door: its id and name, as the guard knows it."""
     from drivers.profile import Quality  # noqa: PLC0415
-    from gateway.records import Reading, Stamp  # noqa: PLC0415
+    from gateway.store.records import Reading, Stamp  # noqa: PLC0415
 
     text = config_text(
         tmp_path / "state", "mqtt://127.0.0.1:1",

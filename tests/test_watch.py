@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.contract import Topics
-from gateway.contract_check import SCHEMAS, ContractViolation, validator
-from gateway.uplink import parse_ack
-from gateway.watch import Ledger, Watcher
+from gateway.base.contract import Topics
+from gateway.cli.watch import Ledger, Watcher
+from gateway.uplink.contract_check import SCHEMAS, ContractViolation, validator
+from gateway.uplink.link import parse_ack
 
 
 def test_watch_ledger_contiguous_mark_and_outstanding() -> None:

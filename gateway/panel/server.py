@@ -31,19 +31,19 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from drivers.profile import Quality
-from gateway import strict_json
-from gateway.alarms import CLASS_WORDS, AlarmBook, AlarmClass
-from gateway.bollards.control import lane_status
-from gateway.bollards.service import BollardService
-from gateway.bollards.supervisor import STATE_WORDS, Authority, Command
-from gateway.clock import Clock
-from gateway.commands.verify import DEFAULT_ROLES
+from gateway.base import strict_json
+from gateway.base.clock import Clock
+from gateway.base.i18n import LANGUAGES, N_, normalise, tr
+from gateway.base.strict_json import StrictJSONError
 from gateway.config import Config, PanelConfig
-from gateway.i18n import LANGUAGES, N_, normalise, tr
 from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Lockout, Refusal, Session, csrf_ok
-from gateway.recorder import Recorder
-from gateway.records import Detail, Event, Stamp
-from gateway.strict_json import StrictJSONError
+from gateway.panel.control import lane_status
+from gateway.safety.alarms import CLASS_WORDS, AlarmBook, AlarmClass
+from gateway.safety.bollards.service import BollardService
+from gateway.safety.bollards.supervisor import STATE_WORDS, Authority, Command
+from gateway.safety.commands.verify import DEFAULT_ROLES
+from gateway.store.recorder import Recorder
+from gateway.store.records import Detail, Event, Stamp
 
 log = logging.getLogger(__name__)
 

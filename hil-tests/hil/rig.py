@@ -8,8 +8,8 @@ Two backends build the same site from a rig description (`hil.rigfile`):
 - bench: the simulators answer on the USB RS-485 adapter the rig names (where a device is simulated), real devices
   answer for themselves, and the loop-back outputs are driven on the Pi's own pins.
 
-Everything after that is shared: the simulators, the broker, the gateway (`gateway.app.Gateway`, configured from a
-TOML file written from the rig and loaded as at a site), the platform view and the scenario actions. So the
+Everything after that is shared: the simulators, the broker, the gateway (`gateway.service.app.Gateway`, configured
+from a TOML file written from the rig and loaded as at a site), the platform view and the scenario actions. So the
 scenario bodies cannot tell the backends apart, and a pass on the virtual rig means the same code paths a bench
 exercises, down to the serial device and the pin factory.
 """
@@ -34,11 +34,11 @@ from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockPin
 
 from drivers.aio import reraise_if_cancelling
-from gateway.app import Gateway
-from gateway.clock import Clock
+from gateway.base.clock import Clock
+from gateway.cli.watch import Ledger, Watcher
 from gateway.config import load_config
-from gateway.mqtt_client import Client
-from gateway.watch import Ledger, Watcher
+from gateway.service.app import Gateway
+from gateway.uplink.mqtt_client import Client
 from hil.rigfile import DeviceConfig, LaneRigConfig, LineConfig, LoopbackConfig, RigDescription
 from simulators.bollard import BollardSim
 from simulators.broker import PrivateBroker

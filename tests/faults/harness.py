@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.watch import Watcher, watch
+from gateway.cli.watch import Watcher, watch
 from simulators.broker import PrivateBroker
 from simulators.devices import FirePanelSim, SmokeDetectorSim
 from simulators.modbus_server import SimServer

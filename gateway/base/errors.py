@@ -1,0 +1,60 @@
+"""Errors of the gateway layer."""
+
+from __future__ import annotations
+
+import errno
+
+from drivers.errors import GatewayError
+from gateway.base.i18n import N_, Message, language
+
+__all__ = ["ConfigError", "GatewayError", "StoreError", "os_reason"]
+
+
+class ConfigError(GatewayError):
+    """The site configuration is invalid; the message is `file:line: key: what was expected`.
+
+    The file, line and key stay as written; the problem is a Message, so the same error reads in the installer's
+    language on their terminal and in English in the service's log (`str()` follows the active language).
+    """
+
+    def __init__(self, file: str, line: int | None, key: str, problem: Message) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.problem = problem
+        super().__init__(self.render("en"))
+
+    @property
+    def expected(self) -> str:
+        """The problem alone, in the active language."""
+        return str(self.problem)
+
+    def render(self, lang: str) -> str:
+        """`file:line: key: problem` with the problem in `lang`."""
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        problem = self.problem.render(lang)
+        return f"{where}: {self.key}: {problem}" if self.key else f"{where}: {problem}"
+
+    def __str__(self) -> str:
+        return self.render(language())
+
+
+class StoreError(GatewayError):
+    """The durable outbox could not be opened or written."""
+
+
+# The operating system's reasons an installer meets when a file named in the configuration cannot be read; their
+# English is the C library's own, so the English text stays as it was.
+_OS_REASONS = {
+    errno.ENOENT: N_("No such file or directory"),
+    errno.EACCES: N_("Permission denied"),
+    errno.EISDIR: N_("Is a directory"),
+    errno.ENOTDIR: N_("Not a directory"),
+}
+
+
+def os_reason(exc: OSError) -> Message:
+    """Why a file could not be opened, translatable for the common reasons, the system's English otherwise."""
+    if exc.errno in _OS_REASONS:
+        return Message(_OS_REASONS[exc.errno])
+    return Message.untranslated(exc.strerror or str(exc))
