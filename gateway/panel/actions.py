@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiohttp import web
 
@@ -19,7 +19,8 @@ from gateway.base.clock import Clock
 from gateway.base.i18n import N_, normalise, tr
 from gateway.config import Config, PanelConfig
 from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Lockout, Refusal, Session
-from gateway.panel.http import COOKIE, read_json, require
+from gateway.panel.bodies import ACTION, SIGN_IN, ActionBody, AlarmAck, LaneAction, LaneCommand, Lockdown
+from gateway.panel.http import COOKIE, read_json, require, validate
 from gateway.safety.alarms import AlarmBook
 from gateway.safety.bollards.service import BollardService
 from gateway.safety.bollards.supervisor import Authority, Command
@@ -29,22 +30,28 @@ from gateway.store.records import Detail, Event, Stamp
 
 log = logging.getLogger(__name__)
 
-# The panel's actions, the command action whose role permission each needs (the roles of [commands]), and the
-# supervisor's command. Releasing a fire hold lets the lane rise again: it takes the right to raise.
-ACTIONS: dict[str, tuple[str, Command | None]] = {
-    "raise": ("bollard.raise", Command.RAISE),
-    "lower": ("bollard.lower", Command.LOWER),
-    "stop": ("bollard.stop", Command.STOP),
-    "release": ("bollard.raise", Command.RELEASE_FIRE_HOLD),
-    "ack": ("alarm.ack", None),
-    "lockdown_on": ("site.lockdown", None),
-    "lockdown_off": ("site.lockdown", None),
+# The panel's actions (those of bodies.ACTION) and the command action whose role permission each needs (the roles
+# of [commands]). Releasing a fire hold lets the lane rise again: it takes the right to raise.
+NEEDS = {
+    "raise": "bollard.raise",
+    "lower": "bollard.lower",
+    "stop": "bollard.stop",
+    "release": "bollard.raise",
+    "ack": "alarm.ack",
+    "lockdown_on": "site.lockdown",
+    "lockdown_off": "site.lockdown",
+}
+# The supervisor's command for each lane action.
+LANE_COMMANDS: dict[LaneAction, Command] = {
+    "raise": Command.RAISE,
+    "lower": Command.LOWER,
+    "stop": Command.STOP,
+    "release": Command.RELEASE_FIRE_HOLD,
 }
 _SAY = {
     "wrong_pin": N_("wrong guard ID or PIN"),
     "locked": N_("too many wrong PINs: locked for {seconds} s"),
     "forbidden": N_("your role ({role}) may not do this"),
-    "bad_request": N_("the request was not understood"),
     "unknown_lane": N_("no lane {lane!r}"),
     "no_alarm": N_("no open alarm {aid!r}"),
     "ack_done": N_("{aid}: acknowledged"),
@@ -58,6 +65,9 @@ _SAY = {
         "address {address} locked out for {seconds} s after {count} wrong PINs (the last for guard ID {guard!r})"
     ),
 }
+
+
+Outcome: TypeAlias = tuple[bool, str, str, str, tuple[str, str]]  # done, text, audit target, rule, (English, Chinese)
 
 
 def _say(key: str, lang: str, **fields: object) -> str:
@@ -98,20 +108,20 @@ class GuardActions:
 
     def allowed(self, role: str) -> list[str]:
         """The panel's actions that `role` may take, sorted."""
-        return sorted(a for a, (need, _) in ACTIONS.items() if need in self.roles.get(role, ()))
+        return sorted(a for a, need in NEEDS.items() if need in self.roles.get(role, ()))
 
     # -- who ---------------------------------------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
-        lang = normalise(str(body.get("lang", "zh-CN")))
-        guard_id, pin = body.get("guard"), body.get("pin")
+        body = validate(request, await read_json(request), SIGN_IN, "zh-CN")
+        if isinstance(body, web.Response):
+            self.gate.counts.refused += 1  # a sign-in not understood is refused too, and health counts every refusal
+            return body
+        lang = normalise("zh-CN" if body.lang is None else body.lang)
         address = request.remote or "?"
-        if not isinstance(guard_id, str) or not isinstance(pin, str):
-            guard_id, pin = "", ""  # refused as a wrong PIN, and counted as refused
-        result = await self.gate.sign_in(guard_id, pin, address)
+        result = await self.gate.sign_in(body.guard, body.pin, address)
         if isinstance(result, Refusal):
-            return self._refused(result, guard_id, address, lang)
+            return self._refused(result, body.guard, address, lang)
         result.lang = lang
         log.warning("panel: %s (%s) signed in from %s", result.guard.id, result.guard.role, address)
         response = web.json_response({"ok": True, **self._who(result)})
@@ -185,14 +195,12 @@ class GuardActions:
 
     async def action(self, request: web.Request) -> web.Response:
         session = require(self.gate, request, csrf=True)
-        body = await read_json(request)
-        lang = normalise(str(body.get("lang", session.lang)))
-        action = body.get("action")
-        if not isinstance(action, str) or action not in ACTIONS:
-            return web.json_response({"ok": False, "text": _say("bad_request", lang)}, status=400)
-        need, command = ACTIONS[action]
-        guard = session.guard
-        if need not in self.roles.get(guard.role, ()):
+        body = validate(request, await read_json(request), ACTION, session.lang)
+        if isinstance(body, web.Response):
+            return body
+        lang = normalise(session.lang if body.lang is None else body.lang)
+        action, guard = body.action, session.guard
+        if NEEDS[action] not in self.roles.get(guard.role, ()):
             text = _say("forbidden", lang, role=guard.role)
             self._audit(
                 guard.id,
@@ -204,45 +212,43 @@ class GuardActions:
                 _both("forbidden", role=guard.role),
             )
             return web.json_response({"ok": False, "text": text}, status=403)
-        ok, text, target, rule, words = self._do(action, command, body, guard.id, lang)
+        ok, text, target, rule, words = self._do(body, guard.id, lang)
         self._audit(guard.id, guard.name, action, target, ok, rule, words)
         self.changed.set()
         return web.json_response({"ok": ok, "text": text})
 
-    def _do(
-        self, action: str, command: Command | None, body: dict[str, Any], guard: str, lang: str
-    ) -> tuple[bool, str, str, str, tuple[str, str]]:
+    def _do(self, body: ActionBody, guard: str, lang: str) -> Outcome:
         """Carry out one action: (done, text in `lang`, audit target, rule, (English, Chinese))."""
-        gw = self.site.gateway.id
-        if command is not None:
-            lane = body.get("lane")
-            if not isinstance(lane, str) or lane not in self.bollards.supervisors:
-                return (
-                    False,
-                    _say("unknown_lane", lang, lane=lane),
-                    gw,
-                    "unknown_lane",
-                    _both("unknown_lane", lane=lane),
-                )
-            d = self.bollards.request(lane, command, Authority.GUARD)
-            return d.accepted, d.text(lang), lane, d.rule.value, (d.text("en"), d.text("zh-CN"))
-        if action == "ack":
-            aid = body.get("alarm_id")
-            alarm = self.alarms.alarms.get(aid) if isinstance(aid, str) else None
-            if alarm is None:
-                return False, _say("no_alarm", lang, aid=aid), gw, "no_alarm", _both("no_alarm", aid=aid)
-            done, _state = self.alarms.ack(alarm.id, guard, "panel")
-            return (
-                done,
-                _say("ack_done", lang, aid=alarm.id),
-                alarm.device,
-                "accepted",
-                _both("ack_done", aid=alarm.id),
-            )
-        on = action == "lockdown_on"
+        if isinstance(body, LaneCommand):
+            return self._lane(body, lang)
+        if isinstance(body, AlarmAck):
+            return self._ack(body, guard, lang)
+        return self._lockdown(body, lang)
+
+    def _lane(self, body: LaneCommand, lang: str) -> Outcome:
+        """A bollard command, decided by the lane's supervisor with the guard's authority."""
+        lane = body.lane
+        if lane not in self.bollards.supervisors:
+            words = _both("unknown_lane", lane=lane)
+            return False, _say("unknown_lane", lang, lane=lane), self.site.gateway.id, "unknown_lane", words
+        d = self.bollards.request(lane, LANE_COMMANDS[body.action], Authority.GUARD)
+        return d.accepted, d.text(lang), lane, d.rule.value, (d.text("en"), d.text("zh-CN"))
+
+    def _ack(self, body: AlarmAck, guard: str, lang: str) -> Outcome:
+        """An open alarm acknowledged in the guard's name."""
+        aid = body.alarm_id
+        alarm = self.alarms.alarms.get(aid)
+        if alarm is None:
+            return False, _say("no_alarm", lang, aid=aid), self.site.gateway.id, "no_alarm", _both("no_alarm", aid=aid)
+        done, _state = self.alarms.ack(alarm.id, guard, "panel")
+        return done, _say("ack_done", lang, aid=alarm.id), alarm.device, "accepted", _both("ack_done", aid=alarm.id)
+
+    def _lockdown(self, body: Lockdown, lang: str) -> Outcome:
+        """The site's lockdown declared or ended with the guard's authority (a higher one's stays)."""
+        on = body.action == "lockdown_on"
         done, _decisions = self.bollards.set_lockdown(on, Authority.GUARD)
         key = ("lockdown_on" if on else "lockdown_off") if done else "lockdown_refused"
-        return done, _say(key, lang), gw, "accepted" if done else "outranked", _both(key)
+        return done, _say(key, lang), self.site.gateway.id, "accepted" if done else "outranked", _both(key)
 
     def _audit(
         self, guard: str, name: str, action: str, target: str, ok: bool, rule: str, words: tuple[str, str]

@@ -12,16 +12,22 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.base import strict_json
+from gateway.base.i18n import N_, normalise, tr
 from gateway.base.strict_json import StrictJSONError
 from gateway.config import PanelConfig
 from gateway.panel.auth import Gatekeeper, Session, csrf_ok
+from gateway.panel.bodies import what_is_wrong
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M")
+BAD_REQUEST = N_("the request was not understood")
 
 COOKIE = "campus_edge_panel"
 STATIC = {"panel.js": "text/javascript", "panel.css": "text/css", "index.html": "text/html"}
@@ -102,6 +108,19 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='{"ok": false}', content_type="application/json")
     return body
+
+
+def validate(request: web.Request, body: dict[str, Any], model: TypeAdapter[_M], lang: str) -> _M | web.Response:
+    """`body` as its typed model, else the 400 answer to give: "not understood", in the body's language (`lang` when
+    it names none), as for an unknown action. The page never sends such a body, so the log says what is wrong."""
+    try:
+        return model.validate_python(body, strict=True)
+    except ValidationError as exc:
+        log.warning("panel: %s %s from %s refused: %s", request.method, request.path, request.remote,
+                    what_is_wrong(exc))  # fmt: skip
+        given = body.get("lang")
+        text = tr(BAD_REQUEST, normalise(given) if isinstance(given, str) else lang)
+        return web.json_response({"ok": False, "text": text}, status=400)
 
 
 @web.middleware
