@@ -19,7 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.base.errors import ConfigError
 from gateway.config import HealthConfig, PanelConfig, parse_config
+from gateway.panel.actions import NEEDS
 from gateway.panel.auth import Gatekeeper, Lockout, Refusal, Session, SignInCounts, check_pin, hash_pin
+from gateway.panel.bodies import ACTION_NAMES
 from gateway.uplink.contract_check import validate_message
 from simulators.broker import PrivateBroker
 from tests.panel_site import PINS, PanelSite, panel_config, panel_site
@@ -382,6 +384,76 @@ async def test_panel_a_request_with_a_key_given_twice_decides_nothing(
     assert running.gw.bollards.lockdown is None
     assert running.audit("lockdown_on") == []
     assert 'panel: POST /api/action from 127.0.0.1 refused: duplicate key "action" in request' in caplog.messages
+
+
+async def test_panel_a_sign_in_body_the_model_refuses_is_not_understood(
+    running: PanelSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sign-in body without its PIN, with a number for the guard id, or with a key the page never sends is
+    answered 400 "not understood" in the body's language (zh-CN when it names none), signs no one in, counts as a
+    refused sign-in, and the log names what is wrong."""
+    bodies: list[tuple[dict[str, Any], str, str]] = [
+        ({"guard": "wang", "lang": "en"}, "the request was not understood", "request.pin: Field required"),
+        ({"guard": 7, "pin": PINS["wang"]}, "无法理解该请求", "request.guard: Input should be a valid string"),
+        (
+            {"guard": "li", "pin": PINS["li"], "lang": "en", "remember": True},
+            "the request was not understood",
+            "request.remember: Extra inputs are not permitted",
+        ),
+    ]
+    assert running.gw.panel is not None
+    async with client(running) as http:
+        for body, text, why in bodies:
+            async with http.post("/api/login", json=body) as r:
+                assert r.status == 400
+                assert await r.json() == {"ok": False, "text": text}
+            assert f"panel: POST /api/login from 127.0.0.1 refused: {why}" in caplog.messages
+        async with http.get("/api/session") as r:
+            assert r.status == 401
+    assert running.gw.panel.gate.counts == SignInCounts(refused=3)
+
+
+async def test_panel_an_action_body_the_model_refuses_decides_nothing(
+    running: PanelSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An action body without its action or its lane, with a number for the alarm id or the language, or with a key
+    its action does not take is answered 400 "not understood" (in the session's language when the body names none it
+    can use); nothing is decided or audited, and the log names what is wrong."""
+    bodies: list[tuple[dict[str, Any], str, str]] = [
+        ({"lang": "en"}, "the request was not understood", "request.action: Field required"),
+        ({"action": "raise", "lang": "en"}, "the request was not understood", "request.lane: Field required"),
+        (
+            {"action": "ack", "alarm_id": 5, "lang": "en"},
+            "the request was not understood",
+            "request.alarm_id: Input should be a valid string",
+        ),
+        (
+            {"action": "lockdown_on", "lane": "lane-east", "lang": "en"},
+            "the request was not understood",
+            "request.lane: Extra inputs are not permitted",
+        ),
+        ({"action": "lockdown_on", "lang": 1}, "无法理解该请求", "request.lang: Input should be a valid string"),
+        (
+            {"action": "dance"},
+            "无法理解该请求",
+            "request.action: Input tag 'dance' found using 'action' does not match any of the expected tags: "
+            "'raise', 'lower', 'stop', 'release', 'ack', 'lockdown_on', 'lockdown_off'",
+        ),
+    ]
+    async with client(running) as http:
+        csrf = await sign_in(http, "li")  # an operator: each of these actions would be allowed
+        for body, text, why in bodies:
+            async with http.post("/api/action", json=body, headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 400
+                assert await r.json() == {"ok": False, "text": text}
+            assert f"panel: POST /api/action from 127.0.0.1 refused: {why}" in caplog.messages
+    assert running.gw.bollards.lockdown is None
+    assert [e for e in running.events if e.cls == "command" and e.point.startswith("panel_")] == []
+
+
+def test_panel_every_action_a_body_may_name_needs_a_role_permission() -> None:
+    """The actions the body model takes are those the roles table knows: none is allowed or refused by default."""
+    assert set(NEEDS) == ACTION_NAMES
 
 
 async def test_panel_works_with_the_platform_down_and_greys_a_lost_controller(tmp_path: Path) -> None:
