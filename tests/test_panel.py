@@ -186,6 +186,12 @@ async def test_panel_signs_in_and_locks_out(running: PanelSite) -> None:
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         async with http.get("/api/events") as r:
             assert r.status == 401
+            # A refusal carries the security headers too (it is raised, not returned, by the session check).
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+            assert r.headers["Cache-Control"] == "no-store"
+        async with http.get("/no-such-page") as r:
+            assert r.status == 404
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         for _ in range(3):
             assert await login(http, "wang", "0000") == (401, "wrong guard ID or PIN")
         assert await login(http, "wang", "0000") == (429, "too many wrong PINs: locked for 600 s")

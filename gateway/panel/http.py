@@ -125,7 +125,14 @@ def validate(request: web.Request, body: dict[str, Any], model: TypeAdapter[_M],
 
 @web.middleware
 async def _headers(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
+    """The security headers on every answer, refusals raised as HTTP errors too (401, 403, 400, 404): those skip
+    the rest of a middleware that only decorates what the handler returns."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        for key, value in HEADERS.items():
+            exc.headers.setdefault(key, value)
+        raise
     for key, value in HEADERS.items():
         response.headers.setdefault(key, value)
     return response
