@@ -190,6 +190,7 @@ class Gateway:
             self.clock,
             cfg.gateway.state_dir,
             [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
+            restarts=self.supervisor.restart_counts,
         )
         self.notifier = Notifier.from_environment()  # systemd's, when it runs the gateway (install-service)
         self.metrics: MetricsServer | None = None
