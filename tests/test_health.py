@@ -159,6 +159,39 @@ async def test_health_published_for_every_sample_validates(
         assert payload["outbox"]["depth"] >= 0
 
 
+async def test_health_task_restarts_reach_mqtt_and_metrics(
+    tmp_path: Path, broker: PrivateBroker, subscriber_factory: Any
+) -> None:
+    """A control socket path taken by a directory: its task's restarts show in health and the metrics, the rest 0."""
+    sock = tmp_path / "ctl"
+    (sock / "left-here").mkdir(parents=True)  # the socket cannot be bound there: the control task fails
+    sub = await subscriber_factory(broker.url, f"{PREFIX}/health")
+    text = config_text(tmp_path / "state", broker.url, [], [], mqtt_extra=HEALTH)
+    text = text.replace("[gateway]\n", f'[gateway]\ncontrol_socket = "{sock}"\n')
+    async with running_gateway(make_config(text)) as gw:
+        boot_id = gw.identity.boot_id
+        topic, health = await sub.wait_for(  # the first sample may be taken before the metrics task starts
+            lambda t, p: p["boot_id"] == boot_id and p["tasks"].get("control", 0) >= 1 and "metrics" in p["tasks"]
+        )
+        assert gw.metrics is not None
+        await gw.metrics.bound.wait()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{gw.metrics.port}/metrics") as response,
+        ):
+            metrics = _samples(await response.text())
+        restarts = gw.supervisor.restart_counts()
+    validate_message(topic, health)
+    assert set(health["tasks"]) == {"uplink", "alarms", "reports", "control", "health", "metrics"}
+    assert {name: n for name, n in health["tasks"].items() if name != "control"} == dict.fromkeys(
+        ["uplink", "alarms", "reports", "health", "metrics"], 0
+    )
+    assert metrics[("campus_edge_task_restarts_total", frozenset({("task", "control")}))] >= health["tasks"]["control"]
+    assert metrics[("campus_edge_task_restarts_total", frozenset({("task", "control")}))] == restarts["control"]
+    assert metrics[("campus_edge_task_restarts_total", frozenset({("task", "uplink")}))] == 0
+    assert gw.supervisor.last_error["control"] == f"IsADirectoryError: [Errno 21] Is a directory: '{sock}'"
+
+
 @pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.7", "gateway.local"])  # noqa: S104 (refused here)
 def test_health_config_refuses_a_metrics_address_off_this_machine(tmp_path: Path, address: str) -> None:
     """A metrics endpoint anywhere but loopback is refused at load, naming the key and its line."""

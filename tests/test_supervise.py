@@ -40,3 +40,21 @@ async def test_supervisor_lets_cancellation_through() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sup.restarts == {}
+
+
+async def test_supervisor_restart_counts_name_every_part() -> None:
+    """A part that never failed counts 0 beside one restarted twice, in the order they started."""
+    sup = Supervisor(first_delay_s=0.01, max_delay_s=0.05)
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise OSError(5, "Input/output error")
+
+    async def fine() -> None:
+        return
+
+    await asyncio.wait_for(sup.keep("health", fine), 5)
+    await asyncio.wait_for(sup.keep("poll[line]", flaky), 5)
+    assert sup.restart_counts() == {"health": 0, "poll[line]": 2}

@@ -21,11 +21,19 @@ class Supervisor:
 
     first_delay_s: float = 1.0
     max_delay_s: float = 30.0
-    restarts: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # of the parts that failed at least once
     last_error: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # every part run, in the order they started
+
+    def restart_counts(self) -> dict[str, int]:
+        """Every part run so far and how often it was restarted (0: never failed), for health and the metrics: a
+        part that keeps failing shows there before anyone reads the log."""
+        return {name: self.restarts.get(name, 0) for name in self.kept}
 
     async def keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Await `run()`; when it fails, log it and call it again after a delay that grows while it keeps failing."""
+        if name not in self.kept:
+            self.kept.append(name)
         delay = self.first_delay_s
         loop = asyncio.get_running_loop()
         while True:

@@ -217,6 +217,18 @@ class ContactInputs:
         for inp in self.inputs.values():
             inp.close()
 
+    def __enter__(self) -> ContactInputs:
+        """`start()`; a pin that cannot be claimed releases the ones claimed before it."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _recent(table: dict[str, deque[float]], cfg: GpioInputConfig, mono: float) -> deque[float]:
     """Add `mono` to the input's times in `table` and keep those of the last `chatter_window_s`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import time
 from pathlib import Path
@@ -74,9 +75,14 @@ class Gateway:
         self.board = StateBoard(self.topics)
         self.memory = EventMemory(cfg.gateway.state_dir / "event-state.json")
         self.recorder = Recorder(
-            self.outbox, self.topics, self.board, self.clock, self.memory, cfg.outbox.commit_window_ms / 1000
+            self.outbox,
+            self.topics,
+            self.board,
+            self.clock,
+            self.memory,
+            cfg.outbox.commit_window_ms / 1000,
+            walk_test=walk_test,
         )
-        self.recorder.walk_test = walk_test
         self.identity = Identity.new(__version__, cfg.digest, walk_test)
         self.uplink = Uplink(
             cfg.mqtt,
@@ -164,10 +170,17 @@ class Gateway:
                 cfg.gateway.state_dir / "commands.db",
                 self.topics.reply,
                 self.alarms,
+                publish=self.uplink.publish_reply,
             )
-            self.uplink.on_command = self.commands.handle
-            self.commands.publish = self.uplink.publish_reply
+            self.uplink.on_command = self.commands.handle  # the uplink was made first: it takes the handler here
         self.control_path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+        self.control: ControlSocket | None = None
+        if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:
+            self.control = ControlSocket(
+                self.bollards, self.control_path, cfg.gateway.control_group, alarms=self.alarms
+            )
+        else:  # a site with lanes is refused at load for this; without, the local CLI is what is lost
+            log.error("control socket path %s is too long: no local control (campus-edge alarm)", self.control_path)
         for poller in self.pollers.values():
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
@@ -177,6 +190,7 @@ class Gateway:
             self.clock,
             cfg.gateway.state_dir,
             [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
+            restarts=self.supervisor.restart_counts,
         )
         self.notifier = Notifier.from_environment()  # systemd's, when it runs the gateway (install-service)
         self.metrics: MetricsServer | None = None
@@ -268,19 +282,37 @@ class Gateway:
             self.pollers[b.id] = BusPoller(b.id, entries, self.recorder, self.clock)
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        log.info(
-            "campus-edge %s: site %s gateway %s, %d buses, %d devices, %d inputs, outbox %s (%d waiting)",
-            __version__,
-            self.cfg.site.id,
-            self.cfg.gateway.id,
-            len(self.buses),
-            len(self.cfg.devices),
-            len(self.cfg.gpio.inputs),
-            self.outbox.path,
-            self.outbox.depth(),
-        )
-        try:
+        """Run until cancelled.
+
+        The parts that hold something open are entered on one exit stack in the order they open, so that they close
+        in reverse order when the gateway stops, and also when its start fails half way (a pin taken by another
+        program): no failure leaves a pin, a bus or the outbox open, and what the last polls recorded is committed
+        before the store closes. The servers (control socket, metrics, panel) bind in their tasks: one that cannot
+        bind is restarted by the supervisor like any failing part and keeps no fire alarm from the platform.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.notifier.close)
+            stack.enter_context(self.outbox)
+            log.info(
+                "campus-edge %s: site %s gateway %s, %d buses, %d devices, %d inputs, outbox %s (%d waiting)",
+                __version__,
+                self.cfg.site.id,
+                self.cfg.gateway.id,
+                len(self.buses),
+                len(self.cfg.devices),
+                len(self.cfg.gpio.inputs),
+                self.outbox.path,
+                self.outbox.depth(),
+            )
+            stack.callback(self.recorder.flush)  # what the last polls recorded, before the store closes
+            stack.callback(self.alarms.close)
+            for bus in self.buses.values():
+                stack.push_async_exit(bus)  # opened by its first poll, again after a failure: closed here
+            stack.callback(self.bollards.close)
+            stack.enter_context(self.inputs)  # claims the pins
+            stack.callback(self.doors.close)
+            if self.commands is not None:
+                stack.callback(self.commands.close)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
                 if self.cfg.schedule is not None:
@@ -290,15 +322,8 @@ class Gateway:
                     tg.create_task(self.supervisor.keep("reports", self._reports), name="reports")
                 if self.bollards.supervisors:
                     tg.create_task(self.supervisor.keep("bollards", self.bollards.run), name="bollards")
-                if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:
-                    control = ControlSocket(
-                        self.bollards, self.control_path, self.cfg.gateway.control_group, alarms=self.alarms
-                    )
-                    tg.create_task(self.supervisor.keep("control", control.run), name="control")
-                else:  # a site with lanes is refused at load for this; without, the local CLI is what is lost
-                    log.error(
-                        "control socket path %s is too long: no local control (campus-edge alarm)", self.control_path
-                    )
+                if self.control is not None:
+                    tg.create_task(self.supervisor.keep("control", self.control.run), name="control")
                 for name, poller in self.pollers.items():
                     tg.create_task(self.supervisor.keep(f"poll[{name}]", poller.run), name=f"poll[{name}]")
                 tg.create_task(self.supervisor.keep("health", self._publish_health), name="health")
@@ -308,17 +333,4 @@ class Gateway:
                     tg.create_task(self.supervisor.keep("panel", self.panel.run), name="panel")
                 if self.notifier.enabled:
                     tg.create_task(self.supervisor.keep("systemd", self._inform_systemd), name="systemd")
-                self.inputs.start()
                 self.started.set()
-        finally:
-            if self.commands is not None:
-                self.commands.close()
-            self.doors.close()
-            self.inputs.close()
-            self.bollards.close()
-            for bus in self.buses.values():
-                await bus.__aexit__(None, None, None)
-            self.alarms.close()
-            self.recorder.flush()  # what the last polls recorded, before the store closes
-            self.outbox.close()
-            self.notifier.close()

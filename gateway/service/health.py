@@ -3,8 +3,9 @@
 One sample gathers what an installer or the platform's operators need to judge a gateway from afar: whether the
 link is up, how much waits in the outbox and for how long, how each Modbus device answers (requests, timeouts,
 CRC errors, exception replies by code, latency), the free space of the state directory, the CPU temperature where
-the board has a sensor, the uptime, and the guards' panel's refused sign-ins (someone guessing PINs shows here long
-before a lock-out event). Counters run from the gateway's start (a new `boot_id` starts them again).
+the board has a sensor, the uptime, the guards' panel's refused sign-ins (someone guessing PINs shows here long
+before a lock-out event), and how often each long-running part failed and was restarted. Counters run from the
+gateway's start (a new `boot_id` starts them again).
 
 Health goes out retained, QoS 1, through the state board like a device's state, not through the outbox: the next
 sample supersedes it, so a backlog of old samples after an outage is worth nothing and must not take the outbox's
@@ -18,8 +19,8 @@ import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,7 @@ class HealthSample:
     cpu_temperature_c: float | None
     modbus: tuple[ModbusHealth, ...]
     sign_ins: SignInCounts | None = None  # None without a panel
+    tasks: dict[str, int] = field(default_factory=dict)  # restarts by part (the supervisor's name), 0: never failed
 
 
 def cpu_temperature_c(thermal_dir: Path = THERMAL_DIR) -> float | None:
@@ -106,6 +108,7 @@ class HealthSampler:
         state_dir: Path,
         devices: Sequence[tuple[str, ModbusBus, int]],
         thermal_dir: Path = THERMAL_DIR,
+        restarts: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.uplink = uplink
@@ -113,6 +116,7 @@ class HealthSampler:
         self.state_dir = state_dir
         self.devices = tuple(devices)  # (device id, its bus, its unit)
         self.thermal_dir = thermal_dir
+        self.restarts = restarts  # the supervisor's counts, read at each sample
         self.started_mono = clock.mono()
         self.sign_ins: SignInCounts | None = None  # the panel's, once it is made
 
@@ -164,6 +168,7 @@ class HealthSampler:
             cpu_temperature_c=cpu_temperature_c(self.thermal_dir),
             modbus=self.modbus(),
             sign_ins=None if self.sign_ins is None else dataclasses.replace(self.sign_ins),
+            tasks={} if self.restarts is None else dict(self.restarts()),
         )
 
 
@@ -214,6 +219,7 @@ def health_payload(topics: Topics, sample: HealthSample, boot_id: str, interval_
             for m in sample.modbus
         ],
         "panel": _panel(sample.sign_ins),
+        "tasks": sample.tasks,
     }
     return (topics.head(SCHEMA_HEALTH) + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]).encode()
 

@@ -74,6 +74,12 @@ class HealthCollector(Collector):
             yield CounterMetricFamily(
                 "campus_edge_panel_lockouts", "Guard IDs and addresses locked out by wrong PINs.", value=si.lockouts
             )
+        restarts = CounterMetricFamily(
+            "campus_edge_task_restarts", "Times a long-running part failed and was restarted.", labels=["task"]
+        )
+        for task, n in s.tasks.items():
+            restarts.add_metric([task], n)
+        yield restarts
         requests = CounterMetricFamily("campus_edge_modbus_requests", "Requests (retries count).", labels=_DEVICE)
         timeouts = CounterMetricFamily("campus_edge_modbus_timeouts", "Requests without a valid reply.", labels=_DEVICE)
         crc = CounterMetricFamily("campus_edge_modbus_crc_errors", "Replies with a wrong CRC (RTU).", labels=_DEVICE)

@@ -651,3 +651,10 @@ class Outbox:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def __enter__(self) -> Outbox:
+        """Opened when made; `with` closes it, also when what follows its opening fails."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -41,6 +41,7 @@ class Recorder:
         clock: Clock | None = None,
         memory: EventMemory | None = None,
         commit_window_s: float = 0.0,
+        walk_test: bool = False,
     ) -> None:
         self.outbox = outbox
         self.memory = memory
@@ -60,7 +61,7 @@ class Recorder:
         # During a walk test (`walk_test`) an event from a point still under test says so (`"test": true`): the
         # platform must not dispatch to a fire an installer made with test smoke. Still priority, still durable:
         # the platform sees what the test did. A point that passed, and the outbox's own events, are not marked.
-        self.walk_test = False
+        self.walk_test = walk_test
         self.under_test: Callable[[Event], bool] | None = None
         self.store_failing = False
         self.usage_warned = False

@@ -59,6 +59,7 @@ class CommandService:
         store_path: Path,
         reply_topic: str,
         alarms: AlarmBook | None = None,
+        publish: Publisher | None = None,
     ) -> None:
         self.bollards = bollards
         self.clock = clock
@@ -85,7 +86,7 @@ class CommandService:
         if alarms is not None:
             targets["alarm.ack"] = alarms  # the open alarms, as they are when a command arrives
         self.verifier = Verifier(site, gateway, keys, targets, self.store, roles, cfg.skew_s)
-        self.publish: Publisher | None = None  # set by the uplink while it is connected
+        self.publish = publish  # the uplink's: replies go out while it is connected
         self.refused = 0
         self.accepted = 0
         self.dropped = 0  # not looked at: beyond the rate
