@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
+from gateway.base.errors import ConfigError
 from gateway.base.i18n import N_, Message, MessageError
 from gateway.config.models import _toml_type
 
@@ -53,6 +56,52 @@ def _written(data: object, loc: tuple[str | int, ...], kind: str) -> tuple[str |
             continue
         path.append(part)
     return tuple(path)
+
+
+def _tried(data: object, loc: tuple[str | int, ...], kind: str) -> list[tuple[tuple[str | int, ...], str | int]]:
+    """The union members (and a dict's "[key]") an error's location passes through, each with the written path at
+    which it stands: what `_written` leaves out (a missing key is no member)."""
+    tried: list[tuple[tuple[str | int, ...], str | int]] = []
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        children = node if isinstance(node, dict) else dict(enumerate(node)) if isinstance(node, list) else {}
+        if part in children:
+            node = children[part]
+            path.append(part)
+        elif not (kind == "missing" and i == len(loc) - 1):
+            tried.append((tuple(path), part))
+    return tried
+
+
+def _schema_problems(data: dict[str, Any], exc: ValidationError) -> Problems:
+    """Every error pydantic found, at the keys the file has. Of a union's members, only the first one pydantic
+    tried at a place speaks (a contact written as a table is said wrong as a table, not also as a pin number and
+    as a pin name); a list too short only for the items that failed (pydantic counts the valid ones) is not said."""
+    errors = exc.errors()
+    inside = {tuple(err["loc"])[:n] for err in errors for n in range(len(err["loc"]))}
+    problems: Problems = []
+    speaks: dict[tuple[str | int, ...], str | int] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "too_short" and loc in inside:
+            continue
+        if any(speaks.setdefault(at, member) != member for at, member in _tried(data, loc, err["type"])):
+            continue
+        path = _written(data, loc, err["type"])
+        if err["type"] == "union_tag_invalid":  # pydantic names the table; the installer wrote the wrong tag
+            path = (*path, str(err["ctx"]["discriminator"]).strip("'"))
+        problems.append((path, _expected(err)))
+    return problems
+
+
+def _config_error(source: str, lines: dict[tuple[str | int, ...], int], problems: Problems) -> ConfigError:
+    """One error for all the problems of a file, in the order of its lines (those of no line first: the file's
+    own), each at its line and key."""
+    located = [(*_where(lines, path), message) for path, message in problems]
+    located.sort(key=lambda one: one[0] or 0)
+    (line, key, message), *more = located
+    return ConfigError(source, line, key, message, more)
 
 
 def _where(lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> tuple[int | None, str]:
