@@ -83,7 +83,11 @@ def test_config_is_frozen() -> None:
             "g.toml:25: devices[1].profile: no device profile named 'fog_machine'",
         ),
         ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600', "g.toml:14: buses[0].speed: unknown key"),
-        ('port = "/dev/ttyUSB0"', 'prt = "/dev/ttyUSB0"', "g.toml:10: buses[0].port: required key is missing"),
+        (
+            'port = "/dev/ttyUSB0"',
+            'prt = "/dev/ttyUSB0"',
+            "g.toml:10: buses[0].port: required key is missing\ng.toml:13: buses[0].prt: unknown key",
+        ),
         (
             'urls = ["mqtts://broker.example:8883"]',
             'urls = ["mqtt://broker.example:1883"]',
@@ -103,6 +107,76 @@ def test_config_error_names_file_line_key(old: str, new: str, message: str) -> N
     with pytest.raises(ConfigError) as err:
         parse_config(MINIMAL.replace(old, new, 1), "g.toml")
     assert str(err.value) == message
+
+
+def three_errors() -> str:
+    """MINIMAL with a wrong type (a number in quotes), an unknown key and a device id used twice."""
+    text = MINIMAL.replace('profile = "fire_panel"', 'profile = "fire_panel"\npoll_interval_s = "1"')
+    text = text.replace('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600')
+    return text.replace('id = "smoke-1"', 'id = "facp-1"')
+
+
+THREE_ERRORS_EN = (
+    "g.toml:14: buses[0].speed: unknown key\n"
+    "g.toml:21: devices[0].poll_interval_s: Input should be a valid number, not a string in quotes\n"
+    "g.toml:24: devices[1].id: id 'facp-1' is already used by a device"
+)
+THREE_ERRORS_ZH = (
+    "g.toml:14: buses[0].speed: 未知的配置项\n"
+    "g.toml:21: devices[0].poll_interval_s: 应为数字, 而不是带引号的字符串\n"
+    "g.toml:24: devices[1].id: 编号 'facp-1' 已被设备使用"
+)
+
+
+def test_config_every_error_of_a_file_at_once() -> None:
+    """A wrong type, an unknown key and an id used twice are reported together, a line each in the order of the
+    file, in English and in Chinese; the first line is the error alone would have said."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(three_errors(), "g.toml")
+    assert (err.value.render("en"), err.value.render("zh-CN")) == (THREE_ERRORS_EN, THREE_ERRORS_ZH)
+    assert (err.value.line, err.value.key) == (14, "buses[0].speed")
+    assert err.value.args == (THREE_ERRORS_EN,)
+    set_language("zh-CN")
+    try:
+        assert str(err.value) == THREE_ERRORS_ZH
+    finally:
+        set_language("en")
+
+
+def test_config_cross_checks_and_files_reported_together_in_file_order(tmp_path: Path) -> None:
+    """With valid tables, every cross-check and every file problem is said, ordered by line (a file named on line
+    8 before an id on line 22), not cross-checks first."""
+    text = MINIMAL.replace("[mqtt]\n", '[mqtt]\nca_file = "ca.pem"\n').replace('id = "smoke-1"', 'id = "facp-1"')
+    text = text.replace("unit = 2", "unit = 1")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml", tmp_path)
+    assert str(err.value) == (
+        f"g.toml:8: mqtt.ca_file: cannot read {tmp_path}/ca.pem: No such file or directory\n"
+        "g.toml:23: devices[1].id: id 'facp-1' is already used by a device\n"
+        "g.toml:25: devices[1].unit: unit 1 is already used on bus rs485-1"
+    )
+
+
+def test_config_cross_checks_left_out_when_a_required_key_is_wrong() -> None:
+    """A required key written wrong leaves its table unknown: the schema errors alone are said, never a
+    cross-check about values the installer did not write."""
+    text = MINIMAL.replace("unit = 2", 'unit = "2"').replace('id = "smoke-1"', 'id = "facp-1"')
+    text = text.replace('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600')
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == (
+        "g.toml:14: buses[0].speed: unknown key\n"
+        "g.toml:25: devices[1].unit: Input should be a valid integer, not a string in quotes"
+    )
+
+
+def test_config_contact_table_error_said_once() -> None:
+    """A contact written as a table with a wrong contact is one error, not also "not a pin number" and "not a pin
+    name" for the other forms a contact may take."""
+    text = MINIMAL + DRY_LANE.replace("limit_up = 20", 'limit_up = { pin = 20, contact = "X" }')
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "g.toml")
+    assert str(err.value) == "g.toml:36: lanes[0].dry_contact.limit_up.contact: Input should be 'NC' or 'NO'"
 
 
 TCP_BUS = '\n[[buses]]\nid = "tcp-1"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 1502\n'
@@ -259,6 +333,16 @@ def test_config_cli_check_exit_codes(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert res.stderr == f"campus-edge: {bad}:24: devices[1].unit: Input should be greater than or equal to 1\n"
+
+
+def test_config_cli_check_prints_every_error(tmp_path: Path) -> None:
+    """`campus-edge check-config` prints every error of the file, a line each, and exits 2; in Chinese too."""
+    bad = tmp_path / "g.toml"
+    bad.write_text(three_errors())
+    for lang, said in (("en", THREE_ERRORS_EN), ("zh-CN", THREE_ERRORS_ZH)):
+        res = check_config_process(bad, "--lang", lang)
+        expected = "".join(f"campus-edge: {tmp_path}/{line}\n" for line in said.splitlines())
+        assert (res.returncode, res.stdout, res.stderr) == (2, "", expected)
 
 
 def test_config_credential_files_are_checked_at_load(tmp_path: Path) -> None:
@@ -455,8 +539,9 @@ GPIO_TWICE = (
 @pytest.mark.parametrize(
     ("old", "new", "english", "chinese"),
     [
-        ('port = "/dev/ttyUSB0"', 'prt = "/dev/ttyUSB0"', "g.toml:10: buses[0].port: required key is missing",
-         "g.toml:10: buses[0].port: 缺少必填项"),
+        ('port = "/dev/ttyUSB0"', 'prt = "/dev/ttyUSB0"',
+         "g.toml:10: buses[0].port: required key is missing\ng.toml:13: buses[0].prt: unknown key",
+         "g.toml:10: buses[0].port: 缺少必填项\ng.toml:13: buses[0].prt: 未知的配置项"),
         ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nspeed = 9600', "g.toml:14: buses[0].speed: unknown key",
          "g.toml:14: buses[0].speed: 未知的配置项"),
         ('type = "rtu"', 'type = "rtu"\nparity = "X"', "g.toml:13: buses[0].parity: Input should be 'N', 'E' or 'O'",

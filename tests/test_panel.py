@@ -127,7 +127,10 @@ def test_panel_config_names_a_missing_certificate_and_a_bad_hash(tmp_path: Path)
     )
     with pytest.raises(ConfigError) as err:
         parse_config(text, "site.toml", tmp_path)
-    assert str(err.value) == f"site.toml:9: panel.cert_file: no such file: {tmp_path}/tls/gateway.crt"
+    assert str(err.value) == (
+        f"site.toml:9: panel.cert_file: no such file: {tmp_path}/tls/gateway.crt\n"
+        f"site.toml:10: panel.key_file: no such file: {tmp_path}/tls/gateway.key"
+    )
     with pytest.raises(ConfigError) as err:
         parse_config(text.replace("scrypt$", "md5$"), "site.toml", tmp_path)
     assert str(err.value) == (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 
 from drivers.errors import GatewayError
 from gateway.base.i18n import N_, Message, language
@@ -11,17 +12,27 @@ __all__ = ["ConfigError", "GatewayError", "StoreError", "os_reason"]
 
 
 class ConfigError(GatewayError):
-    """The site configuration is invalid; the message is `file:line: key: what was expected`.
+    """The site configuration is invalid; the message is `file:line: key: what was expected`, one line for each
+    problem of the file, so that an installer mends them all in one go.
 
     The file, line and key stay as written; the problem is a Message, so the same error reads in the installer's
-    language on their terminal and in English in the service's log (`str()` follows the active language).
+    language on their terminal and in English in the service's log (`str()` follows the active language). `line`,
+    `key` and `problem` are the first problem's; `more` holds the others, each `(line, key, problem)`.
     """
 
-    def __init__(self, file: str, line: int | None, key: str, problem: Message) -> None:
+    def __init__(
+        self,
+        file: str,
+        line: int | None,
+        key: str,
+        problem: Message,
+        more: Sequence[tuple[int | None, str, Message]] = (),
+    ) -> None:
         self.file = file
         self.line = line
         self.key = key
         self.problem = problem
+        self.more = tuple(more)
         super().__init__(self.render("en"))
 
     @property
@@ -30,10 +41,14 @@ class ConfigError(GatewayError):
         return str(self.problem)
 
     def render(self, lang: str) -> str:
-        """`file:line: key: problem` with the problem in `lang`."""
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        problem = self.problem.render(lang)
-        return f"{where}: {self.key}: {problem}" if self.key else f"{where}: {problem}"
+        """`file:line: key: problem` with the problem in `lang`, a line for each problem."""
+        problems = ((self.line, self.key, self.problem), *self.more)
+        return "\n".join(self._render_one(line, key, problem, lang) for line, key, problem in problems)
+
+    def _render_one(self, line: int | None, key: str, problem: Message, lang: str) -> str:
+        where = f"{self.file}:{line}" if line is not None else self.file
+        said = problem.render(lang)
+        return f"{where}: {key}: {said}" if key else f"{where}: {said}"
 
     def __str__(self) -> str:
         return self.render(language())

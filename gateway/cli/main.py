@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
-from gateway.base.errors import GatewayError
+from gateway.base.errors import ConfigError, GatewayError
 from gateway.base.i18n import LANGUAGES, _, set_language
 from gateway.cli import alarm as alarm_cli
 from gateway.cli import bollard as bollard_cli
@@ -195,8 +195,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(demo())
     except (GatewayError, ScenarioError) as exc:
-        # In the language the command set (the installer's); `run` and `demo` leave it English, as their logs.
-        print(_("campus-edge: {error}", error=exc), file=sys.stderr)
+        # In the language the command set (the installer's); `run` and `demo` leave it English, as their logs. A
+        # configuration's problems come a line each, each line a message of its own.
+        said = str(exc).splitlines() if isinstance(exc, ConfigError) else [str(exc)]
+        for line in said:
+            print(_("campus-edge: {error}", error=line), file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,9 @@
 """The site's configuration, validated: the names its users import, handed on from the modules that define them."""
 
-from gateway.config.schema import (
-    DEFAULT_PASSWORDS,
+from gateway.config.files import DEFAULT_PASSWORDS
+from gateway.config.load import configured_language, load_config, parse_config
+from gateway.config.locate import Problems
+from gateway.config.models import (
     GUARD_KINDS,
     PIN_HASH,
     UNIX_PATH_MAX,
@@ -32,17 +34,13 @@ from gateway.config.schema import (
     PanelConfig,
     PanelGuardConfig,
     PeriodConfig,
-    Problems,
     ReportsConfig,
     RtuBusConfig,
     ScheduleConfig,
     SiteConfig,
     TcpBusConfig,
     Zone,
-    configured_language,
     field_doors,
-    load_config,
-    parse_config,
 )
 
 __all__ = [
