@@ -285,3 +285,16 @@ def test_check_config_error_in_chinese(tmp_path: Path, env_lang: str, args: tupl
     assert res.stdout.splitlines()[0] == (
         f"FAIL  configuration: {path}:45: gpio.inputs[1].pin: pin GPIO17 is already used by gpio.inputs[0] (door-a)"
     )
+
+
+def test_check_report_indents_every_error_of_a_configuration_under_its_line() -> None:
+    """A configuration with several errors: each of its lines stands under the FAIL line, indented, not at the
+    margin where it would read as a check of its own."""
+    from gateway.cli.check.command import render  # noqa: PLC0415
+
+    why = "site.toml:3: mqtt.port: expected an integer\nsite.toml:9: devices[0].id: 'a' is already used"
+    report = render([Check("configuration", Verdict.FAIL, why)])
+    assert report.splitlines()[:2] == [
+        "FAIL  configuration: site.toml:3: mqtt.port: expected an integer",
+        "      site.toml:9: devices[0].id: 'a' is already used",
+    ]

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def render(checks: list[Check]) -> str:
     """The report: a line per check, then the counts."""
-    lines = [f"{tr(TAGS[c.verdict], language()):<5} {c.name}: {c.why}" for c in checks]
+    # A why of several lines (every error of a configuration file) goes on indented under its check.
+    lines = [f"{tr(TAGS[c.verdict], language()):<5} {c.name}: {c.why}".replace("\n", "\n      ") for c in checks]
     counts = {v: sum(c.verdict is v for c in checks) for v in Verdict}
     tally = _("{fail} failed, {warn} warnings, {ok} passed", fail=counts[Verdict.FAIL], warn=counts[Verdict.WARN],
               ok=counts[Verdict.PASS])  # fmt: skip
