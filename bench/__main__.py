@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import alarm_latency, drain, footprint, rs485, store_full, throughput
+from bench import alarm_latency, drain, footprint, link_back, rs485, store_full, throughput
 from bench.stats import median
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,6 +78,7 @@ def scenarios(quick: bool, profile: bool = False) -> dict[str, tuple[str, Callab
             lambda d: footprint.run(d, settle_s=10.0 if quick else 20.0, queued=200_000 if quick else 1_000_000),
         ),
         "f": ("store on a full disk", lambda d: store_full.run(d, full_s=5.0 if quick else 10.0)),
+        "g": ("back on the link", lambda d: link_back.run(d, outages_s=(5.0,) if quick else (5.0, 30.0))),
     }
 
 
@@ -106,6 +107,8 @@ TARGETS: list[tuple[str, tuple[str, ...], float, str]] = [
     ("f", ("caught_up_after_back_s",), 10.0, "max"),
     ("f", ("lost",), 0, "max"),
     ("f", ("cannot_delete_lines",), 0, "max"),
+    ("g", ("worst_s",), 2.0, "max"),
+    ("g", ("lost",), 0, "max"),
 ]
 
 
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--only", default="a,a2,b,b2,b3,b4,c,d,e,f", help="comma-separated scenarios (default: all)")
+    p.add_argument("--only", default="a,a2,b,b2,b3,b4,c,d,e,f,g", help="comma-separated scenarios (default: all)")
     p.add_argument("--profile", action="store_true", help="sample the gateway with py-spy during throughput runs")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario; the table shows medians")
     p.add_argument("--quick", action="store_true", help="shorter windows, smaller backlogs")

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import rig
 from bench.listener import expand
+from tests.small_disk import fill
 
 FS_BYTES = 5 * 1024 * 1024
 SHARE = 0.5
@@ -52,15 +53,6 @@ def on_disk(state: Path) -> int:
         with contextlib.suppress(OSError):
             total += (state / name).stat().st_blocks * 512
     return total
-
-
-def fill(path: Path) -> None:
-    """Every free byte of the file system, as a runaway log would take it."""
-    with open(path, "wb", buffering=0) as f:
-        for chunk in (65536, 4096, 512):
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * chunk)
 
 
 def run(workdir: Path, full_s: float = 10.0) -> dict[str, Any]:

@@ -6,10 +6,13 @@ map cannot pass on both sides.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from drivers.errors import ProfileError
-from drivers.profile import Quality, decode, load_profile, shipped_profiles
+from drivers.profile import Quality, decode, decode_point, load_profile, shipped_profiles
+from gateway.config import parse_config
 from simulators.bollard import BollardSim, BollardState
 from simulators.devices import AnalogModuleSim, FirePanelSim, SmokeDetectorSim
 
@@ -194,3 +197,20 @@ def test_profile_analog_module_churn_changes_every_channel() -> None:
     assert isinstance(first, list)
     assert isinstance(second, list)
     assert all(a != b for a, b in zip(first, second, strict=True))
+
+
+def test_profiles_a_site_profile_example_loads_and_a_config_names_it_by_path(tmp_path: Path) -> None:
+    """docs/device-profiles.md's example: a site's own register map, named by its path, validates."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "profiles" / "kitchen-gas-detector.toml"
+    profile = load_profile(example)
+    assert profile.model == "kitchen_gas_detector"
+    assert decode_point(profile.point("lel"), [123, 0, 0, 0]).value == 12.3
+    assert decode_point(profile.point("status"), [0, 2, 0, 0]).value == "high_alarm"
+    text = (
+        '[site]\nid = "s"\n[gateway]\nid = "g"\nstate_dir = "' + str(tmp_path) + '"\n'
+        '[mqtt]\nurls = ["mqtt://127.0.0.1:1883"]\nallow_plaintext = true\n'
+        '[[buses]]\nid = "rs485-1"\ntype = "rtu"\nport = "/dev/ttyUSB0"\nbaud = 9600\n'
+        '[[devices]]\nid = "gas-kitchen"\nbus = "rs485-1"\nunit = 7\nprofile = "' + str(example) + '"\n'
+    )
+    cfg = parse_config(text, "site.toml")
+    assert cfg.devices[0].profile == str(example)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import trustme
 
 from gateway.store.outbox import PRIORITY_ALARM
 from simulators.broker import PrivateBroker
-from simulators.devices import FirePanelSim
+from simulators.devices import AnalogModuleSim, FirePanelSim
 from tests.conftest import open_sim_bus
 from tests.gateway_harness import config_text, make_config, running_gateway, watch_gateway
 
@@ -152,5 +155,64 @@ async def test_uplink_a_refused_retained_state_does_not_keep_the_link_down(
                     )
                     sub.messages.clear()
                 assert gw.uplink.connections <= 3, f"{gw.uplink.connections} connections for one refused topic"
+    finally:
+        own.stop()
+
+
+async def test_uplink_back_on_the_link_once_the_broker_port_opens_not_after_the_back_off(tmp_path: Path) -> None:
+    """A broker back from an outage is found by the port probe: the gateway reconnects then, not when a 15-30 s
+    back-off runs out (an alarm raised in the outage waited that long)."""
+    own = PrivateBroker(tmp_path / "broker")
+    own.start()
+    try:
+        panel = FirePanelSim()
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: panel}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            device = {"id": "facp-1", "bus": "tcp-1", "unit": 1, "profile": "fire_panel", "poll_interval_s": 0.1}
+            text = config_text(tmp_path / "state", own.url, [{"id": "tcp-1", **endpoint}], [device])
+            text = text.replace(
+                "reconnect_min_s = 0.1\nreconnect_max_s = 0.5", "reconnect_min_s = 30\nreconnect_max_s = 30"
+            )
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                await signal.until(gw.uplink.connected.is_set)
+                own.stop()
+                await signal.until(lambda: gw.uplink.failures >= 1 and not gw.uplink.connected.is_set())
+                panel.alarm_point(4)  # raised in the outage
+                await signal.until(lambda: bool(gw.outbox.fetch(PRIORITY_ALARM, 0, 10)))
+                own.start()
+                # Well inside the back-off (at least 15 s): only the probe can bring the link back this soon.
+                await signal.until(lambda: gw.uplink.connections == 2 and gw.outbox.depth() == 0, timeout_s=12.0)
+                assert gw.uplink.early_reconnects == 1
+    finally:
+        own.stop()
+
+
+async def test_uplink_a_backlog_drain_says_so_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Draining thousands of rows with the windows full logs one line with its size and rate, not a warning of
+    the MQTT library per batch."""
+    own = PrivateBroker(tmp_path / "broker")
+    module = AnalogModuleSim(churn=True)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            bus, endpoint = await open_sim_bus("tcp", {1: module}, tmp_path, stack)
+            await bus.__aexit__(None, None, None)
+            device = {"id": "ai-1", "bus": "tcp-1", "unit": 1, "profile": "analog_module", "poll_interval_s": 0.01}
+            text = config_text(tmp_path / "state", own.url, [{"id": "tcp-1", **endpoint}], [device])
+            text = text.replace("[mqtt]\n", "[mqtt]\nbatch_max_readings = 20\n")  # many messages per drain
+            async with running_gateway(make_config(text)) as gw:
+                signal = watch_gateway(gw)
+                await signal.until(lambda: gw.outbox.depth() > 3000)  # the broker is not up yet
+                module.churn = False
+                with caplog.at_level(logging.INFO):
+                    own.start()
+                    await signal.until(lambda: gw.uplink.connected.is_set() and gw.outbox.depth() == 0, 60.0)
+                    await asyncio.sleep(0.5)  # the line comes once the drain finds nothing more to send
+        pending = [r for r in caplog.records if "pending publish calls" in r.getMessage()]
+        drained = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backlog of ")]
+        assert pending == []
+        assert len(drained) == 1, drained
+        assert re.fullmatch(r"backlog of \d+ messages sent in [\d.]+ s \(\d+ publishes, \d+ messages/s\)", drained[0])
     finally:
         own.stop()

@@ -52,8 +52,22 @@ class Identity:
         return Identity(version, config_hash, uuid.uuid4().hex, walk_test)
 
 
+PROBE_INTERVAL_S = 0.5  # while the broker's port is closed, how often it is tried (one TCP connect, closed at once)
+PROBE_JITTER_S = 1.0  # once it opens, a random wait up to this before connecting: gateways do not come back in step
 STATE_REFUSAL_HOLD_S = 300.0  # a retained state the broker refused is not offered again sooner (an ACL to fix)
 URGENT_INFLIGHT = 8  # alarms and events on the wire at once, beside the telemetry window
+
+
+BACKLOG_LOGGED = 1000  # a session that starts with more rows waiting says so, once at its start and once at its end
+
+
+@dataclass(slots=True)
+class _Backlog:
+    """The rows waiting when a session began, for the one line that reports the drain."""
+
+    rows: int
+    began: float
+    published: int
 
 
 class _LinkDown(Exception):
@@ -84,6 +98,7 @@ class Uplink:
         self.published_messages = 0
         self.connections = 0
         self.failures = 0
+        self.early_reconnects = 0  # reconnects made before the back-off ran out, the broker's port seen open again
         self.last_error = ""
         self.on_link_change: list[Callable[[], None]] = []
         self.acked_seq = 0
@@ -123,7 +138,7 @@ class Uplink:
         context = tls_context(self.cfg) if tls else None
         protocol = aiomqtt.ProtocolVersion.V5 if self.cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
         assert parts.hostname is not None
-        return Client(
+        client = Client(
             parts.hostname,
             port,
             identifier=self.client_id,
@@ -137,6 +152,10 @@ class Uplink:
             clean_session=True if protocol is aiomqtt.ProtocolVersion.V311 else None,
             max_inflight_messages=self.cfg.inflight_max + URGENT_INFLIGHT,
         )
+        # aiomqtt warns "There are N pending publish calls" past 10 calls waiting for their PUBACK; the drain keeps
+        # up to its windows on the wire on purpose (one line per batch during a drain, 500-780 a drain).
+        client.pending_calls_threshold = self.cfg.inflight_max + URGENT_INFLIGHT + 4
+        return client
 
     async def run(self) -> None:
         """Connect, publish, and reconnect forever (until cancelled)."""
@@ -166,7 +185,33 @@ class Uplink:
             lasted = asyncio.get_running_loop().time() - began >= self.cfg.reconnect_max_s
             attempt = 1 if lasted else attempt + 1
             delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(attempt - 1, 16))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await self._back_off(delay * random.uniform(0.5, 1.0), self.cfg.urls[index % len(self.cfg.urls)])
+
+    async def _back_off(self, delay_s: float, url: str) -> None:
+        """Wait out `delay_s` before connecting to `url`, or less: a broker whose port was seen closed and then
+        open again is back, and is tried after a short random wait instead of the rest of the back-off.
+
+        The back-off alone (capped at `reconnect_max_s`) kept a healed link idle for up to half a minute, an
+        alarm raised in the outage with it. The probe is a TCP connect, closed at once, every PROBE_INTERVAL_S
+        while the port is closed; once it is seen open it is not probed again in this wait, so a broker that
+        takes connections and drops the session (an ACL, a refused will) is not knocked on every interval. The
+        random wait after the port opens spreads the reconnects of a city's gateways over PROBE_JITTER_S.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay_s
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        seen_closed = False
+        while (left := end - loop.time()) > 0:
+            if await _port_open(host, port, min(PROBE_INTERVAL_S, left)):
+                if seen_closed:
+                    self.early_reconnects += 1
+                    await asyncio.sleep(random.uniform(0, min(left, PROBE_JITTER_S)))
+                    return
+                await asyncio.sleep(max(0.0, end - loop.time()))
+                return
+            seen_closed = True
+            await asyncio.sleep(min(PROBE_INTERVAL_S, max(0.0, end - loop.time())))
 
     async def say_goodbye(self, client: Client) -> None:
         """On an orderly stop, publish the retained state changed in the last moments (the list of open alarms
@@ -296,6 +341,9 @@ class Uplink:
         window = asyncio.Semaphore(self.cfg.inflight_max)
         loop = asyncio.get_running_loop()
         self._ack_progress = loop.time()
+        backlog = _Backlog(self.outbox.depth(), loop.time(), self.published_messages)
+        if backlog.rows > BACKLOG_LOGGED:
+            log.info("sending a backlog of %d messages", backlog.rows)
         async with asyncio.TaskGroup() as tg:
             while True:
                 self._wake.clear()
@@ -333,6 +381,13 @@ class Uplink:
                     sent = True
                 if sent:
                     continue
+                if backlog.rows > BACKLOG_LOGGED:
+                    # One line for the whole drain, not one per batch.
+                    took = loop.time() - backlog.began
+                    sent_n = self.published_messages - backlog.published
+                    log.info("backlog of %d messages sent in %.1f s (%d publishes, %.0f messages/s)",
+                             backlog.rows, took, sent_n, backlog.rows / max(took, 1e-3))  # fmt: skip
+                    backlog.rows = 0
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await self._wake.wait()
@@ -362,6 +417,19 @@ class Uplink:
         finally:
             window.release()
             self._wake.set()  # a slot is free: the drain may go on
+
+
+async def _port_open(host: str, port: int, within_s: float) -> bool:
+    """Whether a TCP connection to host:port opens within `within_s` (closed again at once)."""
+    try:
+        async with asyncio.timeout(within_s):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> str:
