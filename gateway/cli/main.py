@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.base.contract import CONTRACT_VERSION
 from gateway.base.errors import GatewayError
 from gateway.base.i18n import LANGUAGES, _, set_language
 from gateway.cli import alarm as alarm_cli
@@ -40,7 +41,7 @@ def _port(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="campus-edge", description="Edge gateway for school safety.")
-    p.add_argument("--version", action="version", version=f"campus-edge {__version__}")
+    p.add_argument("--version", action="version", version=f"campus-edge {__version__} (contract v{CONTRACT_VERSION})")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = p.add_subparsers(dest="command", required=True)
 
