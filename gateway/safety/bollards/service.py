@@ -18,10 +18,9 @@ from drivers.dry_contact import DryContactController, InputPin
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import PointValue, Quality, load_profile
-from gateway.base import strict_json
 from gateway.base.clock import Clock
 from gateway.base.i18n import N_, both, tr
-from gateway.base.statefile import save_json
+from gateway.base.statefile import load_json, save_json
 from gateway.config import LaneConfig
 from gateway.field.polling import PolledDevice
 from gateway.field.tracking import DeviceTracker
@@ -273,7 +272,7 @@ class BollardService:
         if self.hold_file is None:
             return []
         try:
-            data = strict_json.loads(self.hold_file.read_text(encoding="utf-8"), self.hold_file.name)
+            data = load_json(self.hold_file)
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
@@ -453,7 +452,7 @@ class BollardService:
         if self.modes_file is None:
             return
         try:
-            source, last, intents = _parse_modes(self.modes_file.read_text(encoding="utf-8"))
+            source, last, intents = _parse_modes(load_json(self.modes_file))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -612,7 +611,7 @@ class BollardService:
         if self.sources_file is None:
             return
         try:
-            data = strict_json.loads(self.sources_file.read_text(encoding="utf-8"), self.sources_file.name)
+            data = load_json(self.sources_file)
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
@@ -654,9 +653,8 @@ def _text(pv: PointValue | None) -> str | None:
     return None if pv is None or pv.value is None else str(pv.value)
 
 
-def _parse_modes(text: str) -> tuple[Authority | None, bool | None, dict[str, list[tuple[str, Authority]]] | None]:
+def _parse_modes(data: Any) -> tuple[Authority | None, bool | None, dict[str, list[tuple[str, Authority]]] | None]:
     """modes.json: (the lockdown's authority, the schedule's last known verdict, lane -> [(mode, authority)])."""
-    data = strict_json.loads(text, "modes.json")
     source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
     last = data.get("closed_campus_last")
     if not (last is None or isinstance(last, bool)):
