@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.panel.control import ask
-from gateway.safety.bollards.supervisor import Authority
+from gateway.safety.authority import Authority
 from gateway.safety.schedule import schedule_from
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker, free_port
@@ -211,8 +211,9 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
     from gateway.base.clock import Clock  # noqa: PLC0415
     from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
+    from gateway.safety.authority import Authority  # noqa: PLC0415
     from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.safety.bollards.supervisor import Authority, Command, Rule  # noqa: PLC0415
+    from gateway.safety.bollards.supervisor import Command, Rule  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.records import Event, Stamp  # noqa: PLC0415

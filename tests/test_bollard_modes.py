@@ -12,8 +12,9 @@ from gpiozero.pins.mock import MockFactory
 from gateway.base.clock import Clock
 from gateway.base.contract import Topics
 from gateway.config import LaneConfig
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.bollards.supervisor import Command
 from gateway.store.outbox import Outbox
 from gateway.store.recorder import Recorder
 from gateway.store.stateboard import StateBoard

@@ -32,9 +32,10 @@ from gateway.base.errors import GatewayError
 from gateway.base.i18n import N_, _, tr
 from gateway.base.statefile import make_state_dir
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import raise_inhibits, reason
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.bollards.supervisor import Command
 
 log = logging.getLogger(__name__)
 

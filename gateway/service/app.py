@@ -25,8 +25,8 @@ from gateway.field.polling import BusPoller, PolledDevice
 from gateway.field.tracking import DeviceTracker
 from gateway.panel.control import ControlSocket
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority
 from gateway.safety.commands.service import CommandService
 from gateway.safety.doors import DoorAlarms, FieldDoorFeed, site_doors
 from gateway.safety.hazards import Inspector, ReportClock, run_reports

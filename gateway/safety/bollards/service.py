@@ -25,12 +25,12 @@ from gateway.base.statefile import save_json
 from gateway.config import LaneConfig
 from gateway.field.polling import PolledDevice
 from gateway.field.tracking import DeviceTracker
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.safety.bollards.interlocks import InterlockSettings
 from gateway.safety.bollards.supervisor import (
     START_GRACE_S,
     Actuator,
-    Authority,
     Command,
     Decision,
     Intent,
