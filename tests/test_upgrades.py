@@ -16,7 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from gateway.base.errors import NewerStoreError
 from gateway.base.statefile import load_json, save_json
 from gateway.config import Config, load_config
-from gateway.safety.bollards.supervisor import Authority
+from gateway.safety.authority import Authority
 from gateway.service.app import Gateway
 from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, Entry, Outbox
 
