@@ -33,9 +33,14 @@ def fire(device: str, point: str, raised: bool) -> Event:
     return Event("fire", "alarm", state, device, point, raised, Quality.GOOD, Stamp(0, 0.0, True))
 
 
+def versioned(old: str) -> str:
+    """A state file as this release writes it: the previous release's content in the versioned wrapper."""
+    return '{"format":"campus-edge/state","version":1,"data":' + old + "}"
+
+
 def test_site_mode_reads_and_writes_modes_json_in_the_bollard_services_format(tmp_path: Path) -> None:
     """modes.json as the bollard service wrote it restores the lockdown and each lane's modes, and is written back
-    byte for byte: the file keeps its format now that site mode writes it."""
+    with the same content byte for byte (in the versioned wrapper): the format holds now that site mode writes it."""
     (tmp_path / "modes.json").write_text(OLD_MODES)
     site = Site(tmp_path)
     assert site.modes.lockdown is Authority.GUARD
@@ -47,9 +52,9 @@ def test_site_mode_reads_and_writes_modes_json_in_the_bollard_services_format(tm
     site.run(15.0)
     assert site.states() == {"lane-west": BollardState.UP, "lane-north": BollardState.DOWN}
     site.modes.save_modes()
-    assert (tmp_path / "modes.json").read_text() == OLD_MODES
+    assert (tmp_path / "modes.json").read_text() == versioned(OLD_MODES)
     site.modes.apply_schedule(True)  # the day had begun before the restart: it does not begin again
-    assert (tmp_path / "modes.json").read_text() == OLD_MODES
+    assert (tmp_path / "modes.json").read_text() == versioned(OLD_MODES)
     site.service.close()
     site.outbox.close()
 
@@ -63,7 +68,9 @@ def test_site_mode_reads_and_writes_fire_sources_json_in_the_bollard_services_fo
     assert site.service.fire
     assert all(sup.fire_active for sup in site.service.supervisors.values())
     site.service.recorder.record([], [fire("facp-2", "fire", True)])
-    assert (tmp_path / "fire-sources.json").read_text() == '{"in_fire":["facp-1","facp-2"],"inconsistent":["facp-1"]}'
+    assert (tmp_path / "fire-sources.json").read_text() == versioned(
+        '{"in_fire":["facp-1","facp-2"],"inconsistent":["facp-1"]}'
+    )
     site.service.close()
     site.outbox.close()
 
@@ -87,7 +94,9 @@ def test_site_mode_decides_the_modes_without_lanes(tmp_path: Path) -> None:
     assert site.set_lockdown(True, Authority.GUARD) == (True, [])  # the guard's now
     assert site.set_lockdown(False, Authority.PLATFORM) == (False, [])
     assert site.lockdown is Authority.GUARD
-    assert (tmp_path / "modes.json").read_text() == '{"lockdown":"guard","closed_campus_last":null,"intents":{}}'
+    assert (tmp_path / "modes.json").read_text() == versioned(
+        '{"lockdown":"guard","closed_campus_last":null,"intents":{}}'
+    )
     assert site.set_lockdown(False, Authority.GUARD) == (True, [])
     assert [(e.device, e.point, e.state, e.detail["source"]) for e in events] == [
         ("g1", "lockdown", "raised", "platform"),
@@ -97,7 +106,9 @@ def test_site_mode_decides_the_modes_without_lanes(tmp_path: Path) -> None:
     for closed in (True, None, True, False, None, False):
         site.apply_schedule(closed)
     assert days == [(True, "begins"), (None, None), (True, None), (False, "ends"), (None, None), (False, None)]
-    assert (tmp_path / "modes.json").read_text() == '{"lockdown":null,"closed_campus_last":false,"intents":{}}'
+    assert (tmp_path / "modes.json").read_text() == versioned(
+        '{"lockdown":null,"closed_campus_last":false,"intents":{}}'
+    )
 
     recorder.record([], [fire("smoke-1", "fire_alarm", True)])
     assert not site.fire
