@@ -95,6 +95,34 @@ async def test_cli_run_with_bad_config_exits_2(tmp_path: Path) -> None:
     assert out.decode() == f"campus-edge: {config}:5: gateway.surprise: unknown key\n"
 
 
+async def test_cli_run_without_the_metrics_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """A configuration that asks for the metrics endpoint, on an install without its extra: `run` names the extra in
+    English and zh-CN and stops before it opens anything (no state directory, no outbox)."""
+    state = tmp_path / "state"
+    config = tmp_path / "gateway.toml"
+    config.write_text(config_text(state, "mqtt://127.0.0.1:1", [], []) + "[health]\nmetrics_port = 0\n")
+    probe = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None  # not installed, as in a runtime install\n"
+        "from gateway.cli.main import main\n"
+        f"sys.exit(main(['run', '--config', {str(config)!r}]))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", probe, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert err.decode() == (
+        "campus-edge: the metrics endpoint (metrics_port in [health]) needs prometheus_client, which is not installed "
+        "here: pip install 'campus-edge[metrics]'\n"
+        "监控指标接口 ([health] 中的 metrics_port) 需要 prometheus_client, 本机尚未安装: "
+        "pip install 'campus-edge[metrics]'\n"
+    )
+    assert not state.exists()
+
+
 async def run_demo(tmp_path: Path, scenario: Path, duration_s: float) -> str:
     """`campus-edge demo` on the example site with a scenario of the test's; its output (it must exit 0)."""
     proc = await asyncio.create_subprocess_exec(

@@ -4,16 +4,43 @@ Chinese translation with the same placeholders, and the catalogue holds nothing 
 from __future__ import annotations
 
 import ast
+import gettext
+import importlib.util
 import string
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
 
 from gateway.base import i18n
-from gateway.base.i18n import both, catalogue, normalise, tr
+from gateway.base.i18n import both, normalise, tr
 
 GATEWAY = Path(i18n.__file__).resolve().parents[1]  # gateway/, every layer
+PO = GATEWAY / "locale" / "zh_CN" / "LC_MESSAGES" / "campus-edge.po"
+MSGFMT = GATEWAY.parent / "scripts" / "msgfmt.py"
+
+
+@cache
+def catalogue() -> dict[str, str]:
+    """msgid -> zh-CN, as written in the .po (fuzzy entries left out, as the compiled catalogue leaves them)."""
+    with PO.open("rb") as f:
+        return {str(m.id): str(m.string) for m in read_po(f) if m.id and m.string and not m.fuzzy}
+
+
+def msgfmt() -> ModuleType:
+    """scripts/msgfmt.py, imported from its file (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("msgfmt", MSGFMT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _marked() -> dict[str, str]:
@@ -113,7 +140,7 @@ def _fields(text: str) -> set[str]:
 def test_i18n_every_message_has_a_translation() -> None:
     marked = _marked()
     assert len(marked) > 20, "the extraction found the marked messages"
-    zh = catalogue("zh-CN")
+    zh = catalogue()
     missing = [f"{where}: {msgid!r}" for msgid, where in marked.items() if msgid not in zh]
     assert not missing, "no zh-CN translation (run scripts/i18n, then translate):\n" + "\n".join(missing)
     wrong = [f"{marked[m]}: {m!r} -> {zh[m]!r}" for m in marked if _fields(m) != _fields(zh[m])]
@@ -132,9 +159,77 @@ def test_i18n_languages_and_fallback() -> None:
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
 def test_i18n_both_fills_the_fields_in_each_language(lang: str) -> None:
-    some = next(m for m in catalogue("zh-CN") if _fields(m))
+    some = next(m for m in catalogue() if _fields(m))
     fields = dict.fromkeys(_fields(some), "X1")
     en, zh = both(some, **fields)
     assert "X1" in en
     assert "X1" in zh
     assert tr(some, lang, **fields) == (zh if lang == "zh-CN" else en)
+
+
+def test_i18n_compiled_catalogue_matches_the_po() -> None:
+    """The .mo the gateway reads is the compilation of today's .po; an older one would show yesterday's words."""
+    mo = i18n.catalogue_file("zh-CN")
+    assert mo.is_file(), f"{mo} is missing (run scripts/bootstrap or scripts/i18n)"
+    assert mo.read_bytes() == msgfmt().compile_po(PO), f"{mo} is older than its .po (run scripts/i18n)"
+
+
+def test_i18n_the_runtime_reads_the_catalogue_without_babel() -> None:
+    """Babel is a development tool (extraction): a running gateway translates with the standard library alone."""
+    probe = (
+        "import sys\n"
+        "sys.modules['babel'] = None  # not installed, as in a runtime install\n"
+        "from gateway.base.i18n import tr\n"
+        "print(tr('1 or 2', 'zh-CN'))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=GATEWAY.parent, check=False)
+    assert out.stderr == ""
+    assert out.stdout == "1 或 2\n"
+
+
+HEADER = (  # 5 lines
+    'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Plural-Forms: nplurals=1; plural=0;\\n"\n\n'
+)
+
+
+def test_i18n_msgfmt_compiles_what_gettext_reads(tmp_path: Path) -> None:
+    """Translated entries, a context and a plural reach gettext; fuzzy and untranslated ones are left out."""
+    po = tmp_path / "x.po"
+    po.write_text(
+        HEADER + 'msgid "door"\nmsgstr "门"\n\n#, fuzzy\nmsgid "lane"\nmsgstr "车道?"\n\nmsgid "gate"\nmsgstr ""\n\n'
+        'msgctxt "panel"\nmsgid "reset"\nmsgstr "复位"\n\n'
+        'msgid "one \\"alarm\\""\nmsgid_plural "{n} alarms"\nmsgstr[0] "{n} 条\\t报警"\n\n'
+        '#~ msgid "gone"\n#~ msgstr "旧"\n',
+        encoding="utf-8",
+    )
+    mo = tmp_path / "x.mo"
+    msgfmt().write_mo(po, mo)
+    with mo.open("rb") as f:
+        cat = gettext.GNUTranslations(f)
+    assert cat.gettext("door") == "门"
+    assert cat.gettext("lane") == "lane"
+    assert cat.gettext("gate") == "gate"
+    assert cat.pgettext("panel", "reset") == "复位"
+    assert cat.ngettext('one "alarm"', "{n} alarms", 3) == "{n} 条\t报警"
+    assert cat.gettext("gone") == "gone"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ('msgid "a"\nmsgstr "甲\\q"\n', 'x.po:7: unknown escape \\q (use \\\\, \\", \\n, \\t or \\r)'),
+        ('msgid "a"\nmsgstr "甲"\n\nmsgid "a"\nmsgstr "乙"\n', "x.po:9: msgid 'a' is there twice (first at line 6)"),
+        ('msgid "a"\nmsgstr "甲"\nbogus\n', "x.po:8: expected msgctxt, msgid, msgid_plural or msgstr, found 'bogus'"),
+        ('msgid "a"\n\n', "x.po:6: msgid 'a' has no msgstr"),
+        ('msgid "a"\nmsgstr "甲"乙"\n', 'x.po:7: a quote inside a string must be written \\": "甲"乙"'),
+    ],
+)
+def test_i18n_msgfmt_names_the_line_of_a_bad_catalogue(tmp_path: Path, body: str, error: str) -> None:
+    """A catalogue that cannot be compiled is refused at its line; no .mo is written."""
+    po = tmp_path / "x.po"
+    po.write_text(HEADER + body, encoding="utf-8")
+    mod = msgfmt()
+    with pytest.raises(mod.PoError) as raised:
+        mod.write_mo(po, tmp_path / "x.mo")
+    assert str(raised.value) == f"{tmp_path}/{error}"
+    assert not (tmp_path / "x.mo").exists()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,25 @@ def test_watch_refuses_a_schema_with_a_key_given_twice(tmp_path: Path) -> None:
     with pytest.raises(ContractViolation) as caught:
         validator("ack", tmp_path)
     assert str(caught.value) == f'{tmp_path / "ack.schema.json"}: not a contract schema: duplicate key "type" in schema'
+
+
+def test_watch_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """jsonschema is the watch extra, not the runtime's: without it, watch names the extra in English and zh-CN."""
+    probe = (
+        "import sys\n"
+        "sys.modules['jsonschema'] = None  # not installed, as in a runtime install\n"
+        "from gateway.cli.main import main\n"
+        "sys.exit(main(['watch', '--broker', 'mqtt://127.0.0.1:1', '--site', 'demo']))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr == (
+        "campus-edge: campus-edge watch (it checks every message against the contract's JSON Schemas) needs "
+        "jsonschema, which is not installed here: pip install 'campus-edge[watch]'\n"
+        "campus-edge watch (按契约的 JSON Schema 校验每条消息) 需要 jsonschema, 本机尚未安装: "
+        "pip install 'campus-edge[watch]'\n"
+    )

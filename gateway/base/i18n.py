@@ -2,9 +2,11 @@
 
 Text is written in English inside `_()` (translated into the active language), `N_()` (marked for the catalogue,
 translated later, for module-level tables) or `both()` (the English and Chinese texts at once, for what the gateway
-publishes: events carry `text_en` and `text_zh`). The Chinese is in gateway/locale/zh_CN/LC_MESSAGES/campus-edge.po,
-read with Babel when first needed (no compiled .mo to go stale). `scripts/i18n` extracts new messages into it; a test
-fails when a message has no translation.
+publishes: events carry `text_en` and `text_zh`). The Chinese is written in
+gateway/locale/zh_CN/LC_MESSAGES/campus-edge.po and read, when first needed, with the standard library's gettext from
+the campus-edge.mo compiled beside it (scripts/msgfmt.py: when a wheel is built, and by scripts/bootstrap and
+scripts/i18n in a checkout), so that a running gateway needs no .po reader. `scripts/i18n` extracts new messages into
+the .po; a test fails when a message has no translation or the .mo is older than the .po.
 
 Placeholders are `str.format` fields by name (`{device}`), the same in both languages.
 
@@ -16,14 +18,16 @@ ValueError carrying one, so that validators can raise it through pydantic, which
 from __future__ import annotations
 
 import functools
+import gettext
+import logging
 import os
 from pathlib import Path
-
-from babel.messages.pofile import read_po
 
 DOMAIN = "campus-edge"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"  # gateway/locale, package data
 LANGUAGES = ("zh-CN", "en")
+
+log = logging.getLogger(__name__)
 
 _active = "en"
 
@@ -55,20 +59,34 @@ def language() -> str:
     return _active
 
 
+def catalogue_file(lang: str) -> Path:
+    """The compiled catalogue of `lang` (zh-CN: gateway/locale/zh_CN/LC_MESSAGES/campus-edge.mo)."""
+    return LOCALE_DIR / lang.replace("-", "_") / "LC_MESSAGES" / f"{DOMAIN}.mo"
+
+
 @functools.cache
-def catalogue(lang: str) -> dict[str, str]:
-    """msgid -> translation for `lang` (empty for English, the language of the ids); fuzzy entries are left out."""
+def translations(lang: str) -> gettext.NullTranslations:
+    """The translations of `lang`: none for English, the language of the ids.
+
+    A missing or unreadable catalogue is an installation fault, not a reason to stop a gateway in the middle of an
+    alarm: it is logged once, loudly, and the text stays English.
+    """
     if lang == "en":
-        return {}
-    path = LOCALE_DIR / lang.replace("-", "_") / "LC_MESSAGES" / f"{DOMAIN}.po"
-    with path.open("rb") as f:
-        cat = read_po(f)
-    return {str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy}
+        return gettext.NullTranslations()
+    path = catalogue_file(lang)
+    try:
+        with path.open("rb") as f:
+            return gettext.GNUTranslations(f)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        log.error("%s: cannot read the %s catalogue (%s): its text stays English. A wheel carries it; a checkout "
+                  "makes it with scripts/bootstrap or python3 scripts/msgfmt.py", path, lang, reason)  # fmt: skip
+        return gettext.NullTranslations()
 
 
 def tr(msgid: str, lang: str, **fields: object) -> str:
     """`msgid` in `lang`, its fields filled in; the English when a translation is missing."""
-    text = catalogue(normalise(lang)).get(msgid, msgid)
+    text = translations(normalise(lang)).gettext(msgid) if msgid else msgid  # gettext's "" is the header
     return text.format(**fields) if fields else text
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from gateway import __version__
 from gateway.base.contract import CONTRACT_VERSION
 from gateway.base.errors import ConfigError, GatewayError
+from gateway.base.extras import require
 from gateway.base.i18n import LANGUAGES, _, set_language
 from gateway.cli import alarm as alarm_cli
 from gateway.cli import bollard as bollard_cli
@@ -102,6 +103,7 @@ def _cancelling() -> bool:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    require("watch")  # jsonschema: campus-edge[watch]
     from gateway.cli.watch import Watcher, watch  # noqa: PLC0415
 
     watcher = Watcher(args.site, args.gateway)

@@ -15,6 +15,7 @@ from drivers.profile import load_profile
 from gateway import __version__
 from gateway.base.clock import Clock
 from gateway.base.contract import Topics
+from gateway.base.extras import require
 from gateway.base.statefile import make_state_dir
 from gateway.base.supervise import Supervisor
 from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
@@ -65,6 +66,10 @@ class Gateway:
         """`walk_test`: the installer's walk test runs this gateway. Its events say `"test": true`; it keeps an
         alarm book of its own (the site's is left as the service left it) and counts nothing towards the hazard
         reports, and writes none."""
+        if cfg.health.metrics_port is not None:  # the optional libraries, before anything is opened
+            require("metrics")
+        if cfg.panel is not None:
+            require("panel")
         self.cfg = cfg
         self.walk_test = walk_test
         self.clock = clock or Clock()

@@ -6,7 +6,7 @@ of a refused message would lose them, alarms included. paho reports the reason c
 keeps the failures by message id and lets the publishing task ask for its own. MQTT 3.1.1 has no reason codes: a
 3.1.1 broker that drops a message for its ACL still acknowledges it, which is why protocol 5 is the default.
 
-aiomqtt keeps its paho client private (`_client`, `_on_publish`); the versions are pinned in constraints.txt and
+aiomqtt keeps its paho client private (`_client`, `_on_publish`); the versions are pinned in constraints/runtime.txt and
 tests/test_uplink.py fails if either hook stops working.
 """
 
