@@ -340,8 +340,9 @@ def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> N
     outbox = Outbox(tmp_path / "o.db")
     recorder = Recorder(outbox, topics, StateBoard(topics))
     clock = StoppedClock(assume_synced=True)
-    bollards = BollardService((), {}, recorder, clock, SiteMode(recorder, clock, gateway_id="g1"))
-    service = CommandService(cfg, "s1", "g1", bollards, clock, tmp_path / "c.db", topics.reply)
+    modes = SiteMode(recorder, clock, gateway_id="g1")
+    bollards = BollardService((), {}, recorder, clock, modes)
+    service = CommandService(cfg, "s1", "g1", bollards, modes, clock, tmp_path / "c.db", topics.reply)
     looked_at = [service.handle("g1", b"garbage", None, None) for _ in range(100)]
     assert sum(v is not None for v in looked_at) == 40
     assert service.dropped == 60

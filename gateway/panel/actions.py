@@ -26,6 +26,7 @@ from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
 from gateway.safety.bollards.supervisor import Command
 from gateway.safety.commands.verify import DEFAULT_ROLES
+from gateway.safety.site_mode import SiteMode
 from gateway.store.recorder import Recorder
 from gateway.store.records import Detail, Event, Stamp
 
@@ -88,6 +89,7 @@ class GuardActions:
         cfg: PanelConfig,
         site: Config,
         bollards: BollardService,
+        modes: SiteMode,
         alarms: AlarmBook,
         recorder: Recorder,
         clock: Clock,
@@ -97,6 +99,7 @@ class GuardActions:
         self.cfg = cfg
         self.site = site
         self.bollards = bollards
+        self.modes = modes
         self.alarms = alarms
         self.recorder = recorder
         self.clock = clock
@@ -247,7 +250,7 @@ class GuardActions:
     def _lockdown(self, body: Lockdown, lang: str) -> Outcome:
         """The site's lockdown declared or ended with the guard's authority (a higher one's stays)."""
         on = body.action == "lockdown_on"
-        done, _decisions = self.bollards.set_lockdown(on, Authority.GUARD)
+        done, _decisions = self.modes.set_lockdown(on, Authority.GUARD)
         key = ("lockdown_on" if on else "lockdown_off") if done else "lockdown_refused"
         return done, _say(key, lang), self.site.gateway.id, "accepted" if done else "outranked", _both(key)
 

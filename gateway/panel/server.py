@@ -23,6 +23,7 @@ from gateway.panel.auth import Gatekeeper
 from gateway.panel.view import GuardView, LinkState
 from gateway.safety.alarms import AlarmBook
 from gateway.safety.bollards.service import BollardService
+from gateway.safety.site_mode import SiteMode
 from gateway.store.recorder import Recorder
 
 __all__ = ["LinkState", "PanelServer"]
@@ -36,6 +37,7 @@ class PanelServer:
         cfg: PanelConfig,
         site: Config,
         bollards: BollardService,
+        modes: SiteMode,
         alarms: AlarmBook,
         link_state: Callable[[], LinkState],
         recorder: Recorder,
@@ -46,8 +48,8 @@ class PanelServer:
         self.port = cfg.port  # 0: any free port; the bound one once `bound` is set
         self.bound = asyncio.Event()
         changed = asyncio.Event()  # an event recorded or an action done: the view is pushed at once
-        self.actions = GuardActions(cfg, site, bollards, alarms, recorder, clock, self.gate, changed)
-        self.view = GuardView(site, bollards, alarms, link_state, self.gate, changed, self.actions.allowed)
+        self.actions = GuardActions(cfg, site, bollards, modes, alarms, recorder, clock, self.gate, changed)
+        self.view = GuardView(site, bollards, modes, alarms, link_state, self.gate, changed, self.actions.allowed)
         recorder.on_events.append(lambda _events: changed.set())
 
     def app(self) -> web.Application:

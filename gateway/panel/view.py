@@ -24,6 +24,7 @@ from gateway.panel.http import require
 from gateway.safety.alarms import CLASS_WORDS, AlarmBook, AlarmClass
 from gateway.safety.bollards.service import BollardService
 from gateway.safety.bollards.supervisor import STATE_WORDS
+from gateway.safety.site_mode import SiteMode
 
 PUSH_S = 1.0  # the page is sent afresh this often (ages move), and at once after an action
 
@@ -97,6 +98,7 @@ class GuardView:
         self,
         site: Config,
         bollards: BollardService,
+        modes: SiteMode,
         alarms: AlarmBook,
         link_state: Callable[[], LinkState],
         gate: Gatekeeper,
@@ -104,6 +106,7 @@ class GuardView:
         allowed: Callable[[str], list[str]],
     ) -> None:
         self.bollards = bollards
+        self.modes = modes
         self.alarms = alarms
         self.link_state = link_state
         self.gate = gate
@@ -138,15 +141,21 @@ class GuardView:
 
     def snapshot(self, session: Session, lang: str) -> dict[str, Any]:
         """Everything the main screen shows, in `lang`."""
-        svc = self.bollards
+        modes = self.modes
         lanes, alarms = self._lanes(lang), self._alarms(lang)
         link = self.link_state()
         mode = (
-            "fire" if svc.fire else "lockdown" if svc.lockdown else "closed_campus" if svc.closed_campus else "normal"
+            "fire"
+            if modes.fire
+            else "lockdown"
+            if modes.lockdown
+            else "closed_campus"
+            if modes.closed_campus
+            else "normal"
         )
         return {
             "mode": mode,
-            "lockdown": svc.lockdown is not None,
+            "lockdown": modes.lockdown is not None,
             "link_up": link.up,
             "oldest_unsent_s": None if link.oldest_unsent_s is None else round(link.oldest_unsent_s),
             "lanes": lanes,

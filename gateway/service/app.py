@@ -178,6 +178,7 @@ class Gateway:
                 cfg.site.id,
                 cfg.gateway.id,
                 self.bollards,
+                self.site_mode,
                 self.clock,
                 cfg.gateway.state_dir / "commands.db",
                 self.topics.reply,
@@ -220,7 +221,9 @@ class Gateway:
                 sample = self.health.sample()
                 return LinkState(sample.link_up, sample.outbox_oldest_age_s)
 
-            self.panel = PanelServer(cfg.panel, cfg, self.bollards, self.alarms, link_state, self.recorder, self.clock)
+            self.panel = PanelServer(
+                cfg.panel, cfg, self.bollards, self.site_mode, self.alarms, link_state, self.recorder, self.clock
+            )
             self.health.sign_ins = self.panel.gate.counts
         self.recorder.declare_recovery()
 

@@ -185,17 +185,17 @@ class BollardService:
 
     @property
     def lockdown(self) -> Authority | None:
-        """Site mode's lockdown (who declared it). The panel reads it here until it takes `SiteMode` itself."""
+        """Site mode's lockdown (who declared it), for what holds the bollards only (the CLI's tools, tests)."""
         return self.site.lockdown
 
     @property
     def closed_campus(self) -> bool | None:
-        """Site mode's closed campus (None: not known). The panel reads it here until it takes `SiteMode` itself."""
+        """Site mode's closed campus (None: not known), for what holds the bollards only."""
         return self.site.closed_campus
 
     @property
     def fire(self) -> bool:
-        """Site mode's confirmed fire. The panel reads it here until it takes `SiteMode` itself."""
+        """Site mode's confirmed fire, for what holds the bollards only."""
         return self.site.fire
 
     def _add_lane(
@@ -385,8 +385,8 @@ class BollardService:
     # -- the lanes' half of the site's modes ------------------------------------------------------------------
 
     def set_lockdown(self, on: bool, source: Authority) -> tuple[bool, list[Decided]]:
-        """Site mode's lockdown, with what the lanes decided. The panel and the signed commands call it here until
-        they take `SiteMode` themselves."""
+        """Site mode's lockdown, with what the lanes decided, for what holds the bollards only (the panel and the
+        signed commands take `SiteMode` itself)."""
         return self.site.set_lockdown(on, source)
 
     def _lockdown(self, on: bool, source: Authority) -> list[Decision]:

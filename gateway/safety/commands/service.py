@@ -32,6 +32,7 @@ from gateway.safety.bollards.supervisor import RISE_FAILED, Command, Decision, R
 from gateway.safety.commands.envelope import CommandBody
 from gateway.safety.commands.store import CommandStore
 from gateway.safety.commands.verify import DEFAULT_ROLES, REASONS, KeyEntry, Verdict, Verifier
+from gateway.safety.site_mode import SiteMode
 from gateway.store.records import Detail, Event, Severity, Stamp
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class CommandService:
         site: str,
         gateway: str,
         bollards: BollardService,
+        modes: SiteMode,
         clock: Clock,
         store_path: Path,
         reply_topic: str,
@@ -63,6 +65,7 @@ class CommandService:
         publish: Publisher | None = None,
     ) -> None:
         self.bollards = bollards
+        self.modes = modes
         self.clock = clock
         self.reply_topic = reply_topic
         self.gateway = gateway
@@ -158,7 +161,7 @@ class CommandService:
             return
         if body.action == "site.lockdown":
             on = body.lockdown()
-            done, decisions = self.bollards.set_lockdown(on, Authority.PLATFORM)
+            done, decisions = self.modes.set_lockdown(on, Authority.PLATFORM)
             result: dict[str, Any] = {
                 "status": "done" if done else "rejected",
                 "reason": "" if done else Rule.OUTRANKED.value,
