@@ -68,3 +68,29 @@ _EXCEPTION_NAMES = {
 def exception_name(code: int) -> str:
     """Return the Modbus specification's name for an exception code."""
     return _EXCEPTION_NAMES.get(code, "unknown exception")
+
+
+class CodecError(DriverError):
+    """Bytes from a wire do not form what its protocol says: names the part, the offset and what was expected."""
+
+    def __init__(self, part: str, offset: int, expected: str, found: str) -> None:
+        self.part = part
+        self.offset = offset
+        self.expected = expected
+        self.found = found
+        super().__init__(f"{part}: offset {offset}: expected {expected}, found {found}")
+
+
+class FrameError(CodecError):
+    """A GB/T 26875.3 frame fails a check of its control unit, checksum or start/end characters (deny it)."""
+
+    def __init__(self, offset: int, expected: str, found: str) -> None:
+        super().__init__("GB/T 26875.3 frame", offset, expected, found)
+
+
+class AduError(CodecError):
+    """A GB/T 26875.3 application data unit does not hold the objects its type flag and count promise."""
+
+
+class FieldRangeError(CodecError, ValueError):
+    """A value to be sent does not fit its field on the wire (offset: the field's place in its part)."""

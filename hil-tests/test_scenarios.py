@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import raise_inhibits
-from gateway.safety.bollards.supervisor import Authority, Command, Rule
+from gateway.safety.bollards.supervisor import Command, Rule
 from gateway.store.outbox import PRIORITY_ALARM
 from hil.rig import PREFIX, Rig
 from simulators.bollard import BollardState

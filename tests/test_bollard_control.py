@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.panel.control import ask
-from gateway.safety.bollards.supervisor import Authority
+from gateway.safety.authority import Authority
 from gateway.safety.schedule import schedule_from
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker, free_port
@@ -143,13 +143,15 @@ def test_bollard_control_rejects_what_is_not_a_request(tmp_path: Path) -> None:
     from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.panel.control import ControlSocket  # noqa: PLC0415
     from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.safety.site_mode import SiteMode  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.stateboard import StateBoard  # noqa: PLC0415
 
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
-    control = ControlSocket(BollardService((), {}, recorder, Clock()), tmp_path / "c.sock")
+    site = SiteMode(recorder, Clock())
+    control = ControlSocket(BollardService((), {}, recorder, Clock(), site), site, tmp_path / "c.sock")
     assert control.answer(b"not json")["text"].startswith("expected one JSON object per line")
     assert control.answer(b"[1, 2]") == {
         "ok": False,
@@ -211,8 +213,10 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
     from gateway.base.clock import Clock  # noqa: PLC0415
     from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
+    from gateway.safety.authority import Authority  # noqa: PLC0415
     from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
-    from gateway.safety.bollards.supervisor import Authority, Command, Rule  # noqa: PLC0415
+    from gateway.safety.bollards.supervisor import Command, Rule  # noqa: PLC0415
+    from gateway.safety.site_mode import SiteMode  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.records import Event, Stamp  # noqa: PLC0415
@@ -225,7 +229,8 @@ async def test_bollard_fire_hold_survives_a_restart(tmp_path: Path) -> None:
 
     def service() -> BollardService:
         recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
-        return BollardService(lanes, controllers, recorder, Clock(), hold)
+        site = SiteMode(recorder, Clock(), sources_file=tmp_path / "fire-sources.json")
+        return BollardService(lanes, controllers, recorder, Clock(), site, hold)
 
     first = service()
     fire = Event("fire", "alarm", "raised", "facp-1", "fire", True, Quality.GOOD, Stamp(0, 0.0, True))
@@ -250,6 +255,7 @@ async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: 
     from gateway.base.contract import Topics  # noqa: PLC0415
     from gateway.config import LaneConfig  # noqa: PLC0415
     from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.safety.site_mode import SiteMode  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.records import Event, EventState, Stamp  # noqa: PLC0415
@@ -259,7 +265,7 @@ async def test_bollard_fire_from_two_detectors_lasts_until_both_clear(tmp_path: 
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
     lanes = (LaneConfig(id="lane-east", controller="b1", fire_lane=True, power_loss="auto_lower"),)
     controllers = {"b1": (ModbusBus.tcp("gate", "127.0.0.1", free_port()), 1)}
-    service = BollardService(lanes, controllers, recorder, Clock())
+    service = BollardService(lanes, controllers, recorder, Clock(), SiteMode(recorder, Clock()))
 
     def detector(device: str, raised: bool) -> None:
         state: EventState = "raised" if raised else "cleared"
@@ -334,7 +340,7 @@ async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
     that is not synchronised the schedule judges nothing: the campus is 'unknown' and nothing moves."""
     from gateway.base.clock import Clock  # noqa: PLC0415
     from gateway.base.contract import Topics  # noqa: PLC0415
-    from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
+    from gateway.safety.site_mode import SiteMode  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.stateboard import StateBoard  # noqa: PLC0415
@@ -359,7 +365,7 @@ async def test_bollard_schedule_raises_in_school_hours_on_a_synchronised_clock(
     topics = Topics("s", "g")
     recorder = Recorder(Outbox(tmp_path / "o.db"), topics, StateBoard(topics))
     assert cfg.schedule is not None
-    unsynced = BollardService((), {}, recorder, Clock(assume_synced=False), schedule=schedule_from(cfg.schedule))
+    unsynced = SiteMode(recorder, Clock(assume_synced=False), schedule=schedule_from(cfg.schedule))
     follow = asyncio.create_task(unsynced.follow_schedule())
     await asyncio.sleep(0.1)
     follow.cancel()

@@ -13,9 +13,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from drivers.dry_contact import DryContactController, InputPin
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.safety.bollards.interlocks import Inhibit
-from gateway.safety.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
+from gateway.safety.bollards.supervisor import Command, Decision, LaneSettings, LaneSupervisor, Rule
 from gateway.uplink.contract_check import validate_message
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker

@@ -8,8 +8,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import Inhibit, raise_inhibits
-from gateway.safety.bollards.supervisor import Authority, Command, Rule
+from gateway.safety.bollards.supervisor import Command, Rule
 from gateway.uplink.contract_check import validate_message
 from simulators.bollard import BollardSim, BollardState
 from simulators.broker import PrivateBroker

@@ -19,8 +19,9 @@ import pytest
 
 from drivers.errors import DeviceException, DeviceTimeout
 from drivers.modbus import Function, ModbusBus, RequestPolicy
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import Inhibit
-from gateway.safety.bollards.supervisor import Authority, Command, LaneSettings, Rule
+from gateway.safety.bollards.supervisor import Command, LaneSettings, Rule
 from simulators.bollard import BollardSim, BollardState, Fault, MotionFaults
 from simulators.devices import Faults
 from simulators.scenario import ACTIONS, VALUES, ScenarioError, Step, parse_scenario

@@ -12,8 +12,10 @@ from gpiozero.pins.mock import MockFactory
 from gateway.base.clock import Clock
 from gateway.base.contract import Topics
 from gateway.config import LaneConfig
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.bollards.supervisor import Command
+from gateway.safety.site_mode import SiteMode
 from gateway.store.outbox import Outbox
 from gateway.store.recorder import Recorder
 from gateway.store.stateboard import StateBoard
@@ -54,10 +56,11 @@ def lane_config(lane: str, base: int) -> LaneConfig:
 
 
 class Site:
-    """Two lanes, west and north, and the gateway's bollard service; `restart()` makes a new service."""
+    """Two lanes, west and north, the site's modes and the gateway's bollard service; `restart()` makes new ones."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, panels: tuple[str, ...] = ()) -> None:
         self.state = state
+        self.panels = panels
         self.factory = MockFactory()
         self.sims = {"lane-west": BollardSim(clock=StepClock.mono), "lane-north": BollardSim(clock=StepClock.mono)}
         self.rigs = {}
@@ -71,8 +74,10 @@ class Site:
         self.outbox = Outbox(self.state / "outbox.db")
         recorder = Recorder(self.outbox, topics, StateBoard(topics))
         lanes = (lane_config("lane-west", 2), lane_config("lane-north", 14))
-        return BollardService(lanes, {}, recorder, StepClock(assume_synced=True), self.state / "fire-hold.json",
-                              self.factory, gateway_id="g1", modes_file=self.state / "modes.json")  # fmt: skip
+        clock = StepClock(assume_synced=True)
+        self.modes = SiteMode(recorder, clock, self.panels, gateway_id="g1", modes_file=self.state / "modes.json",
+                              sources_file=self.state / "fire-sources.json")  # fmt: skip
+        return BollardService(lanes, {}, recorder, clock, self.modes, self.state / "fire-hold.json", self.factory)
 
     def restart(self) -> None:
         self.service.close()
@@ -98,12 +103,12 @@ DOWN = {"lane-west": BollardState.DOWN, "lane-north": BollardState.DOWN}
 def test_modes_school_day_ends_even_after_the_clock_lost_its_sync(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.run(0.2)
-    site.service.apply_schedule(True)
+    site.modes.apply_schedule(True)
     site.run(6.0)
     assert site.states() == UP
-    site.service.apply_schedule(None)  # the clock lost its synchronisation at noon
+    site.modes.apply_schedule(None)  # the clock lost its synchronisation at noon
     site.run(1.0)
-    site.service.apply_schedule(False)  # and found it again after school
+    site.modes.apply_schedule(False)  # and found it again after school
     site.run(5.0)
     assert site.states() == DOWN
 
@@ -111,12 +116,12 @@ def test_modes_school_day_ends_even_after_the_clock_lost_its_sync(tmp_path: Path
 def test_modes_school_day_ends_after_a_restart_over_the_end_of_the_day(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.run(0.2)
-    site.service.apply_schedule(True)
+    site.modes.apply_schedule(True)
     site.run(6.0)
     assert site.states() == UP
     site.restart()  # the gateway was off at the end of the day
     site.run(0.2)
-    site.service.apply_schedule(False)
+    site.modes.apply_schedule(False)
     site.run(5.0)
     assert site.states() == DOWN
 
@@ -126,18 +131,18 @@ def test_modes_the_guards_lane_stays_the_guards(tmp_path: Path) -> None:
     when the gateway restarts; the other lane, still the schedule's, is pursued."""
     site = Site(tmp_path)
     site.run(0.2)
-    site.service.apply_schedule(True)
+    site.modes.apply_schedule(True)
     site.run(6.0)
     site.service.request("lane-west", Command.LOWER, Authority.GUARD)
     site.run(5.0)
-    site.service.apply_schedule(None)
+    site.modes.apply_schedule(None)
     site.run(1.0)
-    site.service.apply_schedule(True)
+    site.modes.apply_schedule(True)
     site.run(15.0)
     assert site.states() == {"lane-west": BollardState.DOWN, "lane-north": BollardState.UP}
     site.restart()
     site.run(0.2)
-    site.service.apply_schedule(True)
+    site.modes.apply_schedule(True)
     site.run(15.0)
     assert site.states() == {"lane-west": BollardState.DOWN, "lane-north": BollardState.UP}
     assert "schedule" in site.service.supervisors["lane-north"].intents

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from drivers.profile import load_profile
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import raise_inhibits
-from gateway.safety.bollards.supervisor import Authority, Command, LaneSettings, LaneSupervisor
+from gateway.safety.bollards.supervisor import Command, LaneSettings, LaneSupervisor
 from simulators.bollard import BollardSim, BollardState, Source
 from tests.test_bollard_interlocks import read
 from tests.test_bollard_supervisor import SimActuator

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from drivers.profile import load_profile
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import Inhibit, reason
-from gateway.safety.bollards.supervisor import Authority, Command, Decision, LaneSettings, LaneSupervisor, Rule
+from gateway.safety.bollards.supervisor import Command, Decision, LaneSettings, LaneSupervisor, Rule
 from simulators.bollard import BollardSim, BollardState, Source
 from tests.test_bollard_interlocks import read
 

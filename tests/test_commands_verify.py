@@ -312,6 +312,7 @@ def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> N
     from gateway.config import CommandKeyConfig, CommandsConfig  # noqa: PLC0415
     from gateway.safety.bollards.service import BollardService  # noqa: PLC0415
     from gateway.safety.commands.service import CommandService  # noqa: PLC0415
+    from gateway.safety.site_mode import SiteMode  # noqa: PLC0415
     from gateway.store.outbox import Outbox  # noqa: PLC0415
     from gateway.store.recorder import Recorder  # noqa: PLC0415
     from gateway.store.stateboard import StateBoard  # noqa: PLC0415
@@ -339,7 +340,7 @@ def test_commands_a_flood_is_dropped_unread_beyond_the_rate(tmp_path: Path) -> N
     outbox = Outbox(tmp_path / "o.db")
     recorder = Recorder(outbox, topics, StateBoard(topics))
     clock = StoppedClock(assume_synced=True)
-    bollards = BollardService((), {}, recorder, clock, gateway_id="g1")
+    bollards = BollardService((), {}, recorder, clock, SiteMode(recorder, clock, gateway_id="g1"))
     service = CommandService(cfg, "s1", "g1", bollards, clock, tmp_path / "c.db", topics.reply)
     looked_at = [service.handle("g1", b"garbage", None, None) for _ in range(100)]
     assert sum(v is not None for v in looked_at) == 40

@@ -74,18 +74,18 @@ async def test_door_armed_by_the_schedule_only(tmp_path: Path, broker: PrivateBr
     factory = contact_pin_factory()
     door = SimContact(factory, 17, "NC")
     async with running_gateway(make_config(door_site(tmp_path, broker.url, "schedule")), pin_factory=factory) as gw:
-        gw.bollards.apply_schedule(False)
+        gw.site_mode.apply_schedule(False)
         door.set(True)
         await sub.wait_for(lambda _t, p: p["point"] == "open" and p["state"] == "raised")
         await asyncio.sleep(0.8)
         assert not any(p["point"] != "open" for _, p in sub.messages), "not armed out of hours"
-        gw.bollards.apply_schedule(True)
+        gw.site_mode.apply_schedule(True)
         await sub.wait_for(door_event("held_open", "raised"), timeout_s=0.5)  # open for 0.8 s already
         door.set(False)
         await sub.wait_for(door_event("held_open", "cleared"))
         door.set(True)
         await sub.wait_for(door_event("forced_open", "raised"))
-        gw.bollards.apply_schedule(None)  # the clock lost its synchronisation: not armed by the schedule
+        gw.site_mode.apply_schedule(None)  # the clock lost its synchronisation: not armed by the schedule
         door.set(False)
         await sub.wait_for(door_event("forced_open", "cleared"))
         door.set(True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.base.errors import NewerStoreError
 from gateway.store.outbox import PRIORITY_ALARM, PRIORITY_EVENT, PRIORITY_TELEMETRY, SEQ_BLOCK, Entry, Limits, Outbox
 
 
@@ -49,16 +50,16 @@ def test_outbox_delete_only_named_rows(tmp_path: Path) -> None:
     assert [r.seq for r in box.fetch(PRIORITY_TELEMETRY, 0, 10)] == [1, 4]
 
 
-def test_outbox_unknown_schema_version_is_moved_aside(tmp_path: Path) -> None:
-    """A store of another schema version is not reused, nor a reason to stop: it is kept aside, a fresh one starts."""
+def test_outbox_newer_schema_version_is_refused_not_moved_aside(tmp_path: Path) -> None:
+    """A store of a newer schema version (a newer gateway's, after a downgrade) stops the gateway and stays put: a
+    fresh store in its place would leave behind what it holds (tests/test_upgrades.py: with rows in it)."""
     db = sqlite3.connect(tmp_path / "o.db")
     db.execute("PRAGMA user_version = 7")
     db.close()
-    box = Outbox(tmp_path / "o.db")
-    assert box.recovery.moved_aside is not None
-    assert box.recovery.moved_aside.exists()
-    assert box.recovery.reason.endswith("schema version 7, expected 1")
-    assert box.depth() == 0
+    with pytest.raises(NewerStoreError) as refused:
+        Outbox(tmp_path / "o.db")
+    assert (refused.value.version, refused.value.supported) == (7, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.db"]
 
 
 def test_outbox_notifies_on_commit(tmp_path: Path) -> None:

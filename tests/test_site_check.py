@@ -23,12 +23,13 @@ from gateway.cli.check.checks import (
     check_broker,
     check_bus_load,
     check_clock,
+    check_pin_factory,
     check_serial_ports,
     check_state_dir,
     passed,
     run_checks,
 )
-from gateway.config import parse_config
+from gateway.config import Config, parse_config
 from simulators.broker import PrivateBroker, free_port
 from simulators.pty import PtyPair
 from tests.gateway_harness import config_text
@@ -77,6 +78,7 @@ async def test_check_passes_on_a_ready_site(tmp_path: Path, broker: PrivateBroke
         ("configuration", Verdict.PASS),
         ("serial port", Verdict.PASS),
         ("GPIO pins", Verdict.PASS),
+        ("pin factory", Verdict.PASS),
         ("RS-485 load", Verdict.PASS),
         ("broker", Verdict.PASS),
         ("clock", Verdict.PASS),
@@ -87,8 +89,9 @@ async def test_check_passes_on_a_ready_site(tmp_path: Path, broker: PrivateBroke
     assert whys[0] == f"{path}: 1 buses, 2 devices, 2 GPIO inputs, 0 lanes"
     assert whys[1] == f"bus rs485-1: {pair.gateway_end} opens at 9600 8N1"
     assert whys[2] == "2 pins, none used twice"
-    assert whys[4] == f"{broker.url}: connected (plaintext)"
-    assert whys[6] == f"{tmp_path / 'state'} does not exist yet; the gateway can create it"
+    assert whys[3] == 'mock: simulated pins (pin_factory = "mock")'
+    assert whys[5] == f"{broker.url}: connected (plaintext)"
+    assert whys[7] == f"{tmp_path / 'state'} does not exist yet; the gateway can create it"
     assert passed(checks)
 
 
@@ -201,6 +204,94 @@ async def test_check_broker_failover_url_down_is_a_warning(tmp_path: Path, broke
     text = write_config(tmp_path, down).read_text()
     [check] = await check_broker(parse_config(text, "g.toml"), timeout_s=3)
     assert check.verdict is Verdict.FAIL
+
+
+PI_4 = "Raspberry Pi 4 Model B Rev 1.4"
+
+
+def pin_site(tmp_path: Path, factory: str = "default", inputs: bool = True) -> Config:
+    """The check's site with its two doors on GPIO (or none), its pins from `factory`."""
+    text = write_config(tmp_path, "mqtt://127.0.0.1:1").read_text().replace('pin_factory = "mock"',
+                                                                           f'pin_factory = "{factory}"')  # fmt: skip
+    cfg = parse_config(text, "g.toml")
+    return cfg if inputs else cfg.model_copy(update={"gpio": cfg.gpio.model_copy(update={"inputs": ()})})
+
+
+def model_file(tmp_path: Path, model: str) -> list[Path]:
+    """A device tree's model file as Linux gives it (NUL-terminated), and a second place that does not exist."""
+    path = tmp_path / "model"
+    path.write_bytes(model.encode() + b"\0")
+    return [tmp_path / "no-such-model", path]
+
+
+@pytest.fixture
+def empty_lgpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lgpio 0.0.0.2 as pip installs it where no lgpio 0.2 wheel fits (Python 3.13): an empty lgpio.py."""
+    lib = tmp_path / "site-packages"
+    lib.mkdir()
+    (lib / "lgpio.py").write_text("")
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.delitem(sys.modules, "lgpio", raising=False)
+
+
+def test_check_pin_factory_fails_on_a_pi_with_only_mock_pins(tmp_path: Path) -> None:
+    """On a Raspberry Pi whose doors are on GPIO, no pin library (none on this machine) leaves only gpiozero's mock
+    pins: FAIL, naming the board and the way out."""
+    check = check_pin_factory(pin_site(tmp_path), model_file(tmp_path, PI_4))
+    assert check.verdict is Verdict.FAIL
+    assert check.why == (
+        f"{PI_4}: no library for real pins (lgpio, RPi.GPIO or pigpio), only gpiozero's mock pins: the GPIO inputs "
+        "and relays cannot work (install lgpio, see the installer guide)"
+    )
+
+
+def test_check_pin_factory_fails_on_a_pi_with_an_empty_lgpio(tmp_path: Path, empty_lgpio: None) -> None:
+    """lgpio 0.0.0.2's empty module is no pin library: FAIL, saying which lgpio it is."""
+    check = check_pin_factory(pin_site(tmp_path), model_file(tmp_path, PI_4))
+    assert check.verdict is Verdict.FAIL
+    assert check.why == (
+        f"{PI_4}: lgpio is installed but empty (lgpio 0.0.0.2, which pip takes where no lgpio 0.2 fits, as on Python "
+        "3.13), so only gpiozero's mock pins are left: the GPIO inputs and relays cannot work (see the installer "
+        "guide)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("factory", "inputs", "model", "verdict", "why"),
+    [
+        ("mock", True, "", Verdict.PASS, 'mock: simulated pins (pin_factory = "mock")'),
+        ("mock", True, "Generic DT based system", Verdict.PASS, 'mock: simulated pins (pin_factory = "mock")'),
+        ("mock", True, PI_4, Verdict.WARN,
+         f'mock: simulated pins (pin_factory = "mock") on this {PI_4}: nothing wired to the pins is read or driven'),
+        ("mock", False, PI_4, Verdict.PASS, 'mock: simulated pins (pin_factory = "mock")'),
+        ("default", False, PI_4, Verdict.PASS, "none needed: no GPIO inputs and no dry-contact lanes"),
+        ("default", True, "", Verdict.WARN,
+         'none: not a Raspberry Pi, and no library for real pins; the GPIO inputs and relays need pin_factory = '
+         '"mock" here'),
+    ],
+    ids=["mock", "mock-other-board", "mock-on-a-pi", "mock-unused-on-a-pi", "no-gpio-on-a-pi", "not-a-pi"],
+)  # fmt: skip
+def test_check_pin_factory_names_the_factory(
+    tmp_path: Path, factory: str, inputs: bool, model: str, verdict: Verdict, why: str
+) -> None:
+    """Everywhere else the line names the factory the pins will get; mock pins on a Pi that uses them is a WARN."""
+    files = model_file(tmp_path, model) if model else [tmp_path / "no-such-model"]
+    check = check_pin_factory(pin_site(tmp_path, factory, inputs), files)
+    assert (check.name, check.verdict, check.why) == ("pin factory", verdict, why)
+
+
+def test_check_pin_factory_passes_on_a_pi_with_lgpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An lgpio that has its API (a stand-in here: this machine has no gpiochip) is what the default factory loads
+    first: PASS, naming it and the board."""
+    lib = tmp_path / "site-packages"
+    lib.mkdir()
+    (lib / "lgpio.py").write_text("def gpiochip_open(chip: int) -> int:\n    return chip\n")
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.delitem(sys.modules, "lgpio", raising=False)
+    check = check_pin_factory(pin_site(tmp_path), model_file(tmp_path, PI_4))
+    assert (check.verdict, check.why) == (Verdict.PASS, f"lgpio: real pins on this {PI_4}")
+    check = check_pin_factory(pin_site(tmp_path), [tmp_path / "no-such-model"])
+    assert (check.verdict, check.why) == (Verdict.PASS, "lgpio: real pins")
 
 
 def test_check_clock() -> None:

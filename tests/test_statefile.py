@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.base.statefile import save_json, write_durably
-from gateway.safety.bollards.supervisor import Authority
+from gateway.safety.authority import Authority
 from gateway.store.outbox import Outbox
 from tests.test_alarms import Book
 from tests.test_bollard_modes import Site

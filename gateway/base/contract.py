@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+# The contract's version: the `v1` of the topic tree and the `/1` of every schema id below (spelt out, so that
+# they can be found; a test holds them to this). A change that breaks a platform's reader makes version 2.
+CONTRACT_VERSION = 1
+
 SCHEMA_STATUS = "campus-edge/status/1"
 SCHEMA_TELEMETRY = "campus-edge/telemetry/1"
 SCHEMA_EVENT = "campus-edge/event/1"
@@ -24,7 +28,7 @@ class Topics:
     def __init__(self, site: str, gateway: str) -> None:
         self.site = site
         self.gateway = gateway
-        self.prefix = f"campus/v1/{site}/{gateway}"
+        self.prefix = f"campus/v{CONTRACT_VERSION}/{site}/{gateway}"
         self.status = f"{self.prefix}/status"
         self.telemetry = f"{self.prefix}/telemetry"
         self.ack = f"{self.prefix}/ack"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from drivers.errors import GatewayError
 from gateway.base.i18n import N_, Message, language
 
-__all__ = ["ConfigError", "GatewayError", "StoreError", "os_reason"]
+__all__ = ["ConfigError", "GatewayError", "NewerStoreError", "StoreError", "os_reason"]
 
 
 class ConfigError(GatewayError):
@@ -56,6 +56,31 @@ class ConfigError(GatewayError):
 
 class StoreError(GatewayError):
     """The durable outbox could not be opened or written."""
+
+
+class NewerStoreError(StoreError):
+    """A store (the outbox, a state file) written by a newer gateway than this one: after a downgrade. Refused, and
+    left as it is: this gateway cannot read it, and moving it aside would lose what the newer one kept.
+
+    The message is in English and then in Chinese: it stops the service, and whoever reads its log reads one.
+    """
+
+    def __init__(self, path: str, version: int, supported: int) -> None:
+        self.path = path
+        self.version = version
+        self.supported = supported
+        super().__init__(self.render("en"))
+
+    def render(self, lang: str) -> str:
+        """The refusal in `lang`."""
+        return Message(
+            N_("{path}: written by a newer campus-edge (version {version}); this gateway reads up to version "
+               "{supported}. Install the newer gateway again; the file is left as it is"),
+            path=self.path, version=self.version, supported=self.supported,
+        ).render(lang)  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.render('en')}\n{self.render('zh-CN')}"
 
 
 # The operating system's reasons an installer meets when a file named in the configuration cannot be read; their

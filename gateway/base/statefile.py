@@ -3,6 +3,10 @@ whole or not at all, through `write_durably` alone.
 
 The gateway runs under umask 077 (`campus-edge run`; the unit's UMask=0077), and creates its state files 0600
 besides, so what it writes here is its own.
+
+A JSON state file carries the version of its format, so that an upgrade keeps it: `{"format": "campus-edge/state",
+"version": 1, "data": ...}`. A file without the wrapper is version 1 (as 0.1.0 wrote them). A newer gateway reads an
+older version (and migrates it, once a version 2 exists); an older one refuses a newer file and leaves it as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gateway.base import strict_json
+from gateway.base.errors import NewerStoreError
+
 log = logging.getLogger(__name__)
+
+STATE_FORMAT = "campus-edge/state"
+STATE_VERSION = 1  # what save_json writes, and the newest version load_json reads
 
 
 def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -48,15 +58,36 @@ def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def save_json(path: Path, data: Any, what: str) -> bool:
-    """Write `data` as JSON to `path` atomically and durably (`write_durably`). A failure is logged with `what` and
-    returns False; the caller carries on (what it saves is also in the outbox or in memory)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """Write `data` as JSON to `path`, in the wrapper of the current version, atomically and durably
+    (`write_durably`). A failure is logged with `what` and returns False; the caller carries on (what it saves is
+    also in the outbox or in memory)."""
+    wrapped = {"format": STATE_FORMAT, "version": STATE_VERSION, "data": data}
+    text = json.dumps(wrapped, ensure_ascii=False, separators=(",", ":"))
     try:
         write_durably(path, text.encode("utf-8"))
     except OSError as exc:
         log.error("%s: cannot save %s: %s", path, what, exc)
         return False
     return True
+
+
+def load_json(path: Path) -> Any:
+    """The data of a state file that `save_json` wrote, or that 0.1.0 wrote without a version (version 1).
+
+    Raises:
+        FileNotFoundError, OSError: the file cannot be read.
+        ValueError: it is not JSON, has a key twice (strict_json), or its wrapper is damaged.
+        NewerStoreError: a newer gateway wrote it; the caller must not start on it, nor replace it.
+    """
+    data = strict_json.loads(path.read_text(encoding="utf-8"), path.name)
+    if not (isinstance(data, dict) and data.get("format") == STATE_FORMAT):
+        return data  # version 1 as 0.1.0 wrote it: no wrapper (no 0.1.0 file has this "format" at its top)
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or "data" not in data:
+        raise ValueError(f"{path.name}: expected a version and data in the {STATE_FORMAT} wrapper")
+    if version > STATE_VERSION:
+        raise NewerStoreError(str(path), version, STATE_VERSION)
+    return data["data"]  # version 1: nothing to migrate yet
 
 
 def make_state_dir(path: Path) -> None:

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.base.contract import CONTRACT_VERSION
 from gateway.base.errors import ConfigError, GatewayError
 from gateway.base.i18n import LANGUAGES, _, set_language
 from gateway.cli import alarm as alarm_cli
 from gateway.cli import bollard as bollard_cli
-from gateway.cli import install_service
+from gateway.cli import install_service, logs
 from gateway.cli import panel as panel_cli
 from gateway.cli import sign as command_cli
 from gateway.cli.check import command as check_cli
@@ -40,7 +41,7 @@ def _port(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="campus-edge", description="Edge gateway for school safety.")
-    p.add_argument("--version", action="version", version=f"campus-edge {__version__}")
+    p.add_argument("--version", action="version", version=f"campus-edge {__version__} (contract v{CONTRACT_VERSION})")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -131,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _PRIVATE:
         os.umask(0o077)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.command in _QUIET else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logs.configure(
+        logging.DEBUG if args.verbose else logging.WARNING if args.command in _QUIET else logging.INFO, sys.stderr
     )
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:

@@ -22,8 +22,9 @@ from gateway.panel.auth import MAX_REPORTED_ID, Gatekeeper, Lockout, Refusal, Se
 from gateway.panel.bodies import ACTION, SIGN_IN, ActionBody, AlarmAck, LaneAction, LaneCommand, Lockdown
 from gateway.panel.http import COOKIE, read_json, require, validate
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.bollards.supervisor import Command
 from gateway.safety.commands.verify import DEFAULT_ROLES
 from gateway.store.recorder import Recorder
 from gateway.store.records import Detail, Event, Stamp

@@ -32,9 +32,11 @@ from gateway.base.errors import GatewayError
 from gateway.base.i18n import N_, _, tr
 from gateway.base.statefile import make_state_dir
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import raise_inhibits, reason
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.bollards.supervisor import Command
+from gateway.safety.site_mode import SiteMode
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,19 @@ def _say(key: str, lang: str, **kw: object) -> str:
 
 
 class ControlSocket:
-    """Serves the control protocol for a BollardService."""
+    """Serves the control protocol for the lanes of a BollardService and the modes of a SiteMode."""
 
     def __init__(
-        self, service: BollardService, path: Path, group: str | None = None, alarms: AlarmBook | None = None
+        self,
+        service: BollardService,
+        site: SiteMode,
+        path: Path,
+        group: str | None = None,
+        alarms: AlarmBook | None = None,
     ) -> None:
+        """`service`: the lanes; `site`: the site's modes (lockdown, closed campus), read and declared here."""
         self.service = service
+        self.site = site
         self.path = path
         self.group = group
         self.alarms = alarms
@@ -107,8 +116,8 @@ class ControlSocket:
         if cmd == "status":
             return {
                 "ok": True,
-                "lockdown": self.service.lockdown.name.lower() if self.service.lockdown else None,
-                "closed_campus": self.service.closed_campus,
+                "lockdown": self.site.lockdown.name.lower() if self.site.lockdown else None,
+                "closed_campus": self.site.closed_campus,
                 "lanes": [lane_status(self.service, lane, lang) for lane in self.service.supervisors],
             }
         if cmd in ("alarms", "ack") and self.alarms is not None:
@@ -117,7 +126,7 @@ class ControlSocket:
             on = req.get("on")
             if not isinstance(on, bool):
                 return {"ok": False, "text": _say("lockdown_bad", lang)}
-            done, decisions = self.service.set_lockdown(on, Authority.GUARD)
+            done, decisions = self.site.set_lockdown(on, Authority.GUARD)
             return {
                 "ok": done,
                 "text": _say("lockdown_on" if on else "lockdown_off", lang),

@@ -22,11 +22,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from drivers.profile import PointValue, Quality
-from gateway.base import strict_json
 from gateway.base.clock import Clock, rfc3339_ms
 from gateway.base.contract import Topics
 from gateway.base.i18n import N_, tr
-from gateway.base.statefile import save_json
+from gateway.base.statefile import load_json, save_json
 from gateway.safety.fire import panel_reset_seen
 from gateway.store.recorder import Recorder
 from gateway.store.records import Detail, Event, EventState, Severity, Stamp
@@ -417,7 +416,7 @@ class AlarmBook:
         if self.path is None:
             return
         try:
-            data = strict_json.loads(self.path.read_text(encoding="utf-8"), self.path.name)
+            data = load_json(self.path)
             self.alarms = {a["id"]: Alarm(**a) for a in data}
         except FileNotFoundError:
             return

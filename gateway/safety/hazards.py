@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.base import strict_json
 from gateway.base.clock import Clock, rfc3339_ms
 from gateway.base.i18n import N_, tr
-from gateway.base.statefile import save_json
+from gateway.base.statefile import load_json, save_json
 from gateway.safety.alarms import AlarmBook
 from gateway.store.outbox import PRIORITY_EVENT, Entry, Outbox
 from gateway.store.records import Event
@@ -107,7 +106,7 @@ class Inspector:
         self.tested: dict[str, dict[str, int | None]] = {}
         if tests_file is not None:
             try:
-                loaded = strict_json.loads(tests_file.read_text(encoding="utf-8"), tests_file.name)
+                loaded = load_json(tests_file)
                 self.tested = {str(k): dict(v) for k, v in loaded.items()}
             except FileNotFoundError:
                 pass
@@ -129,7 +128,7 @@ class Inspector:
         if self.history_file is None or not self.history_file.exists():
             return
         try:
-            raw = strict_json.loads(self.history_file.read_text(encoding="utf-8"), self.history_file.name)
+            raw = load_json(self.history_file)
             history = {p: History.from_json(raw["periods"][p]) for p in PERIODS}
             opened = {str(k): int(v) for k, v in raw.get("doors_open", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -330,7 +329,7 @@ class ReportClock:
         self.last: dict[str, str] = {}
         if path is not None:
             try:
-                loaded = strict_json.loads(path.read_text(encoding="utf-8"), path.name)
+                loaded = load_json(path)
                 self.last = {k: str(v) for k, v in loaded.items() if k in PERIODS}
             except FileNotFoundError:
                 pass

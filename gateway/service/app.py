@@ -25,12 +25,13 @@ from gateway.field.polling import BusPoller, PolledDevice
 from gateway.field.tracking import DeviceTracker
 from gateway.panel.control import ControlSocket
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import Authority
 from gateway.safety.commands.service import CommandService
 from gateway.safety.doors import DoorAlarms, FieldDoorFeed, site_doors
 from gateway.safety.hazards import Inspector, ReportClock, run_reports
 from gateway.safety.schedule import DAYS, schedule_from
+from gateway.safety.site_mode import SiteMode
 from gateway.service.health import HealthSampler, publish_health, status_line
 from gateway.service.sdnotify import Notifier, keep_systemd_informed
 from gateway.store.event_memory import EventMemory
@@ -101,17 +102,23 @@ class Gateway:
         self.supervisor = Supervisor()
         self._controllers: dict[str, tuple[ModbusBus, int]] = {}
         self._build_pollers()
+        self.site_mode = SiteMode(
+            self.recorder,
+            self.clock,
+            panels=tuple(d.id for d in cfg.devices if d.profile == "fire_panel"),
+            schedule=schedule_from(cfg.schedule) if cfg.schedule is not None else None,
+            gateway_id=cfg.gateway.id,
+            modes_file=cfg.gateway.state_dir / "modes.json",
+            sources_file=cfg.gateway.state_dir / "fire-sources.json",
+        )
         self.bollards = BollardService(
             cfg.lanes,
             self._controllers,
             self.recorder,
             self.clock,
+            self.site_mode,
             cfg.gateway.state_dir / "fire-hold.json",
             self.pin_factory,
-            panels=tuple(d.id for d in cfg.devices if d.profile == "fire_panel"),
-            schedule=schedule_from(cfg.schedule) if cfg.schedule is not None else None,
-            gateway_id=cfg.gateway.id,
-            modes_file=cfg.gateway.state_dir / "modes.json",
         )
         panels = frozenset(d.id for d in cfg.devices if d.profile == "fire_panel")
         self.alarms = AlarmBook(
@@ -147,7 +154,7 @@ class Gateway:
             rc.day,
             cfg.gateway.state_dir / "reports.json",
         )
-        self.doors = DoorAlarms(site_doors(cfg), self.recorder, self.clock, lambda: self.bollards.closed_campus,
+        self.doors = DoorAlarms(site_doors(cfg), self.recorder, self.clock, lambda: self.site_mode.closed_campus,
                                 self.memory)  # fmt: skip
         if any(d.doors for d in cfg.devices):
             feed = FieldDoorFeed(cfg, self.doors)
@@ -155,7 +162,7 @@ class Gateway:
             for poller in self.pollers.values():
                 poller.on_poll.append(feed.on_poll)
         self.doors.warn_unarmed(cfg.schedule is not None)
-        self.bollards.on_closed_campus.append(lambda _closed: self.doors.rearm())
+        self.site_mode.on_closed_campus.append(lambda _closed, _day: self.doors.rearm())
         self.inputs.on_door = self.doors.changed
         self.inputs.on_rex = self.doors.rex
         self.inputs.on_lockdown = self._lockdown_key
@@ -177,11 +184,12 @@ class Gateway:
         self.control: ControlSocket | None = None
         if len(str(self.control_path).encode()) <= UNIX_PATH_MAX:
             self.control = ControlSocket(
-                self.bollards, self.control_path, cfg.gateway.control_group, alarms=self.alarms
+                self.bollards, self.site_mode, self.control_path, cfg.gateway.control_group, alarms=self.alarms
             )
         else:  # a site with lanes is refused at load for this; without, the local CLI is what is lost
             log.error("control socket path %s is too long: no local control (campus-edge alarm)", self.control_path)
         for poller in self.pollers.values():
+            poller.on_poll.append(self.site_mode.on_poll)
             poller.on_poll.append(self.bollards.on_poll)
         self.inputs.on_guard = self.bollards.guard_input
         self.health = HealthSampler(
@@ -254,7 +262,7 @@ class Gateway:
             self.alarms.on_panel_poll(entry.device.name, entry.last_values)
 
     def _lockdown_key(self, on: bool) -> None:
-        self.bollards.set_lockdown(on, Authority.GUARD)
+        self.site_mode.set_lockdown(on, Authority.GUARD)
 
     def _build_pollers(self) -> None:
         now = self.clock.mono()
@@ -316,7 +324,7 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.supervisor.keep("uplink", self.uplink.run), name="uplink")
                 if self.cfg.schedule is not None:
-                    tg.create_task(self.supervisor.keep("schedule", self.bollards.follow_schedule), name="schedule")
+                    tg.create_task(self.supervisor.keep("schedule", self.site_mode.follow_schedule), name="schedule")
                 tg.create_task(self.supervisor.keep("alarms", self.alarms.run), name="alarms")
                 if not self.walk_test:
                     tg.create_task(self.supervisor.keep("reports", self._reports), name="reports")

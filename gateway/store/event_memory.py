@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from drivers.profile import Value
-from gateway.base import strict_json
-from gateway.base.statefile import save_json
+from gateway.base.statefile import load_json, save_json
 from gateway.store.records import Event
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ class EventMemory:
         self.path = path
         self.values: dict[str, dict[str, Value]] = {}
         try:
-            data = strict_json.loads(path.read_text(encoding="utf-8"), path.name)
+            data = load_json(path)
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:

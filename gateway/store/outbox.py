@@ -28,12 +28,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from gateway.base.errors import StoreError
+from gateway.base.errors import NewerStoreError, StoreError
 from gateway.base.statefile import write_durably
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# The store's schema, step by step: MIGRATIONS[n] takes a store at user_version n to n + 1, in one transaction
+# with the new user_version. 0 -> 1 creates the store (0.1.0's schema, unchanged since). A gateway meets an older
+# store after an upgrade and migrates it; a newer one (after a downgrade) it refuses, and leaves as it is.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        priority INTEGER NOT NULL,
+        topic TEXT,
+        body TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_by_priority ON outbox (priority, seq);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+# SQLite's file header (sqlite.org/fileformat.html): its magic, and PRAGMA user_version as a big-endian int at 60.
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER_BYTES = 100
+USER_VERSION_AT = 60
 
 PRIORITY_ALARM = 2
 PRIORITY_EVENT = 1
@@ -52,6 +71,11 @@ RECLAIM_STEP = 256  # pages given back per incremental vacuum: each moved page g
 _FULL_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR")
 
 _T = TypeVar("_T")
+
+
+class MigrationError(StoreError):
+    """An older store could not be brought to this gateway's version: it stays as it was, and the gateway does not
+    start (a fresh store would leave what it holds behind)."""
 
 
 class _Recount(Exception):
@@ -175,7 +199,12 @@ class Outbox:
         return db
 
     def _open_checked(self) -> sqlite3.Connection:
-        """Open the store; a store that is not ours or not whole is moved aside and a fresh one started."""
+        """Open the store; a store that is not ours or not whole is moved aside and a fresh one started.
+
+        Raises:
+            NewerStoreError: a newer gateway wrote the store. It is whole and not ours to read: left as it is.
+        """
+        self._refuse_newer()
         reason = ""
         if self.path.exists() and self.path.stat().st_size == 0:
             reason = "zero-length file"
@@ -190,6 +219,10 @@ class Outbox:
                     self._migrate(db)
                     db.execute("SELECT seq, priority, topic, body, created_ms FROM outbox LIMIT 1").fetchall()
                     return db
+            except (NewerStoreError, MigrationError):
+                if db is not None:
+                    db.close()  # whole, and kept: a newer gateway reads it, or this one once the cause is fixed
+                raise
             except (sqlite3.DatabaseError, StoreError) as exc:
                 reason = str(exc)
             if db is not None:
@@ -215,30 +248,41 @@ class Outbox:
             raise StoreError(f"outbox {self.path}: cannot create a fresh store: {exc}") from exc
         return db
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
+    def _refuse_newer(self) -> None:
+        """Refuse a store newer than this gateway's, read from its header without opening it: even a read-only
+        connection leaves a WAL index beside it. A file that is not a database is left to the checks that follow;
+        a newer version still in a WAL that was never checkpointed, to `_migrate`."""
+        try:
+            with self.path.open("rb") as f:
+                header = f.read(SQLITE_HEADER_BYTES)
+        except OSError:  # none yet, or unreadable: the opening that follows meets it as before
             return
-        if version != 0:
-            raise StoreError(f"outbox {self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        if tables:
-            raise StoreError(f"outbox {self.path}: not a campus-edge outbox (has tables {[t[0] for t in tables]})")
-        db.executescript(
-            """
-            BEGIN;
-            CREATE TABLE outbox (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                priority INTEGER NOT NULL,
-                topic TEXT,
-                body TEXT NOT NULL,
-                created_ms INTEGER NOT NULL
-            );
-            CREATE INDEX outbox_by_priority ON outbox (priority, seq);
-            PRAGMA user_version = 1;
-            COMMIT;
-            """
-        )
+        if len(header) < SQLITE_HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
+            return
+        version = int.from_bytes(header[USER_VERSION_AT : USER_VERSION_AT + 4], "big", signed=True)
+        if version > SCHEMA_VERSION:
+            raise NewerStoreError(str(self.path), version, SCHEMA_VERSION)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the store to SCHEMA_VERSION, a step of MIGRATIONS at a time, each in its own transaction."""
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:  # written since _refuse_newer looked: by a newer gateway still running
+            raise NewerStoreError(str(self.path), version, SCHEMA_VERSION)
+        if version == 0:
+            tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            if tables:
+                raise StoreError(f"outbox {self.path}: not a campus-edge outbox (has tables {[t[0] for t in tables]})")
+        for step in range(version, SCHEMA_VERSION):
+            try:
+                db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if not step:
+                    raise
+                raise MigrationError(f"outbox {self.path}: cannot migrate from version {step}: {exc}") from exc
+            if step:
+                log.warning("outbox %s: schema migrated from version %d to %d", self.path, step, step + 1)
 
     def _read_reserved(self) -> int:
         try:

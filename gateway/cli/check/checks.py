@@ -2,20 +2,22 @@
 
 Each check says PASS, WARN or FAIL and a line of why, in the installer's language. They look at the machine as
 the gateway will meet it: the configuration as the gateway loads it, the serial ports opened with the bus
-settings, the RS-485 load estimated as at start (gateway/bus_load.py), a real MQTT connection with the
-configured CA, client certificate, user name and password, the kernel's clock flag, and the state directory's
-disk. The check connects under its own client id and publishes nothing, so a running gateway is not disturbed.
+settings, the pin factory the GPIO will get (real pins on a Raspberry Pi), the RS-485 load estimated as at start
+(gateway/bus_load.py), a real MQTT connection with the configured CA, client certificate, user name and password,
+the kernel's clock flag, and the state directory's disk. The check connects under its own client id and publishes
+nothing, so a running gateway is not disturbed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import ssl
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +37,12 @@ from gateway.uplink.mqtt_tls import password, tls_context
 log = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_S = 10.0
+# Where Linux names the board it runs on (the device tree's model, NUL-terminated): "Raspberry Pi 4 Model B Rev 1.4".
+PI_MODEL_FILES = (Path("/proc/device-tree/model"), Path("/sys/firmware/devicetree/base/model"))
+# gpiozero's default pin factories in the order it tries them (gpiozero/devices.py), each with its library and a
+# name that library must have: lgpio 0.0.0.2, which pip takes where no 0.2 wheel fits, is an empty lgpio.py. Its
+# last, "native", is left out: gpiozero itself warns against it, and it does not know a Pi 5.
+PIN_LIBRARIES = (("lgpio", "lgpio", "gpiochip_open"), ("rpigpio", "RPi.GPIO", "setmode"), ("pigpio", "pigpio", "pi"))
 OUTBOX_FILES = ("outbox.db", "outbox.db-wal", "outbox.db-shm")
 
 
@@ -118,6 +126,63 @@ def check_gpio_pins(cfg: Config) -> Check:
             pins |= {str(p) for p in lane.dry_contact.relays().values()}
             pins |= {str(c.pin) for c in lane.dry_contact.inputs().values() if isinstance(c, ContactPin)}
     return Check(_("GPIO pins"), Verdict.PASS, _("{count} pins, none used twice", count=len(pins)))
+
+
+def raspberry_pi(model_files: Sequence[Path] = PI_MODEL_FILES) -> str | None:
+    """The model of the Raspberry Pi this runs on, or None on any other machine."""
+    for path in model_files:
+        try:
+            model = path.read_bytes().rstrip(b"\0").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if model.startswith("Raspberry Pi"):
+            return model
+    return None
+
+
+def pin_library() -> tuple[str | None, bool]:
+    """The pin factory gpiozero's default will load (None: none but its mock), and whether an empty lgpio was met."""
+    empty_lgpio = False
+    for factory, module, needed in PIN_LIBRARIES:
+        try:
+            lib = importlib.import_module(module)
+        except (ImportError, RuntimeError):  # RPi.GPIO refuses to import off a Pi
+            continue
+        if hasattr(lib, needed):
+            return factory, empty_lgpio
+        empty_lgpio |= factory == "lgpio"
+    return None, empty_lgpio
+
+
+def check_pin_factory(cfg: Config, model_files: Sequence[Path] = PI_MODEL_FILES) -> Check:
+    """The pin factory the gateway's GPIO will get. On a Raspberry Pi whose GPIO the site uses, only gpiozero's
+    mock pins (no pin library, or lgpio's empty 0.0.0.2) is a FAIL: the inputs and relays could not work."""
+    name = _("pin factory")
+    model = raspberry_pi(model_files)
+    used = bool(cfg.gpio.inputs) or any(lane.dry_contact is not None for lane in cfg.lanes)
+    if cfg.gpio.pin_factory == "mock":
+        if model is not None and used:
+            return Check(name, Verdict.WARN, _('mock: simulated pins (pin_factory = "mock") on this {model}: '
+                                               "nothing wired to the pins is read or driven", model=model))  # fmt: skip
+        return Check(name, Verdict.PASS, _('mock: simulated pins (pin_factory = "mock")'))
+    if not used:
+        return Check(name, Verdict.PASS, _("none needed: no GPIO inputs and no dry-contact lanes"))
+    factory, empty_lgpio = pin_library()
+    if factory is not None:
+        if model is None:
+            return Check(name, Verdict.PASS, _("{factory}: real pins", factory=factory))
+        return Check(name, Verdict.PASS, _("{factory}: real pins on this {model}", factory=factory, model=model))
+    if model is None:
+        return Check(name, Verdict.WARN, _('none: not a Raspberry Pi, and no library for real pins; the GPIO inputs '
+                                           'and relays need pin_factory = "mock" here'))  # fmt: skip
+    if empty_lgpio:
+        why = _("{model}: lgpio is installed but empty (lgpio 0.0.0.2, which pip takes where no lgpio 0.2 fits, as "
+                "on Python 3.13), so only gpiozero's mock pins are left: the GPIO inputs and relays cannot work "
+                "(see the installer guide)", model=model)  # fmt: skip
+    else:
+        why = _("{model}: no library for real pins (lgpio, RPi.GPIO or pigpio), only gpiozero's mock pins: the GPIO "
+                "inputs and relays cannot work (install lgpio, see the installer guide)", model=model)  # fmt: skip
+    return Check(name, Verdict.FAIL, why)
 
 
 def check_bus_load(cfg: Config) -> list[Check]:
@@ -266,13 +331,17 @@ def _outbox_space(cfg: Config, base: Path) -> Check:
 
 
 async def run_checks(
-    path: Path, synced: Callable[[], bool] = kernel_clock_synced, broker_timeout_s: float = BROKER_TIMEOUT_S
+    path: Path,
+    synced: Callable[[], bool] = kernel_clock_synced,
+    broker_timeout_s: float = BROKER_TIMEOUT_S,
+    model_files: Sequence[Path] = PI_MODEL_FILES,
 ) -> list[Check]:
     """Every check, in the order an installer fixes things; after a configuration error, only that one."""
     config_check, cfg = check_config(path)
     if cfg is None:
         return [config_check]
-    checks = [config_check, *check_serial_ports(cfg), check_gpio_pins(cfg), *check_bus_load(cfg)]
+    checks = [config_check, *check_serial_ports(cfg), check_gpio_pins(cfg), check_pin_factory(cfg, model_files)]
+    checks += check_bus_load(cfg)
     checks += await check_broker(cfg, broker_timeout_s)
     checks.append(check_clock(synced))
     checks += check_state_dir(cfg)

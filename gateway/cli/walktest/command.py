@@ -29,7 +29,8 @@ from gateway import __version__
 from gateway.base.i18n import _, set_language, tr
 from gateway.cli.walktest.checklist import Check, Checklist, render_html
 from gateway.config import Config, configured_language, load_config
-from gateway.safety.bollards.supervisor import Authority, Command
+from gateway.safety.authority import Authority
+from gateway.safety.bollards.supervisor import Command
 from gateway.store.outbox import PRIORITY_EVENT, Entry
 from simulators.scenario import Step, load_scenario, parse_scenario
 

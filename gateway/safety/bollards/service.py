@@ -1,5 +1,6 @@
 """The bollard lanes of a running gateway: supervisors fed by the bus pollers, commands written to the controllers,
-the fire linkage, and every decision recorded as a `bollard` event (the audit trail the platform receives).
+the lanes' half of the site's modes (lockdown, school hours, fire linkage), and every decision recorded as a
+`bollard` event (the audit trail the platform receives).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +18,26 @@ from drivers.dry_contact import DryContactController, InputPin
 from drivers.errors import BusError, DeviceError
 from drivers.modbus import ModbusBus, RequestPolicy
 from drivers.profile import PointValue, Quality, load_profile
-from gateway.base import strict_json
 from gateway.base.clock import Clock
-from gateway.base.i18n import N_, both, tr
-from gateway.base.statefile import save_json
+from gateway.base.statefile import load_json, save_json
 from gateway.config import LaneConfig
 from gateway.field.polling import PolledDevice
 from gateway.field.tracking import DeviceTracker
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.dry_contact import DryContactLane, DryContactTiming
 from gateway.safety.bollards.interlocks import InterlockSettings
 from gateway.safety.bollards.supervisor import (
     START_GRACE_S,
     Actuator,
-    Authority,
     Command,
     Decision,
     Intent,
     LaneSettings,
     LaneSupervisor,
 )
-from gateway.safety.fire import panel_reset_seen
-from gateway.safety.schedule import Schedule
+from gateway.safety.site_mode import Decided, Intents, SchoolDay, SiteMode
 from gateway.store.recorder import Recorder
-from gateway.store.records import Event, EventState, Stamp
+from gateway.store.records import Event, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -148,23 +145,14 @@ class BollardService:
         controllers: dict[str, tuple[ModbusBus, int]],
         recorder: Recorder,
         clock: Clock,
+        site: SiteMode,
         hold_file: Path | None = None,
         pin_factory: Any = None,
-        panels: tuple[str, ...] = (),
-        schedule: Schedule | None = None,
-        gateway_id: str = "gateway",
-        modes_file: Path | None = None,
     ) -> None:
-        """`panels`: the fire panels (whose fire ends with a reset, not with the fire bit alone). `schedule`: the
-        closed-campus hours; `modes_file` keeps a lockdown across restarts."""
+        """`site`: the site's modes, which the lanes follow (and whose modes.json keeps the lanes' intents);
+        `hold_file` keeps the fire holds across restarts."""
         self.recorder = recorder
-        self.schedule = schedule
-        self.gateway_id = gateway_id
-        self.modes_file = modes_file
-        self.lockdown: Authority | None = None  # who declared the lockdown in force; None: none
-        self.closed_campus: bool | None = None  # None: not known (no schedule, or the clock is not synchronised)
-        self._last_known: bool | None = None  # the schedule's last known verdict, kept across restarts
-        self.on_closed_campus: list[Callable[[bool | None], None]] = []
+        self.site = site
         self._scheduled = {lane.id for lane in lanes if lane.scheduled}
         self.clock = clock
         self.hold_file = hold_file
@@ -174,18 +162,11 @@ class BollardService:
         self._settings: dict[str, tuple[LaneConfig, ModbusDevice]] = {}
         self.settings_checked: dict[str, dict[str, str]] = {}  # lane -> findings of the last settings read
         self._by_controller: dict[str, str] = {}
-        self._fires: dict[str, bool] = {}  # fire sources: panel or relay -> active; detectors counted apart
-        self._detector_fires: set[str] = set()
-        self._awaiting_reset: dict[str, int] = {}  # panels whose fire bit dropped -> polls since, not yet reset
-        self._inconsistent: set[str] = set()  # panels reported as cleared without a reset
-        self._panels = frozenset(panels)
-        self.fire = False
         with contextlib.ExitStack() as building:
             building.callback(self.close)  # a lane that cannot be built releases the pins of those that were
             for lane in lanes:
                 self._add_lane(lane, controllers, pin_factory)
             building.pop_all()
-        recorder.on_events.append(self._fire_linkage)
         for lane_id in self._load_holds():
             if lane_id in self.supervisors and self.supervisors[lane_id].settings.fire_lane:
                 # A fire hold outlives a restart: only the guard's release ends it (R17). The supervisor asks
@@ -193,11 +174,29 @@ class BollardService:
                 self.supervisors[lane_id].fire_hold = True
                 log.warning("lane %s: fire hold-down restored from %s", lane_id, self.hold_file)
         self._saved_holds = self._holds()
-        self.sources_file = hold_file.with_name("fire-sources.json") if hold_file is not None else None
-        self._restore_sources()
-        self._restore_modes()
+        if site.fire:
+            self._fire(True)  # restored: a panel in fire before the restart was never reset
+        self._restore_intents(site.keep_intents(self._intents))
         for sup in self.supervisors.values():
-            sup.on_intents.append(self._save_modes)
+            sup.on_intents.append(site.save_modes)
+        site.on_lockdown.append(self._lockdown)
+        site.on_closed_campus.append(self._closed_campus)
+        site.on_fire.append(self._fire)
+
+    @property
+    def lockdown(self) -> Authority | None:
+        """Site mode's lockdown (who declared it). The panel reads it here until it takes `SiteMode` itself."""
+        return self.site.lockdown
+
+    @property
+    def closed_campus(self) -> bool | None:
+        """Site mode's closed campus (None: not known). The panel reads it here until it takes `SiteMode` itself."""
+        return self.site.closed_campus
+
+    @property
+    def fire(self) -> bool:
+        """Site mode's confirmed fire. The panel reads it here until it takes `SiteMode` itself."""
+        return self.site.fire
 
     def _add_lane(
         self, lane: LaneConfig, controllers: dict[str, tuple[ModbusBus, int]], pin_factory: Any
@@ -273,7 +272,7 @@ class BollardService:
         if self.hold_file is None:
             return []
         try:
-            data = strict_json.loads(self.hold_file.read_text(encoding="utf-8"), self.hold_file.name)
+            data = load_json(self.hold_file)
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
@@ -292,11 +291,7 @@ class BollardService:
             self._saved_holds = holds
 
     def on_poll(self, entry: PolledDevice) -> None:
-        """A bus poller read a device: a lane's controller goes to its supervisor; a fire panel's reset bit may end
-        a fire whose fire bit has already dropped."""
-        if entry.device.profile.model == "fire_panel":
-            self._panel_polled(entry)
-            return
+        """A bus poller read a device: a lane's controller goes to its supervisor."""
         lane = self._by_controller.get(entry.device.name)
         if lane is None:
             return
@@ -304,34 +299,6 @@ class BollardService:
             self.supervisors[lane].on_status(entry.last_values, entry.last_read_mono, entry.last_read_started_mono)
         else:
             self.supervisors[lane].check_staleness(self.clock.mono())
-
-    def _panel_polled(self, entry: PolledDevice) -> None:
-        """A panel in fire ends its fire here, on a poll that shows the fire bit clear *and* a reset: the reset bit,
-        or no first-alarm point any more (a level the reset leaves, for panels whose reset bit is a short pulse).
-        A fire bit clear without either, two polls running, is reported as inconsistent, and the fire stands."""
-        name = entry.device.name
-        values = entry.last_values
-        if not self._fires.get(name) or values is None:
-            return
-        fire = values.get("fire")
-        if fire is None or fire.quality is not Quality.GOOD or fire.value is not False:
-            self._awaiting_reset.pop(name, None)  # in fire (again), or not readable: the fire stands, consistently
-            return
-        if panel_reset_seen(values):
-            log.warning("fire linkage: panel %s reset", name)
-            self._awaiting_reset.pop(name, None)
-            if name in self._inconsistent:
-                self._inconsistent.discard(name)
-                self._inconsistency(name, False)
-            self._fires[name] = False
-            self._save_sources()
-            self._update_fire()
-            return
-        self._awaiting_reset[name] = self._awaiting_reset.get(name, 0) + 1
-        if self._awaiting_reset[name] == 2 and name not in self._inconsistent:
-            self._inconsistent.add(name)
-            self._save_sources()
-            self._inconsistency(name, True)
 
     def request(self, lane: str, command: Command, source: Authority, issued: float | None = None) -> Decision:
         """A command for a lane, decided now (raises KeyError for a lane that does not exist)."""
@@ -415,19 +382,18 @@ class BollardService:
                      config.loop_clear_delay_s, _text(clear))  # fmt: skip
             sup.settings = replace(sup.settings, interlocks=replace(sup.settings.interlocks, loop_clear_delay_s=wanted))
 
-    # -- lockdown and the closed-campus schedule ---------------------------------------------------------------
+    # -- the lanes' half of the site's modes ------------------------------------------------------------------
 
-    def set_lockdown(self, on: bool, source: Authority) -> tuple[bool, list[Decision]]:
+    def set_lockdown(self, on: bool, source: Authority) -> tuple[bool, list[Decided]]:
+        """Site mode's lockdown, with what the lanes decided. The panel and the signed commands call it here until
+        they take `SiteMode` themselves."""
+        return self.site.set_lockdown(on, source)
+
+    def _lockdown(self, on: bool, source: Authority) -> list[Decision]:
         """Lockdown (封闭管理, an intruder): every lane that is not a fire lane is raised, interlocks respected, and
-        kept wanted up until the lockdown ends (fire lanes stay free for the fire service). Ending it takes at
-        least the authority that declared it, and leaves the lanes where they are. Returns (done, decisions)."""
+        kept wanted up until the lockdown ends (fire lanes stay free for the fire service). Its end leaves the
+        lanes where they are."""
         now = self.clock.mono()
-        if not on and self.lockdown is not None and source > self.lockdown:
-            return False, []
-        if on and self.lockdown is not None and self.lockdown <= source:
-            return True, []  # already in force, declared at least as high
-        was = self.lockdown
-        self.lockdown = source if on else None
         decisions: list[Decision] = []
         for sup in self.supervisors.values():
             if sup.settings.fire_lane:
@@ -435,203 +401,52 @@ class BollardService:
             d = sup.hold_up("lockdown", source, now) if on else sup.end_mode("lockdown", now)
             if d is not None:
                 decisions.append(d)
-        self._save_modes()
-        if (was is None) == on:
-            log.warning("lockdown %s by %s", "declared" if on else "ended", source.name.lower())
-            detail: dict[str, str | int | float | bool | None] = {
-                "source": source.name.lower(),
-            }
-            detail["text_en"], detail["text_zh"] = both(
-                N_("lockdown declared: gates closed") if on else N_("lockdown ended")
-            )
-            self._site_event("lockdown", on, "warning" if on else "info", detail)
-        return True, decisions
+        return decisions
 
-    def _restore_modes(self) -> None:
-        """The lockdown, the last known state of the schedule, and which lanes each mode still wants up, as they
-        were before a restart (state_dir/modes.json): a lane the guard lowered during a lockdown stays lowered."""
-        if self.modes_file is None:
-            return
-        try:
-            source, last, intents = _parse_modes(self.modes_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # Unreadable: a lockdown may have been in force. Declared again, by the guard, to be safe: the gate
-            # stays closed until a guard ends it.
-            log.error("%s: unreadable (%s): lockdown assumed in force", self.modes_file, exc)
-            source, last, intents = Authority.GUARD, None, None
-        self.lockdown = source
-        self._last_known = last
-        now = self.clock.mono()
-        for lane, sup in self.supervisors.items():
-            if intents is None:  # a file without them (or none readable): the lockdown wants every lane it covers
-                wanted = [("lockdown", source)] if source is not None and not sup.settings.fire_lane else []
-            else:
-                wanted = intents.get(lane, [])
-            for mode, authority in wanted:
-                sup.intents[mode] = Intent(mode, authority)  # pursued from the first status read
-                sup.retry_intent_at(now)
-        if source is not None:
-            log.warning("lockdown restored from %s", self.modes_file)
-
-    def _save_modes(self) -> None:
-        if self.modes_file is None:
-            return
-        data = {
-            "lockdown": self.lockdown.name.lower() if self.lockdown else None,
-            "closed_campus_last": self._last_known,
-            "intents": {
-                lane: [[i.mode, i.source.name.lower()] for i in sup.intents.values()]
-                for lane, sup in self.supervisors.items()
-                if sup.intents
-            },
-        }
-        save_json(self.modes_file, data, "the modes")
-
-    def apply_schedule(self, closed: bool | None) -> None:
-        """The closed-campus schedule says the campus is now closed (True), open (False) or unknown (None: the
-        clock is not synchronised; nothing moves, the school day's wishes wait, and doors armed by the schedule
-        are not). The day begins and ends on changes of the last *known* state, kept across restarts: a gateway
-        that was off, or unsynchronised, at the end of the day still lowers the lanes when it knows the time."""
-        if closed == self.closed_campus:
-            return
-        was = self.closed_campus
-        self.closed_campus = closed
+    def _closed_campus(self, closed: bool | None, day: SchoolDay) -> None:
+        """The schedule's verdict changed: the scheduled lanes wait while it is unknown, are raised when the school
+        day begins and lowered when it ends. Lanes the guard took over during the day (lowered, stopped) are not
+        the schedule's any more, and stay as they are."""
         now = self.clock.mono()
         for lane in self._scheduled:
             if closed is None:
                 self.supervisors[lane].paused.add("schedule")
             else:
                 self.supervisors[lane].paused.discard("schedule")
-        if closed is True and self._last_known is not True:
+        if day == "begins":
             for lane in sorted(self._scheduled):
                 self.supervisors[lane].hold_up("schedule", Authority.SCHEDULE, now)
-        elif closed is False and self._last_known is True:
-            # Lanes the guard took over during the day (lowered, stopped) are not the schedule's any more.
+        elif day == "ends":
             for lane in sorted(self._scheduled):
                 self.supervisors[lane].end_mode("schedule", now, lower=True)
-        if closed is not None:
-            self._last_known = closed
-        self._save_modes()
-        log.warning("closed-campus schedule: %s", {True: "closed", False: "open", None: "unknown"}[closed])
-        if closed is not None or was is not None:
-            words = {
-                True: N_("school hours: campus closed"),
-                False: N_("campus open"),
-                None: N_("clock not synchronised: schedule suspended"),
-            }
-            en, zh = tr(words[closed], "en"), tr(words[closed], "zh-CN")
-            detail: dict[str, str | int | float | bool | None] = {"text_en": en, "text_zh": zh}
-            self._site_event("closed_campus", closed, "info", detail)
-        for listener in self.on_closed_campus:
-            listener(closed)
 
-    async def follow_schedule(self) -> None:
-        """Judge the schedule every second (on a synchronised clock only) until cancelled."""
-        if self.schedule is None:
-            return
-        while True:
-            closed = self.schedule.closed(datetime.now(UTC)) if self.clock.synced() else None
-            self.apply_schedule(closed)
-            await asyncio.sleep(1.0)
+    def _fire(self, active: bool) -> None:
+        """The confirmed fire began or ended: every lane is told (fire lanes go down and are held there)."""
+        now = self.clock.mono()
+        for sup in self.supervisors.values():
+            sup.set_fire(active, now)
 
-    def _site_event(
-        self, point: str, value: bool | None, severity: str, detail: dict[str, str | int | float | bool | None]
-    ) -> None:
-        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
-        state = "changed" if value is None else ("raised" if value else "cleared")
-        quality = Quality.GOOD if value is not None else Quality.BAD
-        event = Event("bollard", severity, state, self.gateway_id, point, value, quality, stamp, detail)  # type: ignore[arg-type]
-        self.recorder.record([], [event])
-
-    def _fire_linkage(self, events: list[Event]) -> None:
-        """A confirmed fire: a panel or its fire relay in fire, or two detectors (devices.md 4).
-
-        A panel's fire ends only when its fire bit has dropped *and* it reports a reset (R2, R17): a panel whose
-        fire bit drops without one is inconsistent, and the fire linkage stays on. A fire relay opening is the
-        panel's reset (the relay follows its latched fire output).
-        """
-        changed = False
-        for ev in events:
-            if ev.cls != "fire" or ev.state not in ("raised", "cleared"):
-                continue
-            active = ev.state == "raised"
-            if ev.point == "fire_alarm":  # a smoke detector's own alarm: one alone is not a confirmed fire
-                before = set(self._detector_fires)
-                (self._detector_fires.add if active else self._detector_fires.discard)(ev.device)
-                changed |= before != self._detector_fires
-            elif ev.point == "fire" and not active and ev.device in self._panels:
-                pass  # a panel's fire ends in _panel_polled, with its reset
-            elif self._fires.get(ev.device) != active:
-                self._fires[ev.device] = active
-                changed = True
-        if changed:
-            self._save_sources()
-            self._update_fire()
-
-    def _update_fire(self) -> None:
-        confirmed = any(self._fires.values()) or len(self._detector_fires) >= 2
-        # Once confirmed, the fire lasts while any source still reports it: one of two detectors clearing
-        # does not end it.
-        fire = confirmed or (self.fire and (any(self._fires.values()) or bool(self._detector_fires)))
-        if fire != self.fire:
-            self.fire = fire
-            log.warning("fire linkage: fire %s", "confirmed" if fire else "over")
-            now = self.clock.mono()
-            for sup in self.supervisors.values():
-                sup.set_fire(fire, now)
-
-    def _inconsistency(self, panel: str, raised: bool) -> None:
-        """The panel's fire bit dropped without a reset: the fire stands until it is reset. Raised once per fire and
-        cleared at the reset, as a warning the platform can act on (such a panel is misconfigured or faulty)."""
-        if raised:
-            log.warning("fire linkage: panel %s cleared its fire bit without a reset: fire kept", panel)
-            en, zh = both(
-                N_("the panel cleared its fire without a reset; fire linkage stays on until the panel is reset")
-            )
-        else:
-            en, zh = both(N_("the panel was reset; fire linkage ended"))
-        detail: dict[str, str | int | float | bool | None] = {"text_en": en, "text_zh": zh}
-        stamp = Stamp(self.clock.wall_ms(), self.clock.mono(), self.clock.synced())
-        state: EventState = "raised" if raised else "cleared"
-        event = Event("fire", "warning", state, panel, "inconsistent", raised, Quality.GOOD, stamp, detail)
-        self.recorder.record([], [event])
-
-    def _save_sources(self) -> None:
-        """The fire sources in fire, so that a restart does not end a fire the panel never reset (R2, R17)."""
-        if self.sources_file is None:
-            return
-        sources = {
-            "in_fire": sorted(name for name, active in self._fires.items() if active),
-            "inconsistent": sorted(self._inconsistent),
+    def _intents(self) -> Intents:
+        """Which modes still want each lane up, for site mode's modes.json."""
+        return {
+            lane: [(i.mode, i.source) for i in sup.intents.values()]
+            for lane, sup in self.supervisors.items()
+            if sup.intents
         }
-        save_json(self.sources_file, sources, "the fire sources")
 
-    def _restore_sources(self) -> None:
-        if self.sources_file is None:
-            return
-        try:
-            data = strict_json.loads(self.sources_file.read_text(encoding="utf-8"), self.sources_file.name)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.error("%s: unreadable (%s): the fire sources start clear", self.sources_file, exc)
-            return
-        if not isinstance(data, dict):
-            return
-        for name in data.get("in_fire", []):
-            if isinstance(name, str) and name in self._panels:
-                # A relay's fire is its contact's level, read again at start; a panel's waits for its reset.
-                self._fires[name] = True
-        # Said to the platform already: cleared at the reset, not raised again.
-        self._inconsistent = {n for n in data.get("inconsistent", []) if isinstance(n, str) and self._fires.get(n)}
-        if any(self._fires.values()):
-            log.warning("fire linkage: panels still in fire (not reset) before the restart: %s", sorted(self._fires))
-            self.fire = True
-            now = self.clock.mono()
-            for sup in self.supervisors.values():
-                sup.set_fire(True, now)
+    def _restore_intents(self, intents: Intents | None) -> None:
+        """Each lane's modes as they were before a restart: pursued from the first status read. None (a modes.json
+        without intents, or an unreadable one): the restored lockdown wants every lane it covers."""
+        lockdown = self.site.lockdown
+        now = self.clock.mono()
+        for lane, sup in self.supervisors.items():
+            if intents is None:
+                wanted = [("lockdown", lockdown)] if lockdown is not None and not sup.settings.fire_lane else []
+            else:
+                wanted = intents.get(lane, [])
+            for mode, authority in wanted:
+                sup.intents[mode] = Intent(mode, authority)  # pursued from the first status read
+                sup.retry_intent_at(now)
 
     def _publish(self, d: Decision) -> None:
         self._save_holds()
@@ -652,17 +467,3 @@ class BollardService:
 
 def _text(pv: PointValue | None) -> str | None:
     return None if pv is None or pv.value is None else str(pv.value)
-
-
-def _parse_modes(text: str) -> tuple[Authority | None, bool | None, dict[str, list[tuple[str, Authority]]] | None]:
-    """modes.json: (the lockdown's authority, the schedule's last known verdict, lane -> [(mode, authority)])."""
-    data = strict_json.loads(text, "modes.json")
-    source = Authority[str(data["lockdown"]).upper()] if data.get("lockdown") else None
-    last = data.get("closed_campus_last")
-    if not (last is None or isinstance(last, bool)):
-        raise ValueError(f"closed_campus_last: expected true, false or null, got {last!r}")
-    raw = data.get("intents")
-    if raw is None:
-        return source, last, None
-    intents = {str(lane): [(str(m), Authority[str(a).upper()]) for m, a in wanted] for lane, wanted in raw.items()}
-    return source, last, intents

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Protocol
 
 from drivers.profile import PointValue
 from gateway.base.i18n import N_, tr
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.interlocks import Inhibit, InterlockSettings, LaneSensors, LaneView, raise_inhibits, reason
 
 # A controller that has not left DOWN this long after a raise request refused it: longer than its pre-warning
@@ -24,15 +25,6 @@ START_GRACE_S = 3.5
 WARNING_LIGHTS = 0b1100  # flasher and buzzer bits of the controller's lights register (devices.md 3.7)
 FIRE_RESEND_S = 1.0
 INTENT_RETRY_S = 10.0  # a mode's raise that did not happen is tried again at most this often
-
-
-class Authority(IntEnum):
-    """Who asks; lower numbers win (DESIGN.md, safety order). The controller and the interlocks are not askers."""
-
-    GUARD = 3  # physical inputs at the gate house, the local panel, the CLI on the gateway
-    FIRE = 4  # fire linkage
-    PLATFORM = 5  # signed commands from the platform or a guard station
-    SCHEDULE = 6  # closed-campus hours
 
 
 class Command(StrEnum):

@@ -26,8 +26,9 @@ from gateway.base.i18n import both
 from gateway.base.keys import load_public
 from gateway.config import CommandsConfig
 from gateway.safety.alarms import AlarmBook
+from gateway.safety.authority import Authority
 from gateway.safety.bollards.service import BollardService
-from gateway.safety.bollards.supervisor import RISE_FAILED, Authority, Command, Decision, Rule
+from gateway.safety.bollards.supervisor import RISE_FAILED, Command, Decision, Rule
 from gateway.safety.commands.envelope import CommandBody
 from gateway.safety.commands.store import CommandStore
 from gateway.safety.commands.verify import DEFAULT_ROLES, REASONS, KeyEntry, Verdict, Verifier
