@@ -54,12 +54,34 @@ def test_outbox_newer_schema_version_is_refused_not_moved_aside(tmp_path: Path) 
     """A store of a newer schema version (a newer gateway's, after a downgrade) stops the gateway and stays put: a
     fresh store in its place would leave behind what it holds (tests/test_upgrades.py: with rows in it)."""
     db = sqlite3.connect(tmp_path / "o.db")
-    db.execute("PRAGMA user_version = 7")
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', 7); PRAGMA user_version = 7;"
+    )
     db.close()
     with pytest.raises(NewerStoreError) as refused:
         Outbox(tmp_path / "o.db")
     assert (refused.value.version, refused.value.supported) == (7, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.db"]
+
+
+def test_outbox_a_header_claiming_a_newer_version_the_store_does_not_record_is_damage(tmp_path: Path) -> None:
+    """One flipped bit of the header's user_version (1 -> 3) is not a newer gateway's store: moved aside like any
+    damage and a fresh store started, so the gateway keeps running (the fault harness's flips found a crash loop)."""
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    box.put([Entry(PRIORITY_ALARM, "fire", "{}")])
+    box.close()
+    data = bytearray(path.read_bytes())
+    data[63] ^= 0b10  # user_version 1 -> 3, big-endian at offset 60
+    path.write_bytes(bytes(data))
+    box = Outbox(path)
+    assert box.recovery.moved_aside is not None
+    assert box.recovery.reason.endswith(
+        "its header says schema version 3, which the store does not record: a damaged header"
+    )
+    assert box.put([Entry(PRIORITY_EVENT, "t", "{}")])
+    box.close()
 
 
 def test_outbox_notifies_on_commit(tmp_path: Path) -> None:

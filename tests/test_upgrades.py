@@ -57,7 +57,10 @@ def newer_outbox(state: Path) -> Path:
     """0.1.0's outbox as a newer gateway would leave it: its schema one version on."""
     path = state / "outbox.db"
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 2")
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', 2); PRAGMA user_version = 2;"
+    )
     db.close()
     return path
 

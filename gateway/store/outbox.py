@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # The store's schema, step by step: MIGRATIONS[n] takes a store at user_version n to n + 1, in one transaction
 # with the new user_version. 0 -> 1 creates the store (0.1.0's schema, unchanged since). A gateway meets an older
 # store after an upgrade and migrates it; a newer one (after a downgrade) it refuses, and leaves as it is.
+# Every version after 1 also records itself in the store, `meta` ('schema_version', N), written in the step's own
+# transaction (1 -> 2 creates the table): a header whose user_version says newer while the store does not say so
+# itself is a damaged header (one flipped bit of it), moved aside like any damage, not a newer gateway's store.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE outbox (
@@ -260,14 +263,30 @@ class Outbox:
         if len(header) < SQLITE_HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
             return
         version = int.from_bytes(header[USER_VERSION_AT : USER_VERSION_AT + 4], "big", signed=True)
-        if version > SCHEMA_VERSION:
+        if version <= SCHEMA_VERSION:
+            return
+        # Read as immutable: no WAL index or journal is made beside a store that is not ours.
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error:
+            return
+        try:
+            recorded = _recorded_version(db)
+        finally:
+            db.close()
+        if recorded == version:
             raise NewerStoreError(str(self.path), version, SCHEMA_VERSION)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the store to SCHEMA_VERSION, a step of MIGRATIONS at a time, each in its own transaction."""
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:  # written since _refuse_newer looked: by a newer gateway still running
-            raise NewerStoreError(str(self.path), version, SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            if _recorded_version(db) == version:  # written since _refuse_newer looked: a newer gateway still running
+                raise NewerStoreError(str(self.path), version, SCHEMA_VERSION)
+            raise StoreError(
+                f"outbox {self.path}: its header says schema version {version}, which the store does not record: "
+                "a damaged header"
+            )
         if version == 0:
             tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
             if tables:
@@ -702,3 +721,12 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recorded_version(db: sqlite3.Connection) -> int | None:
+    """The schema version a store records in its own `meta` table (every version after 1 does); None without."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row is not None and isinstance(row[0], int) else None
