@@ -22,7 +22,7 @@ from gateway.config import UNIX_PATH_MAX, Config, RtuBusConfig
 from gateway.field.bus_load import POINT as BUS_OVERLOADED
 from gateway.field.bus_load import LoadMonitor, estimate, estimate_event
 from gateway.field.inputs import ContactInputs
-from gateway.field.polling import BusPoller, PolledDevice
+from gateway.field.polling import POINT_BEHIND, BusPoller, PolledDevice, Punctuality
 from gateway.field.tracking import DeviceTracker
 from gateway.panel.control import ControlSocket
 from gateway.safety.alarms import AlarmBook
@@ -205,6 +205,7 @@ class Gateway:
             cfg.gateway.state_dir,
             [(d.id, self.buses[d.bus], d.unit) for d in cfg.devices],
             restarts=self.supervisor.restart_counts,
+            punctuality=[p.punctuality for p in self.pollers.values() if p.punctuality is not None],
         )
         self.notifier = Notifier.from_environment()  # systemd's, when it runs the gateway (install-service)
         self.metrics: MetricsServer | None = None
@@ -237,7 +238,8 @@ class Gateway:
         return path
 
     def _watch_bus_load(self) -> None:
-        """R24: a line the configuration overloads is reported at start; then each bus is judged by its polling."""
+        """R24: a line the configuration overloads is reported at start; then each bus is judged by its polling, for
+        its load and for the share of its polls on time."""
         for b in self.cfg.buses:
             poller = self.pollers[b.id]
             est = None
@@ -251,6 +253,14 @@ class Gateway:
             overloaded |= still_open is not None and still_open.active
             poller.load = LoadMonitor(
                 b.id, self.cfg.alarms.bus_window_s, self.clock, self._bus_load_changed, overloaded, est
+            )
+            behind = self.alarms.alarms.get(f"{b.id}.{POINT_BEHIND}")
+            poller.punctuality = Punctuality(
+                b.id,
+                self.cfg.alarms.bus_window_s,
+                self.clock,
+                self._bus_load_changed,
+                behind is not None and behind.active,
             )
 
     def _bus_load_changed(self, event: Event) -> None:

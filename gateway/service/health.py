@@ -3,9 +3,10 @@
 One sample gathers what an installer or the platform's operators need to judge a gateway from afar: whether the
 link is up, how much waits in the outbox and for how long, how each Modbus device answers (requests, timeouts,
 CRC errors, exception replies by code, latency), the free space of the state directory, the CPU temperature where
-the board has a sensor, the uptime, the guards' panel's refused sign-ins (someone guessing PINs shows here long
-before a lock-out event), and how often each long-running part failed and was restarted. Counters run from the
-gateway's start (a new `boot_id` starts them again).
+the board has a sensor, the uptime, the share of each bus's polls made on time (an overloaded bus or event loop
+polls less often than configured, and says so here), the guards' panel's refused sign-ins (someone guessing PINs
+shows here long before a lock-out event), and how often each long-running part failed and was restarted. Counters
+run from the gateway's start (a new `boot_id` starts them again).
 
 Health goes out retained, QoS 1, through the state board like a device's state, not through the outbox: the next
 sample supersedes it, so a backlog of old samples after an outage is worth nothing and must not take the outbox's
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from drivers.modbus import ModbusBus
 from gateway.base.clock import Clock, rfc3339_ms
 from gateway.base.contract import SCHEMA_HEALTH, Topics
+from gateway.field.polling import Punctuality
 from gateway.store.outbox import Outbox
 from gateway.store.stateboard import StateBoard
 from gateway.uplink.link import Uplink
@@ -56,6 +58,19 @@ class ModbusHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class PollingHealth:
+    """One bus's polls since the start, and how its last window kept to the schedule."""
+
+    bus: str
+    polls: int
+    on_time: int
+    window_s: float
+    on_time_share: float | None  # of the last window's polls; None until a window has been judged
+    late_mean_s: float | None  # the mean lateness of the last window's late polls; None when none was late
+    behind: bool  # the bus's polls_behind warning is raised
+
+
+@dataclass(frozen=True, slots=True)
 class HealthSample:
     """What the gateway knows of itself at `wall_ms`."""
 
@@ -74,6 +89,7 @@ class HealthSample:
     modbus: tuple[ModbusHealth, ...]
     sign_ins: SignInCounts | None = None  # None without a panel
     tasks: dict[str, int] = field(default_factory=dict)  # restarts by part (the supervisor's name), 0: never failed
+    polling: tuple[PollingHealth, ...] = ()  # each bus, in configuration order
 
 
 def cpu_temperature_c(thermal_dir: Path = THERMAL_DIR) -> float | None:
@@ -109,6 +125,7 @@ class HealthSampler:
         devices: Sequence[tuple[str, ModbusBus, int]],
         thermal_dir: Path = THERMAL_DIR,
         restarts: Callable[[], Mapping[str, int]] | None = None,
+        punctuality: Sequence[Punctuality] = (),
     ) -> None:
         self.outbox = outbox
         self.uplink = uplink
@@ -117,6 +134,7 @@ class HealthSampler:
         self.devices = tuple(devices)  # (device id, its bus, its unit)
         self.thermal_dir = thermal_dir
         self.restarts = restarts  # the supervisor's counts, read at each sample
+        self.punctuality = tuple(punctuality)  # each bus's poller's
         self.started_mono = clock.mono()
         self.sign_ins: SignInCounts | None = None  # the panel's, once it is made
 
@@ -144,6 +162,13 @@ class HealthSampler:
             )
         return tuple(out)
 
+    def polling(self) -> tuple[PollingHealth, ...]:
+        """Each bus's punctuality."""
+        return tuple(
+            PollingHealth(p.bus, p.polls, p.on_time, p.window_s, p.share, p.late_mean_s, p.behind)
+            for p in self.punctuality
+        )
+
     def sample(self) -> HealthSample:
         """Everything at once."""
         wall = self.clock.wall_ms()
@@ -169,6 +194,7 @@ class HealthSampler:
             modbus=self.modbus(),
             sign_ins=None if self.sign_ins is None else dataclasses.replace(self.sign_ins),
             tasks={} if self.restarts is None else dict(self.restarts()),
+            polling=self.polling(),
         )
 
 
@@ -220,6 +246,18 @@ def health_payload(topics: Topics, sample: HealthSample, boot_id: str, interval_
         ],
         "panel": _panel(sample.sign_ins),
         "tasks": sample.tasks,
+        "polling": [
+            {
+                "bus": p.bus,
+                "polls": p.polls,
+                "on_time": p.on_time,
+                "window_s": p.window_s,
+                "on_time_share": None if p.on_time_share is None else round(p.on_time_share, 3),
+                "late_mean_ms": _ms(p.late_mean_s),
+                "behind": p.behind,
+            }
+            for p in sample.polling
+        ],
     }
     return (topics.head(SCHEMA_HEALTH) + json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]).encode()
 

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.service.health import HealthSampler
+from gateway.service.health import HealthSampler, PollingHealth
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,33 @@ class HealthCollector(Collector):
                 p50.add_metric(labels, m.latency_p50_s)
                 p95.add_metric(labels, m.latency_p95_s)
         yield from (requests, timeouts, crc, malformed, exceptions, p50, p95)
+        yield from _polling(s.polling)
+
+
+def _polling(buses: tuple[PollingHealth, ...]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Each bus's polls, those on time, and its last window's share (absent until a window has been judged)."""
+    polls = CounterMetricFamily("campus_edge_polls", "Polls started.", labels=["bus"])
+    on_time = CounterMetricFamily(
+        "campus_edge_polls_on_time", "Polls started within max(10 ms, 10 % of the interval) of their slot.",
+        labels=["bus"],
+    )  # fmt: skip
+    share = GaugeMetricFamily(
+        "campus_edge_polls_on_time_share", "Share of the last window's polls started on time.", labels=["bus"]
+    )
+    late = GaugeMetricFamily(
+        "campus_edge_polls_late_mean_seconds", "Mean lateness of the last window's late polls.", labels=["bus"]
+    )
+    behind = GaugeMetricFamily("campus_edge_polls_behind", "1 while the bus's polls_behind warning is raised.",
+                               labels=["bus"])  # fmt: skip
+    for p in buses:
+        polls.add_metric([p.bus], p.polls)
+        on_time.add_metric([p.bus], p.on_time)
+        behind.add_metric([p.bus], p.behind)
+        if p.on_time_share is not None:
+            share.add_metric([p.bus], p.on_time_share)
+        if p.late_mean_s is not None:
+            late.add_metric([p.bus], p.late_mean_s)
+    yield from (polls, on_time, share, late, behind)
 
 
 class MetricsServer:
