@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway import __version__
@@ -129,6 +130,23 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+# The subcommands that are a tool of their own module: each takes the parsed arguments and returns the exit code.
+# `run`, `demo` and `check-config` stay in main(): they load the configuration here and run the event loop.
+_TOOLS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "init": init_cli.run,
+    "watch": _watch,
+    "scan": scan_cli.run,
+    "check": check_cli.run,
+    "bollard": bollard_cli.run,
+    "alarm": alarm_cli.run,
+    "keys": command_cli.run_keys,
+    "command": command_cli.run_command,
+    "walktest": walktest_cli.run,
+    "panel": panel_cli.run,
+    "install-service": install_service.run,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -145,28 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_("{path}: ok ({buses} buses, {devices} devices, {inputs} inputs)", path=args.config,
                     buses=len(cfg.buses), devices=len(cfg.devices), inputs=len(cfg.gpio.inputs)))  # fmt: skip
             return 0
-        if args.command == "init":
-            return init_cli.run(args)
-        if args.command == "watch":
-            return _watch(args)
-        if args.command == "scan":
-            return scan_cli.run(args)
-        if args.command == "check":
-            return check_cli.run(args)
-        if args.command == "bollard":
-            return bollard_cli.run(args)
-        if args.command == "alarm":
-            return alarm_cli.run(args)
-        if args.command == "keys":
-            return command_cli.run_keys(args)
-        if args.command == "command":
-            return command_cli.run_command(args)
-        if args.command == "walktest":
-            return walktest_cli.run(args)
-        if args.command == "panel":
-            return panel_cli.run(args)
-        if args.command == "install-service":
-            return install_service.run(args)
+        tool = _TOOLS.get(args.command)
+        if tool is not None:
+            return tool(args)
         cfg = load_config(args.config)
         if args.command == "run":
             from gateway.service.app import Gateway  # noqa: PLC0415
