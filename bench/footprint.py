@@ -51,12 +51,18 @@ def demo_site(workdir: Path, broker_url: str, state: Path) -> Iterator[str]:
         yield text + "\n[outbox]\nmax_disk_share = 0.9\nmax_bytes = 4294967296\n"
 
 
-def _steady(workdir: Path, text: str, settle_s: float) -> rig.ProcSample:
+def _steady(workdir: Path, text: str, settle_s: float) -> tuple[rig.ProcSample, float]:
+    """The gateway's sample after `settle_s`, and its bytes written to storage per second over the second half of
+    that time (start-up's own writes left out)."""
     with rig.gateway(workdir, text) as gw:
-        time.sleep(settle_s)
+        time.sleep(settle_s / 2)
+        half = rig.sample(gw.pid)
+        began = time.monotonic()
+        time.sleep(settle_s / 2)
         if gw.poll() is not None:
             raise RuntimeError(f"the gateway stopped; see {workdir / 'gateway.log'}")
-        return rig.sample(gw.pid)
+        end = rig.sample(gw.pid)
+        return end, (end.write_bytes - half.write_bytes) / (time.monotonic() - began)
 
 
 def _first_publish(workdir: Path, text: str, listener: rig.Listener, wait_s: float = 5.0) -> float | None:
@@ -83,14 +89,15 @@ def run(workdir: Path, settle_s: float = 20.0, queued: int = 1_000_000) -> dict[
         first = _first_publish(workdir, text, listener)
         out["start_to_first_publish_s"] = round(first, 2) if first is not None else None
     with rig.broker(workdir) as broker, demo_site(workdir, broker.url, workdir / "state-demo") as text:
-        steady = _steady(workdir, text, settle_s)
+        steady, written_per_s = _steady(workdir, text, settle_s)
     out["demo_rss_mb"] = round(steady.rss_mb, 1)
+    out["demo_disk_write_mb_per_day"] = round(written_per_s * 86400 / 1e6, 1)
     out["demo_peak_rss_mb"] = round(steady.peak_rss_mb, 1)
     # A million messages waiting and no broker to send them to: what holding a backlog costs in memory.
     prefill(workdir / "state-queued", queued)
     unreachable = f"mqtt://127.0.0.1:{free_port()}"
     with demo_site(workdir, unreachable, workdir / "state-queued") as text:
-        queued_sample = _steady(workdir, text, settle_s)
+        queued_sample, _written = _steady(workdir, text, settle_s)
     out["queued_rss_mb"] = round(queued_sample.rss_mb, 1)
     out["queued_peak_rss_mb"] = round(queued_sample.peak_rss_mb, 1)
     return out

@@ -35,6 +35,7 @@ class Tally:
         self.first_mono = 0.0
         self.last_mono = 0.0
         self.per_second: dict[int, int] = {}
+        self.payload_bytes: dict[int, int] = {}  # telemetry payload bytes per second: about the readings' own bytes
         self.age_ms: list[float] = []
         self.events: list[dict[str, Any]] = []
         # Arrivals after a silence of more than a second (a link back), and the first fresh reading (under a second
@@ -73,6 +74,7 @@ class Tally:
             self.readings += len(readings)
             second = int(mono)
             self.per_second[second] = self.per_second.get(second, 0) + len(readings)
+            self.payload_bytes[second] = self.payload_bytes.get(second, 0) + len(payload)
             # The oldest and the newest reading of each message: the spread of poll-to-platform ages.
             for r in (readings[0], readings[-1]):
                 self.age_ms.append(wall_ms - datetime.fromisoformat(r["ts"]).timestamp() * 1000)
@@ -107,6 +109,7 @@ class Tally:
             "first_mono": self.first_mono,
             "last_mono": self.last_mono,
             "per_second": self.per_second,
+            "payload_bytes": self.payload_bytes,
             "age_ms": self.age_ms,
             "events": self.events,
             "resumed_mono": self.resumed_mono,

@@ -30,11 +30,12 @@ PREFIX = f"campus/v1/{SITE}/{GATEWAY}"
 
 @dataclass(frozen=True, slots=True)
 class ProcSample:
-    """CPU seconds used so far and memory of one process."""
+    """CPU seconds used so far, memory, and bytes written to storage by one process."""
 
     cpu_s: float
     rss_mb: float
     peak_rss_mb: float
+    write_bytes: int = 0  # /proc/PID/io: what the process caused to be sent to the block device (fsyncs included)
 
 
 def sample(pid: int) -> ProcSample:
@@ -48,7 +49,15 @@ def sample(pid: int) -> ProcSample:
             key, _, rest = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 mem[key] = int(rest.split()[0]) / 1024
-    return ProcSample(cpu, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0))
+    written = 0
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    written = int(line.split()[1])
+    except OSError:  # another user's process, or a kernel without task I/O accounting
+        pass
+    return ProcSample(cpu, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0), written)
 
 
 def python(*args: str) -> list[str]:

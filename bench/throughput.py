@@ -51,6 +51,10 @@ def run(
     per_second = {int(k): v for k, v in heard["per_second"].items()}
     window = [v for k, v in per_second.items() if started + 1 <= k <= started + elapsed - 1]
     delivered = sum(window) / len(window) if window else 0.0
+    payload = {int(k): v for k, v in heard.get("payload_bytes", {}).items()}
+    window_bytes = [v for k, v in payload.items() if started + 1 <= k <= started + elapsed - 1]
+    stored_per_s = sum(window_bytes) / len(window_bytes) if window_bytes else 0.0
+    written_per_s = (after.write_bytes - before.write_bytes) / elapsed
     cpu = (after.cpu_s - before.cpu_s) / elapsed * 100
     ages = sorted(heard["age_ms"])
     return {
@@ -69,6 +73,10 @@ def run(
         "duplicates": heard["duplicates"],
         "gateway_cpu_pct": round(cpu, 1),
         "cpu_pct_per_1000_readings_s": round(cpu / (delivered / 1000), 2) if delivered else None,
+        "disk_write_bytes_per_s": round(written_per_s),
+        "disk_write_bytes_per_reading": round(written_per_s / delivered, 1) if delivered else None,
+        # Bytes written to storage per byte of readings the platform received (the payloads stand for the rows).
+        "write_amplification": round(written_per_s / stored_per_s, 2) if stored_per_s else None,
         "gateway_rss_mb": round(after.rss_mb, 1),
         "gateway_peak_rss_mb": round(after.peak_rss_mb, 1),
         "simulator_cpu_pct": (

@@ -157,11 +157,16 @@ class Profile(_Strict):
         _check_points(self.settings_blocks, self.settings_points, names)
         if self.map_version_point is not None and self.map_version_point not in names:
             raise ValueError(f"map_version_point {self.map_version_point!r} is not a point")
-        polled = {p.name for p in self.points}
+        polled = {p.name: p for p in self.points}
         for p in self.points:
             for counted in p.counts:
                 if counted not in polled or counted == p.name:
                     raise ValueError(f"point {p.name}: counts {counted!r}, which is not another polled point")
+                if polled[counted].severity == "alarm" or polled[counted].alarm_when:
+                    # An unstable counter marks its points bad and holds their events back: never an alarm's.
+                    raise ValueError(
+                        f"point {p.name}: counts {counted!r}, an alarm point, whose events nothing holds back"
+                    )
         return self
 
     def point(self, name: str) -> Point:

@@ -394,3 +394,23 @@ def test_bollard_and_alarm_cli_mistakes_in_the_guards_language(
     en = subprocess.run([*argv, "--lang", "en"], capture_output=True, text=True, check=False, env=env)
     assert (zh.returncode, zh.stderr) == (2, f"campus-edge: {chinese}\n")
     assert (en.returncode, en.stderr) == (2, f"campus-edge: {english}\n")
+
+
+def test_bollard_cli_finds_the_socket_without_reading_the_rest_of_the_config(tmp_path: Path) -> None:
+    """A guard's `campus-edge bollard` takes the control socket's place from the config without validating it: the
+    guard may read neither the key files it names nor (once it holds PIN hashes) the whole of it. Here the key file
+    is missing: the command still goes to the socket, and says it cannot reach the gateway there."""
+    from gateway.config import configured_control_socket  # noqa: PLC0415
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[site]\nid = "s"\n[gateway]\nid = "g"\nstate_dir = "state"\n'
+        '[mqtt]\nurls = ["mqtts://127.0.0.1:8883"]\nkey_file = "missing.key"\ncert_file = "missing.crt"\n'
+    )
+    assert configured_control_socket(config) == tmp_path / "state" / "control.sock"
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bollard", "status", "--config", str(config), "--lang", "en"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout.startswith(f"cannot reach the gateway at {tmp_path / 'state' / 'control.sock'}:")

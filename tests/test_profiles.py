@@ -214,3 +214,19 @@ def test_profiles_a_site_profile_example_loads_and_a_config_names_it_by_path(tmp
     )
     cfg = parse_config(text, "site.toml")
     assert cfg.devices[0].profile == str(example)
+
+
+def test_profiles_a_change_counter_may_not_count_an_alarm_point(tmp_path: Path) -> None:
+    """An unstable counter marks its points bad and holds their events back: a fire point is never among them."""
+    path = tmp_path / "x.toml"
+    path.write_text(
+        'model = "x"\ndescription = "x"\n[[blocks]]\nname = "b"\nfunction = 4\naddress = 0\ncount = 2\n'
+        '[[points]]\nname = "fire"\nblock = "b"\noffset = 0\ntype = "bit"\nbit = 0\n'
+        'event = "fire"\nseverity = "alarm"\n'
+        '[[points]]\nname = "fire_changes"\nblock = "b"\noffset = 1\ntype = "u16"\ncounts = ["fire"]\n'
+    )
+    with pytest.raises(ProfileError) as refused:
+        load_profile(path)
+    assert str(refused.value) == (
+        f"{path}: point fire_changes: counts 'fire', an alarm point, whose events nothing holds back"
+    )

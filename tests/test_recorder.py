@@ -102,3 +102,32 @@ def test_recorder_declares_an_eviction_even_when_the_store_first_refuses_the_gap
     declared = {(e["detail"]["first_seq"], e["detail"]["last_seq"]) for e in events if e.get("class") == "gap"}
     assert evicted[0].first_seq == min(first for first, _ in declared)
     assert max(last for _, last in declared) == evicted[-1].last_seq
+
+
+def test_recorder_keeps_the_alarm_when_the_store_cannot_even_be_read(tmp_path: Path) -> None:
+    """A store that fails on its first read (a failing card; here its connection is gone) refuses the alarm as a
+    store error: the alarm is kept in memory for the next try, and nothing raises out of the poll that recorded it."""
+    rec, box = recorder(tmp_path)
+    box._db.close()
+    rec.record(readings(3), [fire(), door()])
+    assert [json.loads(e.body)["class"] for e in rec.pending_alarms] == ["fire"]
+    assert rec.store_failing
+    assert box.health.store_errors > 0
+
+
+def test_recorder_never_trims_a_held_gap_declaration(tmp_path: Path) -> None:
+    """Beyond the bound on held events the oldest go, counted; a gap declaration the store refused is not among
+    them (its seqs would be neither delivered nor declared)."""
+    rec, box = recorder(tmp_path)
+    gap = Entry(PRIORITY_EVENT, "campus/v1/test-school/gw-1/event/gap", json.dumps({"class": "gap"}))
+    rec.pending_notes.append(gap)
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")
+    for _ in range(3):
+        rec.record([], [door()] * 4000)
+    assert len(rec.pending_events) == 10_000
+    assert gap in rec.pending_notes
+    box._db.execute("PRAGMA max_page_count = 1073741823")
+    rec.record(readings(1), [])
+    assert rec.pending_notes == []
+    assert '{"class":"gap"}' in [r.body.replace(" ", "") for r in box.fetch(PRIORITY_EVENT, 0, 100_000)]

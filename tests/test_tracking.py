@@ -194,3 +194,18 @@ def test_tracking_a_change_counter_wraps_and_restarts(counters: list[int], unsta
     assert [(e.point, e.state) for e in events if e.cls == "maintenance"] == (
         [("door1_open_unstable", "raised")] if unstable else []
     )
+
+
+def test_tracking_changes_counted_over_an_outage_are_no_burst() -> None:
+    """A door node back from ten minutes offline, its loop used twelve times meanwhile: those changes were spread
+    over the outage, not a burst, so the loop is not unstable and its points stay good (its events not held back)."""
+    t = DeviceTracker("node", load_profile("door_node"), chatter_count=10, chatter_window_s=10)
+    t.update(door_node(100), at(0))
+    for i in range(1, 4):
+        t.failure("no reply", at(i))
+    out = t.update(door_node(112), at(600))
+    assert [(e.point, e.state) for e in out.events if e.cls == "maintenance"] == []
+    assert all(r.quality is Quality.GOOD for r in out.readings if r.point.startswith("door1"))
+    # Twelve changes between two reads a second apart are a burst.
+    out = t.update(door_node(124), at(601))
+    assert [(e.point, e.state) for e in out.events if e.cls == "maintenance"] == [("door1_open_unstable", "raised")]

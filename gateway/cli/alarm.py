@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.base.errors import GatewayError
 from gateway.base.i18n import _, set_language, tr
-from gateway.config import configured_language, load_config
+from gateway.config import configured_control_socket, configured_language
 from gateway.panel.control import ask
 from gateway.safety.alarms import CLASS_WORDS, AlarmClass
 
@@ -32,10 +32,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 done, 1 refused, 2 the gateway cannot be reached."""
     lang = set_language(args.lang or configured_language(args.config))
-    path = args.socket
-    if path is None:
-        cfg = load_config(args.config)
-        path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+    path = args.socket or configured_control_socket(args.config)
     if args.action == "ack" and not args.alarm_id:
         raise GatewayError(_("campus-edge alarm ack: which alarm?"))
     request: dict[str, Any] = {"cmd": "alarms", "lang": lang}

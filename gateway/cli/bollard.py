@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.base.errors import GatewayError
 from gateway.base.i18n import _, set_language, tr
-from gateway.config import configured_language, load_config
+from gateway.config import configured_control_socket, configured_language
 from gateway.panel.control import ask
 from gateway.safety.bollards.supervisor import STATE_WORDS
 
@@ -30,10 +30,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Send one request; print the answer; exit 0 if done, 1 if refused, 2 if the gateway cannot be reached."""
     lang = set_language(args.lang or configured_language(args.config))
-    path = args.socket
-    if path is None:
-        cfg = load_config(args.config)
-        path = cfg.gateway.control_socket or cfg.gateway.state_dir / "control.sock"
+    path = args.socket or configured_control_socket(args.config)
     if args.action != "status" and not args.lane:
         raise GatewayError(_("campus-edge bollard {action}: which lane?", action=args.action))
     request: dict[str, Any] = {"cmd": args.action, "lane": args.lane, "lang": lang}

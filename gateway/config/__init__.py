@@ -1,7 +1,7 @@
 """The site's configuration, validated: the names its users import, handed on from the modules that define them."""
 
 from gateway.config.files import DEFAULT_PASSWORDS
-from gateway.config.load import configured_language, load_config, parse_config
+from gateway.config.load import configured_control_socket, configured_language, load_config, parse_config
 from gateway.config.locate import Problems
 from gateway.config.models import (
     GUARD_KINDS,
@@ -82,6 +82,7 @@ __all__ = [
     "SiteConfig",
     "TcpBusConfig",
     "Zone",
+    "configured_control_socket",
     "configured_language",
     "field_doors",
     "load_config",

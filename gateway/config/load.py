@@ -35,6 +35,23 @@ def configured_language(path: Path) -> str | None:
     return lang if lang in ("zh-CN", "en") else None
 
 
+def configured_control_socket(path: Path) -> Path:
+    """The control socket a configuration file names (`[gateway] control_socket`, else `state_dir/control.sock`),
+    read without validating the rest: a guard's command line cannot read the key files, nor the file itself once
+    it holds PIN hashes (0600, the service user's), and needs nothing else of it. Unreadable: the default place."""
+    try:
+        gateway = tomllib.loads(path.read_text(encoding="utf-8")).get("gateway", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        gateway = {}
+    if not isinstance(gateway, dict):
+        gateway = {}
+    base = path.parent
+    socket, state = gateway.get("control_socket"), gateway.get("state_dir", "/var/lib/campus-edge")
+    if isinstance(socket, str) and socket:
+        return base / socket
+    return (base / state if isinstance(state, str) and state else Path("/var/lib/campus-edge")) / "control.sock"
+
+
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Validate configuration text; relative paths are taken from `base_dir`.
 

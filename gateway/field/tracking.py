@@ -28,6 +28,7 @@ class _Counter:
 
     point: Point
     value: int | None = None
+    value_mono: float = 0.0  # when `value` was read
     moves: deque[tuple[float, int]] = field(default_factory=deque)  # (mono, changes) within the window
     spell_changes: int = 0  # > 0: unstable, with the changes counted since it began
     last_move_mono: float = 0.0
@@ -135,7 +136,12 @@ class DeviceTracker:
         """Follow each change counter; the values with the points of unstable counters marked `bad`."""
         marked = dict(values)
         for c in self._counters:
-            moved = self._moved(c, values[c.point.name])
+            since = c.value_mono
+            moved = self._moved(c, values[c.point.name], at.mono)
+            if moved and not c.spell_changes and at.mono - since > self.chatter_window_s:
+                # Changes counted over longer than a window (the node was offline, or backed off): how they were
+                # spread is not known, so they are no burst; the field door feed still sees them as unseen moves.
+                moved = 0
             if c.spell_changes:
                 c.spell_changes += moved
                 if moved:
@@ -157,12 +163,12 @@ class DeviceTracker:
         return marked
 
     @staticmethod
-    def _moved(c: _Counter, now: PointValue) -> int:
+    def _moved(c: _Counter, now: PointValue, mono: float) -> int:
         """The changes the counter counted since the last good read; 0 for the first, or when it went back by less
         than half its range (the device started again, counting from 0: not changes)."""
         if now.quality is not Quality.GOOD or not isinstance(now.value, int):
             return 0
-        before, c.value = c.value, now.value
+        before, c.value, c.value_mono = c.value, now.value, mono
         if before is None or (now.value < before and before - now.value < COUNTER_RANGE // 2):
             return 0
         return (now.value - before) % COUNTER_RANGE

@@ -162,7 +162,8 @@ class Outbox:
         self._ballast = path.with_name(path.name + ".ballast")
         self._wal = Path(str(path) + "-wal")
         self._files = (path, self._wal, Path(str(path) + "-shm"), self._ballast, self._reserved_path)
-        self._undeleted: list[tuple[int, int]] = []  # (seq, bytes) of delivered rows whose delete failed
+        self._undeleted: list[tuple[int, int]] = []
+        self._usage = 0.0  # (seq, bytes) of delivered rows whose delete failed
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -379,8 +380,16 @@ class Outbox:
         return self._limit - self._overhead()
 
     def _pages(self) -> tuple[int, int]:
-        """The database's pages, and how many of them are free (reused before the file grows)."""
-        pages, free = self._db.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count()").fetchone()
+        """The database's pages, and how many of them are free (reused before the file grows).
+
+        Raises:
+            StoreError: the store cannot be read (a failing card): the caller's own refusal path takes it, an alarm
+                kept in memory and retried, never a raw sqlite3 error out of `put`.
+        """
+        try:
+            pages, free = self._db.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count()").fetchone()
+        except sqlite3.Error as exc:
+            self._fail(exc)
         return int(pages), int(free)
 
     def _ratio(self) -> float:
@@ -431,10 +440,15 @@ class Outbox:
         self._on_delete.append(listener)
 
     def usage(self) -> float:
-        """Fraction of the database's share of the bound in use."""
+        """Fraction of the database's share of the bound in use (the last one known while the store cannot be read:
+        a health figure must not stop the flush that calls it)."""
         self._refresh_limit()
-        pages, free = self._pages()
-        return (pages - free) * self._page / max(self._page, self._budget())
+        try:
+            pages, free = self._pages()
+        except StoreError:
+            return self._usage
+        self._usage = (pages - free) * self._page / max(self._page, self._budget())
+        return self._usage
 
     def put(self, entries: Sequence[Entry]) -> list[int]:
         """Commit entries in one transaction (fsync) and return their sequence numbers.

@@ -51,6 +51,10 @@ class Recorder:
         self.clock = clock or Clock()
         self.pending_alarms: list[Entry] = []
         self.pending_events: list[Entry] = []
+        # The store's own events refused by a full store (gap declarations above all): kept apart from the bound on
+        # held events, since a gap dropped from memory leaves seqs neither delivered nor declared. Few: evictions
+        # that follow each other are declared as one.
+        self.pending_notes: list[Entry] = []
         self._readings: list[Entry] = []
         self._board_updates: list[tuple[list[Reading], bool | None, str | None]] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -149,11 +153,12 @@ class Recorder:
         readings, self._readings = self._readings, []
         updates, self._board_updates = self._board_updates, []
         # Tried even when an alarm could not be stored: a store that refuses one write may take the next.
-        batch = self.pending_events + readings
+        batch = self.pending_notes + self.pending_events + readings
         if batch:
             try:
                 self.outbox.put(batch)
                 self.pending_events = []
+                self.pending_notes = []
             except StoreError as exc:
                 ok = False
                 self.dropped_readings += len(readings)
@@ -212,7 +217,7 @@ class Recorder:
         except StoreError as exc:
             # Kept with the other events and tried again: a gap taken from the outbox and then not stored would be
             # seqs neither delivered nor declared.
-            self.pending_events += entries
+            self.pending_notes += entries
             log.debug("store-health events kept in memory: %s", exc)
         for n in notes:
             log.warning("store: %s %s %s", n.cls, n.point, n.detail)
